@@ -1,0 +1,168 @@
+"""The server's side of the remote launcher: send it, ask it to launch, listen to it.
+
+The launcher's source travels on the SSH channel's stdin behind a one-line bootstrap given to
+the remote python with ``-c``; the launch request (signing key included) follows on stdin.
+Nothing is written to the cluster but the kernel's own private directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import logging
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import asyncssh
+
+from ..errors import KernelLaunchError
+from ..ssh import SiteConnection
+
+log = logging.getLogger("jupyter_hpc.launcher")
+
+BOOTSTRAP = (
+    "import sys;n=int(sys.stdin.buffer.readline());"
+    "exec(compile(sys.stdin.buffer.read(n),'jupyter-hpc-launcher','exec'))"
+)
+CONNECTION_LOST = 255  # what poll() reports when the monitor's channel died with no exit notice
+
+
+@lru_cache(maxsize=1)
+def launcher_source() -> bytes:
+    return resources.files(__package__).joinpath("remote_launcher.py").read_bytes()
+
+
+def launcher_stdin(request: dict[str, Any]) -> bytes:
+    """What the remote python reads: the source's length, the source, then the request line."""
+    source = launcher_source()
+    return b"%d\n" % len(source) + source + json.dumps(request).encode() + b"\n"
+
+
+def parse_answer(line: bytes, *, host: str, remote_python: str, exit_status: int | None, stderr: str) -> dict:
+    """Turn the launcher's first line into an answer dict, or a launch error a user can act on."""
+    if not line.strip():
+        if exit_status == 127 or "not found" in stderr or "No such file" in stderr:
+            raise KernelLaunchError(
+                f"The remote python {remote_python!r} was not found on {host}. Set the "
+                "provisioner's remote_python to a Python 3.8+ that exists there "
+                "(e.g. /usr/bin/python3).",
+                log_detail=f"exit_status={exit_status} stderr={stderr!r}",
+            )
+        raise KernelLaunchError(
+            f"The remote launcher on {host} ended without answering "
+            f"(exit status {exit_status}): {stderr.strip() or 'no error output'}",
+            log_detail=f"stderr={stderr!r}",
+        )
+    try:
+        answer = json.loads(line)
+    except ValueError:
+        raise KernelLaunchError(
+            f"The remote launcher on {host} answered with something that is not JSON: "
+            f"{line[:200]!r}. Is {remote_python} a real Python, and does the login print "
+            "to stdout for non-interactive shells?",
+        ) from None
+    if not isinstance(answer, dict) or "ok" not in answer:
+        raise KernelLaunchError(f"The remote launcher on {host} gave a malformed answer: {answer!r:.200}")
+    if not answer["ok"]:
+        raise KernelLaunchError(f"The kernel could not start on {host}: {answer.get('error')}")
+    missing = {"pid", "transport", "ip", "ports", "kernel_dir"} - set(answer)
+    if missing:
+        raise KernelLaunchError(f"The remote launcher on {host} answered without {sorted(missing)}")
+    return answer
+
+
+class RemoteKernel:
+    """One kernel's monitor channel; lives in the SSH loop.
+
+    ``exit_status`` is kept current by the monitor's own messages, so callers polling it cost
+    nothing on the network. ``done`` is a thread-safe future resolved with the exit status.
+    """
+
+    def __init__(self, connection: SiteConnection, process: asyncssh.SSHClientProcess, answer: dict) -> None:
+        self.connection = connection
+        self.process = process
+        self.answer = answer
+        self.exit_status: int | None = None
+        self.done: concurrent.futures.Future[int] = concurrent.futures.Future()
+        self._cleaned = asyncio.Event()
+        self._reader = asyncio.ensure_future(self._read_events())
+
+    @property
+    def pid(self) -> int:
+        return int(self.answer["pid"])
+
+    @classmethod
+    async def launch(
+        cls, connection: SiteConnection, remote_python: str, request: dict[str, Any], timeout: float
+    ) -> "RemoteKernel":
+        process = await connection.start([remote_python, "-c", BOOTSTRAP], encoding=None)
+        process.stdin.write(launcher_stdin(request))
+        try:
+            line = await asyncio.wait_for(process.stdout.readline(), timeout)
+        except asyncio.TimeoutError:
+            process.stdin.write(b'{"op": "cleanup"}\n')
+            process.close()
+            raise KernelLaunchError(
+                f"The kernel did not start on {connection.target.host} within {timeout:.0f} s "
+                "(launch_timeout). The login node may be overloaded, or the kernel's setup "
+                "lines may be waiting for input."
+            ) from None
+        stderr = ""
+        exit_status = None
+        if not line.strip():
+            await asyncio.wait_for(process.wait_closed(), 5)
+            stderr = (await process.stderr.read()).decode("utf-8", "replace")
+            exit_status = process.exit_status
+        try:
+            answer = parse_answer(
+                line, host=connection.target.host, remote_python=remote_python,
+                exit_status=exit_status, stderr=stderr,
+            )
+        except KernelLaunchError:
+            process.close()
+            raise
+        return cls(connection, process, answer)
+
+    async def _read_events(self) -> None:
+        try:
+            async for line in self.process.stdout:
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue
+                if event.get("event") == "exited":
+                    self._set_exit(int(event["status"]))
+                elif event.get("event") == "cleaned":
+                    self._cleaned.set()
+        except (asyncssh.Error, OSError) as exc:
+            log.warning("monitor channel of kernel %s lost: %s", self.answer.get("pid"), exc)
+        finally:
+            self._set_exit(CONNECTION_LOST)
+            self._cleaned.set()
+
+    def _set_exit(self, status: int) -> None:
+        if self.exit_status is None:
+            self.exit_status = status
+            self.done.set_result(status)
+
+    async def signal(self, signum: int) -> None:
+        if self.exit_status is None:
+            self._send({"op": "signal", "signum": int(signum)})
+
+    def _send(self, message: dict[str, Any]) -> None:
+        try:
+            self.process.stdin.write(json.dumps(message).encode() + b"\n")
+        except (asyncssh.Error, OSError, BrokenPipeError):
+            pass
+
+    async def cleanup(self, keep_dir: bool = False, timeout: float = 10.0) -> None:
+        """Ask the monitor to stop the kernel and remove its files; wait for the word."""
+        if not self._cleaned.is_set():
+            self._send({"op": "cleanup", "keep_dir": keep_dir})
+            try:
+                await asyncio.wait_for(self._cleaned.wait(), timeout)
+            except asyncio.TimeoutError:
+                log.warning("kernel %s on %s did not confirm cleanup", self.pid, self.connection.target.host)
+        self.process.close()

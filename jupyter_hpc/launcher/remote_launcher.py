@@ -1,0 +1,351 @@
+"""The remote launcher: starts one kernel on the cluster and watches over it.
+
+This file is sent, as it is, over the SSH channel to the remote python's stdin, so nothing
+has to be installed on the cluster: it uses the standard library only and runs on
+Python 3.8 and newer. It is also importable locally, where the tests drive its functions.
+
+Protocol (one JSON object per line):
+
+* in: a request, ``{"op": "launch", "argv": [...], "env": {...}, "cwd": ..., "setup": [...],
+  "key": ..., "transport": "ipc" | "tcp", ...}``. The signing key arrives here, on stdin,
+  never on a command line.
+* out: the answer, ``{"ok": true, "pid": ..., "host": ..., "transport": ..., "ip": ...,
+  "ports": {...}, "kernel_dir": ..., "connection_file": ...}`` or ``{"ok": false, "error":
+  ...}``.
+* then in: ``{"op": "signal", "signum": N}`` or ``{"op": "cleanup", "keep_dir": bool}``; out:
+  ``{"event": "exited", "status": N}`` when the kernel ends and ``{"event": "cleaned"}``.
+
+The launcher stays alive as the kernel's monitor: the server learns of the kernel's exit the
+moment it happens (poll() answers from that, with no round trip), and signals travel over the
+same channel. When the channel closes without a cleanup (the connection dropped), the kernel
+is kept for ``lease`` seconds and then killed with its files removed, so nothing is orphaned.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+CHANNELS = ("shell", "iopub", "stdin", "control", "hb")
+SOCKET_PREFIX = "k"
+KERNEL_LOG = "kernel.log"
+CONNECTION_FILE = "kernel.json"
+
+
+class LaunchFailure(Exception):
+    """A request the launcher cannot carry out; its text is what the user reads."""
+
+
+def private_runtime_dir(environ=None):
+    """A directory only this user can enter: $XDG_RUNTIME_DIR/jupyter-hpc or ~/.jupyter-hpc/run."""
+    environ = os.environ if environ is None else environ
+    base = environ.get("XDG_RUNTIME_DIR")
+    if not (base and os.path.isdir(base) and os.stat(base).st_uid == os.getuid()):
+        base = os.path.join(os.path.expanduser("~"), ".jupyter-hpc")
+        _make_private_dir(base)
+        base = os.path.join(base, "run")
+    else:
+        base = os.path.join(base, "jupyter-hpc")
+    _make_private_dir(base)
+    return base
+
+
+def _make_private_dir(path):
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    info = os.lstat(path)
+    if not os.path.isdir(path) or os.path.islink(path) or info.st_uid != os.getuid():
+        raise LaunchFailure("%s is not a directory owned by this user; remove it and retry" % path)
+    if info.st_mode & 0o077:
+        os.chmod(path, 0o700)
+
+
+def make_kernel_dir(runtime_dir, kernel_id, reuse=None):
+    """The kernel's own 0700 directory: its sockets, connection file and log live there."""
+    if reuse:
+        if os.path.dirname(os.path.abspath(reuse)) != os.path.abspath(runtime_dir):
+            raise LaunchFailure("kernel_dir %r is outside the runtime directory" % reuse)
+        _make_private_dir(reuse)
+        return reuse
+    safe = "".join(c for c in str(kernel_id) if c.isalnum())[:8] or "kernel"
+    for attempt in range(100):
+        path = os.path.join(runtime_dir, "%s-%d-%d" % (safe, os.getpid(), attempt))
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            continue
+        os.chmod(path, 0o700)
+        return path
+    raise LaunchFailure("could not create a kernel directory in %s" % runtime_dir)
+
+
+def pick_tcp_ports(ip, count=len(CHANNELS)):
+    """Free TCP ports on ``ip``, chosen by the OS and held open until all are picked."""
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind((ip, 0))
+            sockets.append(sock)
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def connection_info(request, kernel_dir):
+    """The kernel's connection file contents for ``request``, placed in ``kernel_dir``."""
+    transport = request.get("transport", "ipc")
+    if transport == "ipc":
+        ip = os.path.join(kernel_dir, SOCKET_PREFIX)
+        ports = list(range(1, len(CHANNELS) + 1))
+    elif transport == "tcp":
+        ip = request.get("ip") or "127.0.0.1"
+        ports = pick_tcp_ports(ip)
+    else:
+        raise LaunchFailure("unknown transport %r (expected 'ipc' or 'tcp')" % transport)
+    info = {
+        "transport": transport,
+        "ip": ip,
+        "key": request["key"],
+        "signature_scheme": request.get("signature_scheme", "hmac-sha256"),
+        "kernel_name": request.get("kernel_name", ""),
+    }
+    for name, port in zip(CHANNELS, ports):
+        info[name + "_port"] = port
+    for name in ("curve_publickey", "curve_secretkey"):
+        if request.get(name):
+            info[name] = request[name]
+    return info
+
+
+def write_private_file(path, text):
+    """Write ``text`` to a new file that only its owner can read (mode 0600 from birth)."""
+    if os.path.exists(path):
+        os.unlink(path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
+def socket_paths(info):
+    if info["transport"] != "ipc":
+        return []
+    return ["%s-%d" % (info["ip"], info[name + "_port"]) for name in CHANNELS]
+
+
+def kernel_command(request, connection_file):
+    """The argv to exec: the kernelspec's argv, behind the setup lines when there are any.
+
+    Setup lines (``module load``, ``conda activate``, ``source venv/bin/activate``) are shell
+    by nature and are written by the site or the user for themselves; the kernel argv is
+    passed to that shell as positional parameters, never joined into its text.
+    """
+    argv = [arg.replace("{connection_file}", connection_file) for arg in request["argv"]]
+    if not argv:
+        raise LaunchFailure("the kernelspec's argv is empty")
+    setup = request.get("setup") or []
+    if not setup:
+        return argv
+    script = "set -e\n" + "\n".join(setup) + '\nexec "$@"\n'
+    shell = request.get("setup_shell") or ["/bin/bash", "-l", "-c"]
+    return list(shell) + [script, "jupyter-hpc-kernel"] + argv
+
+
+def kernel_environment(request, environ=None):
+    env = dict(os.environ if environ is None else environ)
+    env.update({str(k): str(v) for k, v in (request.get("env") or {}).items()})
+    env.setdefault("JPY_PARENT_PID", str(os.getpid()))
+    return env
+
+
+def tail(path, limit=2000):
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - limit))
+            return handle.read().decode("utf-8", "replace").strip()
+    except OSError:
+        return ""
+
+
+def wait_until_bound(process, info, log_path, timeout):
+    """Wait for an ipc kernel to create its sockets; fail early if the kernel dies first."""
+    paths = socket_paths(info)
+    deadline = time.monotonic() + timeout
+    while True:
+        status = process.poll()
+        if status is not None:
+            raise LaunchFailure(
+                "the kernel exited with status %d before it was ready. Its output:\n%s"
+                % (status, tail(log_path) or "(none)")
+            )
+        if all(os.path.exists(path) for path in paths):
+            return
+        if time.monotonic() > deadline:
+            raise LaunchFailure(
+                "the kernel did not open its sockets within %.0f s. Its output:\n%s"
+                % (timeout, tail(log_path) or "(none)")
+            )
+        time.sleep(0.02)
+
+
+class Monitor:
+    """Owns one kernel process: answers the launch, relays signals, reports the exit."""
+
+    def __init__(self, request, stdin, stdout):
+        self.request = request
+        self.stdin = stdin
+        self.stdout = stdout
+        self.write_lock = threading.Lock()
+        self.process = None
+        self.kernel_dir = None
+        self.exited = threading.Event()
+
+    def send(self, message):
+        data = (json.dumps(message) + "\n").encode()
+        with self.write_lock:
+            try:
+                self.stdout.write(data)
+                self.stdout.flush()
+            except (BrokenPipeError, ValueError, OSError):
+                pass
+
+    def launch(self):
+        request = self.request
+        runtime_dir = request.get("runtime_dir") or private_runtime_dir()
+        _make_private_dir(runtime_dir)
+        self.kernel_dir = make_kernel_dir(runtime_dir, request.get("kernel_id", ""), request.get("kernel_dir"))
+        info = connection_info(request, self.kernel_dir)
+        connection_file = os.path.join(self.kernel_dir, CONNECTION_FILE)
+        write_private_file(connection_file, json.dumps(info, indent=1))
+        log_path = os.path.join(self.kernel_dir, KERNEL_LOG)
+        cwd = os.path.expanduser(request.get("cwd") or "~")
+        if not os.path.isdir(cwd):
+            raise LaunchFailure("the working directory %s does not exist on %s" % (cwd, socket.gethostname()))
+        argv = kernel_command(request, connection_file)
+        log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            self.process = subprocess.Popen(
+                argv,
+                env=kernel_environment(request),
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=log_fd,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+            )
+        except OSError as exc:
+            raise LaunchFailure("cannot run %s: %s" % (argv[0], exc.strerror or exc))
+        finally:
+            os.close(log_fd)
+        if info["transport"] == "ipc":
+            wait_until_bound(self.process, info, log_path, float(request.get("ready_timeout", 60)))
+        return {
+            "ok": True,
+            "pid": self.process.pid,
+            "host": socket.gethostname(),
+            "transport": info["transport"],
+            "ip": info["ip"],
+            "ports": {name: info[name + "_port"] for name in CHANNELS},
+            "kernel_dir": self.kernel_dir,
+            "connection_file": connection_file,
+            "log_file": log_path,
+        }
+
+    def signal(self, signum):
+        if self.process is None or self.process.poll() is not None:
+            return
+        try:
+            os.killpg(self.process.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def watch(self):
+        status = self.process.wait()
+        self.exited.set()
+        self.send({"event": "exited", "status": status})
+
+    def cleanup(self, keep_dir=False, grace=3.0):
+        """Stop the kernel's process group if it still runs, and remove every file it had."""
+        if self.process is not None and self.process.poll() is None:
+            self.signal(signal.SIGTERM)
+            if not self.exited.wait(grace):
+                self.signal(signal.SIGKILL)
+                self.exited.wait(grace)
+        if self.process is not None:
+            try:  # stragglers the kernel left in its session
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if self.kernel_dir and os.path.isdir(self.kernel_dir):
+            if keep_dir:
+                for name in os.listdir(self.kernel_dir):
+                    path = os.path.join(self.kernel_dir, name)
+                    if os.path.isdir(path) and not os.path.islink(path):
+                        shutil.rmtree(path, ignore_errors=True)
+                    else:
+                        os.unlink(path)
+            else:
+                shutil.rmtree(self.kernel_dir, ignore_errors=True)
+
+    def serve(self):
+        """Relay requests until cleanup, or until the channel closes and the lease runs out."""
+        threading.Thread(target=self.watch, daemon=True).start()
+        for line in iter(self.stdin.readline, b""):
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue
+            op = message.get("op")
+            if op == "signal":
+                self.signal(int(message["signum"]))
+            elif op == "cleanup":
+                self.cleanup(keep_dir=bool(message.get("keep_dir")))
+                self.send({"event": "cleaned"})
+                return
+        lease = float(self.request.get("lease", 0))
+        if lease > 0:
+            self.exited.wait(lease)
+        self.cleanup()
+
+
+def main(stdin=None, stdout=None):
+    stdin = stdin or sys.stdin.buffer
+    stdout = stdout or sys.stdout.buffer
+    line = stdin.readline()
+    try:
+        request = json.loads(line)
+        if not isinstance(request, dict) or request.get("op") != "launch":
+            raise LaunchFailure("the launcher expects one JSON launch request per line")
+    except ValueError:
+        stdout.write(b'{"ok": false, "error": "the launch request is not valid JSON"}\n')
+        stdout.flush()
+        return 2
+    monitor = Monitor(request, stdin, stdout)
+    try:
+        answer = monitor.launch()
+    except (LaunchFailure, KeyError) as exc:
+        monitor.cleanup()
+        text = str(exc) if isinstance(exc, LaunchFailure) else "the request lacks %s" % exc
+        monitor.send({"ok": False, "error": text})
+        return 1
+    except Exception as exc:  # report anything else instead of dying silently
+        monitor.cleanup()
+        monitor.send({"ok": False, "error": "%s: %s" % (type(exc).__name__, exc)})
+        return 1
+    monitor.send(answer)
+    monitor.serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,393 @@
+"""SSHProvisioner: a kernel on a cluster's login node, every ZMQ message inside SSH.
+
+Registered as ``hpc-ssh`` in the ``jupyter_client.kernel_provisioners`` entry-point group. A
+kernelspec selects it with::
+
+    "metadata": {"kernel_provisioner": {"provisioner_name": "hpc-ssh",
+                 "config": {"host": "cori.nersc.gov", "username": "alice", ...}}}
+
+The kernelspec's ``argv`` is run on the remote by the zero-install launcher
+(:mod:`jupyter_hpc.launcher`). The kernel binds Unix sockets in a 0700 directory of the user's
+(``ipc`` transport) so that no one else on a shared login node can reach it; each channel is
+forwarded from a local endpoint over the one pooled SSH connection. Where the site forbids
+stream-local forwarding, the kernel binds the remote loopback with CurveZMQ encryption.
+
+All SSH work runs in the SSH layer's own loop (:mod:`jupyter_hpc.ssh.loop`); the hooks
+below await it across threads, so forwarding flows even while the caller's loop is idle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import signal
+from typing import Any
+
+import zmq
+from jupyter_client.connect import KernelConnectionInfo
+from jupyter_client.provisioning import KernelProvisionerBase
+from jupyter_core.paths import jupyter_runtime_dir
+from traitlets import Bool, CaselessStrEnum, Dict, Float, Int, List, Unicode, default, validate
+
+from ..errors import TransportRefusedError
+from ..launcher import RemoteKernel
+from ..launcher.remote_launcher import CHANNELS
+from ..ssh import SiteConnection, SSHTarget, get_pool, run_in_ssh_loop
+
+log = logging.getLogger("jupyter_hpc.provisioners")
+
+
+class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
+    """Launch a kernel on a login node over SSH and forward its five channels."""
+
+    host = Unicode(config=True, help="The login node's host name or address, e.g. 'cori.nersc.gov'.")
+    port = Int(22, config=True, help="The login node's SSH port.")
+    username = Unicode(
+        None, allow_none=True, config=True,
+        help="The remote user name. Default: ~/.ssh/config's User, else the local user name.",
+    )
+    client_keys = List(
+        Unicode(), config=True,
+        help="Paths of private keys to log in with; a '<key>-cert.pub' beside one is used as "
+        "its OpenSSH certificate. Empty: the ssh-agent and ~/.ssh/id_* as OpenSSH would.",
+    )
+    known_hosts = Unicode(
+        None, allow_none=True, config=True,
+        help="known_hosts file the login node's host key must be in. Default: "
+        "~/.ssh/known_hosts. Host keys are always checked; there is no setting to skip that.",
+    )
+    jump_host = Unicode(
+        None, allow_none=True, config=True,
+        help="A bastion to go through, as '[user@]host[:port]' (OpenSSH's ProxyJump).",
+    )
+    remote_python = Unicode(
+        "python3", config=True,
+        help="The Python (3.8+) on the remote that runs the launcher; it needs only the "
+        "standard library, e.g. '/usr/bin/python3'.",
+    )
+    env = Dict(
+        value_trait=Unicode(), config=True,
+        help="Extra environment variables for the kernel; '${VAR}' expands on the remote.",
+    )
+    cwd = Unicode(
+        None, allow_none=True, config=True,
+        help="The kernel's working directory on the remote ('~' expands). Default: the home.",
+    )
+    setup = List(
+        Unicode(), config=True,
+        help="Shell lines run before the kernel starts, in a login bash: e.g. "
+        "['module load python', 'conda activate myenv'].",
+    )
+    launch_timeout = Float(
+        60.0, config=True,
+        help="Seconds allowed for connecting and starting the kernel before the start fails.",
+    )
+    remote_transport = CaselessStrEnum(
+        ["auto", "ipc", "tcp"], default_value="auto", config=True,
+        help="How the remote kernel listens. 'ipc': Unix sockets in a 0700 directory (no one "
+        "else on the node can connect). 'tcp': the remote 127.0.0.1 with CurveZMQ encryption. "
+        "'auto': ipc, or tcp where the site's sshd refuses stream-local forwarding.",
+    )
+    allow_plaintext_loopback = Bool(
+        False, config=True,
+        help="Accept a kernel on the remote 127.0.0.1 without encryption when neither Unix "
+        "sockets nor CurveZMQ are possible. Anyone on the login node could then read the "
+        "kernel's traffic; leave off unless the login node is not shared.",
+    )
+    local_transport = CaselessStrEnum(
+        ["tcp", "ipc"], default_value="tcp", config=True,
+        help="Where the server's side listens: 'tcp' (ephemeral 127.0.0.1 ports) or 'ipc' "
+        "(Unix sockets in a 0700 runtime directory; use it when the server's host is shared, "
+        "e.g. JupyterLab running on a login node).",
+    )
+    lease = Float(
+        0.0, config=True,
+        help="Seconds the remote kernel outlives a dropped SSH connection before it is killed "
+        "and its files removed. 0 ends it at once.",
+    )
+
+    @default("username")
+    def _default_username(self) -> str | None:
+        return None
+
+    @validate("port")
+    def _valid_port(self, proposal: dict) -> int:
+        value = int(proposal["value"])
+        if not 0 < value < 65536:
+            raise ValueError(f"port must be between 1 and 65535, not {value}")
+        return value
+
+    @validate("launch_timeout")
+    def _valid_timeout(self, proposal: dict) -> float:
+        value = float(proposal["value"])
+        if value <= 0:
+            raise ValueError("launch_timeout must be positive")
+        return value
+
+    _remote: RemoteKernel | None = None
+    _listeners: list | None = None
+    _local_endpoints: dict[str, Any] | None = None
+    _transport: str | None = None
+
+    # -- what the connection knows ---------------------------------------------------------
+
+    @property
+    def has_process(self) -> bool:
+        """Whether a remote kernel has been launched and not yet cleaned up."""
+        return self._remote is not None
+
+    def ssh_target(self) -> SSHTarget:
+        if not self.host:
+            raise ValueError(
+                "The kernelspec's hpc-ssh provisioner has no host: set "
+                "metadata.kernel_provisioner.config.host"
+            )
+        return SSHTarget(
+            host=self.host,
+            port=self.port,
+            username=self.username,
+            client_keys=tuple(self.client_keys),
+            known_hosts=self.known_hosts,
+            jump_host=self.jump_host,
+            connect_timeout=self.launch_timeout,
+        )
+
+    async def poll(self) -> int | None:
+        """Reached from ``KernelManager.is_alive``: None while the kernel runs, else its status.
+
+        Answers from the monitor channel's state, which the remote launcher keeps current;
+        no network round trip per call.
+        """
+        if self._remote is None:
+            return 0
+        return self._remote.exit_status
+
+    async def wait(self) -> int | None:
+        """Reached from ``KernelManager.finish_shutdown``: resolves when the kernel has ended."""
+        if self._remote is None:
+            return None
+        return await asyncio.wrap_future(self._remote.done)
+
+    async def send_signal(self, signum: int) -> None:
+        """Reached from ``KernelManager.interrupt_kernel`` (SIGINT) and ``signal_kernel``.
+
+        The remote launcher delivers it to the kernel's process group.
+        """
+        if self._remote is not None:
+            await run_in_ssh_loop(self._remote.signal(signum))
+
+    async def kill(self, restart: bool = False) -> None:
+        """Reached from ``KernelManager._kill_kernel``: SIGKILL to the kernel's group."""
+        await self.send_signal(signal.SIGKILL)
+
+    async def terminate(self, restart: bool = False) -> None:
+        """Reached from ``KernelManager._send_kernel_sigterm``: SIGTERM to the kernel's group."""
+        await self.send_signal(signal.SIGTERM)
+
+    # -- launching -------------------------------------------------------------------------
+
+    async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
+        """Reached from ``KernelManager.pre_start_kernel``; calls ``super()`` for the env.
+
+        Only the kernelspec's env, ``env`` above and Jupyter's own ``JPY_*`` values travel to
+        the remote: the server's environment is not the cluster's.
+        """
+        extra_arguments = kwargs.pop("extra_arguments", None) or []
+        local_env = kwargs.pop("env", None) or {}
+        kwargs["env"] = {k: v for k, v in local_env.items() if k.startswith("JPY_")}
+        kwargs = await super().pre_launch(**kwargs)
+        kwargs["env"].update(self.env)
+        km = self.parent
+        if km is not None and km.curve_publickey is None and self._curve_wanted(km):
+            km.curve_publickey, km.curve_secretkey = zmq.curve_keypair()
+        kwargs["cmd"] = list(self.kernel_spec.argv) + list(extra_arguments)
+        return kwargs
+
+    def _curve_wanted(self, km: Any) -> bool:
+        policy = km._transport_encryption_policy() if hasattr(km, "_transport_encryption_policy") else "disabled"
+        return policy == "required" or (policy == "auto" and km._kernel_supports_curve_encryption())
+
+    async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
+        """Reached from ``KernelManager._launch_kernel``: start the remote kernel, open forwards.
+
+        Returns the local connection info the manager's clients use. On restart the local
+        endpoints are the same as before, so connected clients stay connected.
+        """
+        km = self.parent
+        request = {
+            "op": "launch",
+            "argv": cmd,
+            "env": kwargs.get("env", {}),
+            "cwd": self.cwd,
+            "setup": list(self.setup),
+            "key": km.session.key.decode() if km is not None else "",
+            "signature_scheme": km.session.signature_scheme if km is not None else "hmac-sha256",
+            "kernel_name": self.kernel_spec.name if hasattr(self.kernel_spec, "name") else "",
+            "kernel_id": self.kernel_id,
+            "lease": self.lease,
+            "ready_timeout": self.launch_timeout,
+        }
+        target = self.ssh_target()
+        self._remote, self.connection_info = await asyncio.wait_for(
+            run_in_ssh_loop(self._launch(target, request)), self.launch_timeout + 5
+        )
+        return self.connection_info
+
+    async def _launch(self, target: SSHTarget, request: dict[str, Any]) -> tuple[RemoteKernel, dict]:
+        """In the SSH loop: connect (pooled), choose the transport, launch, forward."""
+        connection = await get_pool().connect(target)
+        km = self.parent
+        transport = await self._choose_transport(connection, km)
+        request["transport"] = transport
+        if transport == "tcp" and km is not None and km.curve_publickey is not None:
+            request["curve_publickey"] = km.curve_publickey.decode()
+            request["curve_secretkey"] = km.curve_secretkey.decode()
+        remote = await RemoteKernel.launch(connection, self.remote_python, request, self.launch_timeout)
+        try:
+            info = await self._forward(connection, remote.answer)
+        except BaseException:
+            await remote.cleanup()
+            raise
+        log.info(
+            "kernel %s started on %s (pid %s, %s transport)",
+            self.kernel_id, remote.answer.get("host"), remote.pid, transport,
+        )
+        return remote, info
+
+    async def _choose_transport(self, connection: SiteConnection, km: Any) -> str:
+        wanted = self.remote_transport
+        if wanted in ("auto", "ipc") and await connection.stream_local_allowed():
+            self._transport = "ipc"
+            return "ipc"
+        if wanted == "ipc":
+            raise TransportRefusedError(
+                f"{self.host} does not allow forwarding to Unix sockets "
+                "(sshd AllowStreamLocalForwarding no), and remote_transport is 'ipc'. "
+                "Set remote_transport to 'auto' to fall back to encrypted TCP."
+            )
+        if km is not None and km.curve_publickey is None and zmq.has("curve"):
+            km.curve_publickey, km.curve_secretkey = zmq.curve_keypair()
+        if (km is None or km.curve_publickey is None) and not self.allow_plaintext_loopback:
+            raise TransportRefusedError(
+                f"{self.host} allows no Unix-socket forwarding and CurveZMQ is unavailable here, "
+                "so the kernel would listen on the login node's 127.0.0.1 in plaintext, where "
+                "every user of that node could read its traffic. Ask the site to allow "
+                "stream-local forwarding, install a pyzmq with CurveZMQ, or (only on a login "
+                "node that is not shared) set SSHProvisioner.allow_plaintext_loopback = True."
+            )
+        log.warning(
+            "%s refuses stream-local forwarding: kernel %s uses TCP on the remote loopback%s",
+            self.host, self.kernel_id, " with CurveZMQ" if km.curve_publickey else " IN PLAINTEXT",
+        )
+        self._transport = "tcp"
+        return "tcp"
+
+    async def _forward(self, connection: SiteConnection, answer: dict) -> dict[str, Any]:
+        """Open one local listener per channel, on the endpoints of any previous launch."""
+        km = self.parent
+        endpoints = self._local_endpoints or {}
+        listeners = []
+        ports: dict[str, Any] = {}
+        try:
+            for channel in CHANNELS:
+                remote_port = int(answer["ports"][channel])
+                remote_path = f"{answer['ip']}-{remote_port}"
+                if self.local_transport == "ipc":
+                    local_path = endpoints.get(channel) or f"{self._local_ipc_prefix()}-{CHANNELS.index(channel) + 1}"
+                    if os.path.exists(local_path):
+                        os.unlink(local_path)
+                    if answer["transport"] == "ipc":
+                        listener = await connection.forward_path_to_path(local_path, remote_path)
+                    else:
+                        listener = await connection.forward_path_to_port(local_path, remote_port)
+                    ports[channel] = local_path
+                else:
+                    local_port = int(endpoints.get(channel) or 0)
+                    if answer["transport"] == "ipc":
+                        listener = await connection.forward_port_to_path(remote_path, local_port)
+                    else:
+                        listener = await connection.forward_port(remote_port, local_port)
+                    ports[channel] = listener.get_port()
+                listeners.append(listener)
+        except BaseException:
+            for listener in listeners:
+                listener.close()
+            raise
+        self._listeners = listeners
+        self._local_endpoints = ports
+        info: dict[str, Any] = {
+            "key": km.session.key if km is not None else b"",
+            "signature_scheme": km.session.signature_scheme if km is not None else "hmac-sha256",
+            "kernel_name": getattr(self.kernel_spec, "name", ""),
+        }
+        if self.local_transport == "ipc":
+            info.update(transport="ipc", ip=self._local_ipc_prefix())
+            info.update({f"{ch}_port": CHANNELS.index(ch) + 1 for ch in CHANNELS})
+        else:
+            info.update(transport="tcp", ip="127.0.0.1")
+            info.update({f"{ch}_port": ports[ch] for ch in CHANNELS})
+        if km is not None and km.curve_publickey is not None:
+            info["curve_publickey"] = km.curve_publickey
+            info["curve_secretkey"] = km.curve_secretkey
+        return info
+
+    def _local_ipc_dir(self) -> str:
+        return os.path.join(jupyter_runtime_dir(), f"hpc-{str(self.kernel_id)[:8]}")
+
+    def _local_ipc_prefix(self) -> str:
+        path = self._local_ipc_dir()
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        os.chmod(path, 0o700)
+        return os.path.join(path, "k")
+
+    # -- ending ----------------------------------------------------------------------------
+
+    async def cleanup(self, restart: bool = False) -> None:
+        """Reached from ``KernelManager.cleanup_resources``: no remote process or file stays.
+
+        The remote launcher stops the kernel's process group and removes its directory; the
+        local listeners close. On restart the local endpoints are remembered and reopened by
+        the next launch, so the manager's clients reconnect to the new kernel.
+        """
+        remote, listeners = self._remote, self._listeners or []
+        self._remote, self._listeners = None, None
+        await run_in_ssh_loop(self._close(remote, listeners))
+        if not restart:
+            self._local_endpoints = None
+            if self.local_transport == "ipc":
+                shutil.rmtree(self._local_ipc_dir(), ignore_errors=True)
+
+    @staticmethod
+    async def _close(remote: RemoteKernel | None, listeners: list) -> None:
+        for listener in listeners:
+            listener.close()
+        if remote is not None:
+            await remote.cleanup()
+
+    # -- persistence -----------------------------------------------------------------------
+
+    async def get_provisioner_info(self) -> dict[str, Any]:
+        """Ids only, on top of ``super()``'s: where the kernel runs and how to reach it."""
+        info = await super().get_provisioner_info()
+        answer = self._remote.answer if self._remote is not None else {}
+        info.update(
+            host=self.host,
+            port=self.port,
+            username=self.username,
+            remote_host=answer.get("host"),
+            pid=answer.get("pid"),
+            kernel_dir=answer.get("kernel_dir"),
+            remote_transport=answer.get("transport"),
+            local_endpoints=self._local_endpoints,
+        )
+        return info
+
+    async def load_provisioner_info(self, provisioner_info: dict) -> None:
+        """Restore the ids ``get_provisioner_info`` saved; calls ``super()`` first."""
+        await super().load_provisioner_info(provisioner_info)
+        self.host = provisioner_info.get("host", self.host)
+        self.port = provisioner_info.get("port", self.port)
+        self.username = provisioner_info.get("username", self.username)
+        self._local_endpoints = provisioner_info.get("local_endpoints")

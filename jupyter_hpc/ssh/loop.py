@@ -1,0 +1,70 @@
+"""The SSH layer's own event loop, in one background thread per process.
+
+Forwarded kernel channels must keep flowing while the caller's loop is idle: jupyter_client's
+blocking ``KernelManager`` runs its loop only inside each call, while jupyter_server and
+nbclient keep theirs running. Running every asyncssh object in a loop of our own serves all
+three; callers await our work across threads with :func:`run_in_ssh_loop`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_lock = threading.Lock()
+_loop: asyncio.AbstractEventLoop | None = None
+_thread: threading.Thread | None = None
+
+
+def ssh_loop() -> asyncio.AbstractEventLoop:
+    """Return the SSH layer's loop, starting its thread on first use."""
+    global _loop, _thread
+    with _lock:
+        if _loop is None or _loop.is_closed():
+            loop = asyncio.new_event_loop()
+            ready = threading.Event()
+
+            def serve() -> None:
+                asyncio.set_event_loop(loop)
+                loop.call_soon(ready.set)
+                loop.run_forever()
+
+            _thread = threading.Thread(target=serve, name="jupyter-hpc-ssh", daemon=True)
+            _thread.start()
+            ready.wait()
+            _loop = loop
+        return _loop
+
+
+def in_ssh_loop() -> bool:
+    """Whether the current thread is the SSH loop's thread."""
+    return _thread is not None and threading.current_thread() is _thread
+
+
+async def run_in_ssh_loop(coro: Coroutine[Any, Any, T]) -> T:
+    """Await ``coro`` in the SSH loop from any other loop; cancellation crosses over too."""
+    if in_ssh_loop():
+        return await coro
+    future = asyncio.run_coroutine_threadsafe(coro, ssh_loop())
+    return await asyncio.wrap_future(future)
+
+
+def run_in_ssh_loop_sync(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+    """Block the calling (non-SSH) thread until ``coro`` finishes in the SSH loop."""
+    if in_ssh_loop():
+        raise RuntimeError("run_in_ssh_loop_sync would deadlock inside the SSH loop")
+    return asyncio.run_coroutine_threadsafe(coro, ssh_loop()).result(timeout)
+
+
+def _stop() -> None:
+    loop = _loop
+    if loop is not None and not loop.is_closed():
+        loop.call_soon_threadsafe(loop.stop)
+
+
+atexit.register(_stop)

@@ -1,0 +1,191 @@
+"""One SSH connection per (credential, host, port, user, jump host), shared by every kernel.
+
+Kernel starts after the first pay no key exchange, and a site sees one login per user rather
+than one per kernel. Concurrent first use awaits one shared connect per key, so ten kernels
+started at once still open a single connection. Everything here runs in the SSH loop
+(:mod:`jupyter_hpc.ssh.loop`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shlex
+from collections.abc import Sequence
+from typing import Any
+
+import asyncssh
+
+from ..errors import HostKeyError, RemoteCommandError, SSHConnectError
+from .target import SSHTarget
+
+log = logging.getLogger("jupyter_hpc.ssh")
+
+
+class SiteConnection:
+    """A pooled asyncssh connection with the few operations the rest of jupyter_hpc needs.
+
+    Commands are given as argv and quoted once with :func:`shlex.join` for the remote
+    shell; no caller ever joins user values into a command string.
+    """
+
+    def __init__(self, target: SSHTarget, conn: asyncssh.SSHClientConnection) -> None:
+        self.target = target
+        self.conn = conn
+        self._stream_local: bool | None = None
+
+    @property
+    def closed(self) -> bool:
+        return self.conn.is_closed()
+
+    async def wait_closed(self) -> None:
+        await self.conn.wait_closed()
+
+    async def run(
+        self,
+        argv: Sequence[str],
+        *,
+        input: str | None = None,
+        check: bool = True,
+        timeout: float | None = None,
+    ) -> asyncssh.SSHCompletedProcess:
+        """Run ``argv`` on the remote; with ``check``, a non-zero exit raises with stderr."""
+        command = shlex.join(argv)
+        result = await self.conn.run(command, input=input, check=False, timeout=timeout)
+        if check and result.exit_status != 0:
+            stderr = str(result.stderr or "").strip()
+            raise RemoteCommandError(
+                f"{argv[0]} failed on {self.target.host} "
+                f"(exit status {result.exit_status}): {stderr or 'no error output'}",
+                argv=argv,
+                exit_status=result.exit_status,
+                stderr=stderr,
+            )
+        return result
+
+    async def start(self, argv: Sequence[str], **kwargs: Any) -> asyncssh.SSHClientProcess:
+        """Start ``argv`` as a long-lived remote process with pipes (e.g. the launcher)."""
+        return await self.conn.create_process(shlex.join(argv), **kwargs)
+
+    async def forward_port_to_path(self, remote_path: str, local_port: int = 0) -> asyncssh.SSHListener:
+        """Listen on 127.0.0.1:``local_port`` and forward each connection to a remote socket."""
+        return await self.conn.forward_local_port_to_path("127.0.0.1", local_port, remote_path)
+
+    async def forward_path_to_path(self, local_path: str, remote_path: str) -> asyncssh.SSHListener:
+        """Listen on a local Unix socket and forward each connection to a remote one."""
+        return await self.conn.forward_local_path(local_path, remote_path)
+
+    async def forward_port(self, remote_port: int, local_port: int = 0) -> asyncssh.SSHListener:
+        """Listen on 127.0.0.1:``local_port``, forward to the remote's 127.0.0.1:``remote_port``."""
+        return await self.conn.forward_local_port("127.0.0.1", local_port, "127.0.0.1", remote_port)
+
+    async def forward_path_to_port(self, local_path: str, remote_port: int) -> asyncssh.SSHListener:
+        return await self.conn.forward_local_path_to_port(local_path, "127.0.0.1", remote_port)
+
+    async def stream_local_allowed(self) -> bool:
+        """Whether the server forwards to Unix sockets (OpenSSH ``AllowStreamLocalForwarding``).
+
+        Probed once per connection by opening a channel to a path that does not exist:
+        a server that allows stream-local forwarding answers "connect failed", one that
+        forbids it answers "administratively prohibited".
+        """
+        if self._stream_local is None:
+            try:
+                reader_writer = await self.conn.open_unix_connection("/nonexistent/jupyter-hpc-probe")
+            except asyncssh.ChannelOpenError as exc:
+                self._stream_local = exc.code != asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED
+                log.debug("stream-local probe on %s: %s (%s)", self.target.host, exc.code, exc.reason)
+            else:  # pragma: no cover - the probe path never exists
+                reader_writer[1].close()
+                self._stream_local = True
+        return self._stream_local
+
+
+class ConnectionPool:
+    """Shared SSH connections, opened on first use and dropped when they close."""
+
+    def __init__(self) -> None:
+        self._connecting: dict[tuple, asyncio.Task[SiteConnection]] = {}
+        self.opened = 0
+
+    async def connect(self, target: SSHTarget) -> SiteConnection:
+        key = target.pool_key()
+        task = self._connecting.get(key)
+        if task is not None and task.done() and (task.cancelled() or task.exception() or task.result().closed):
+            task = None
+        if task is None:
+            task = asyncio.ensure_future(self._open(target))
+            self._connecting[key] = task
+        try:
+            return await asyncio.shield(task)
+        except BaseException:
+            if self._connecting.get(key) is task and task.done():
+                del self._connecting[key]
+            raise
+
+    def connections(self) -> list[SiteConnection]:
+        return [
+            task.result()
+            for task in self._connecting.values()
+            if task.done() and not task.cancelled() and not task.exception() and not task.result().closed
+        ]
+
+    async def close(self) -> None:
+        for connection in self.connections():
+            connection.conn.close()
+        self._connecting.clear()
+
+    async def _open(self, target: SSHTarget) -> SiteConnection:
+        tunnel = None
+        jump = target.jump_target()
+        if jump is not None:
+            tunnel = (await self.connect(jump)).conn
+        options = target.connect_options()
+        where = f"{target.host} port {target.port}"
+        try:
+            if tunnel is not None:
+                options["tunnel"] = tunnel
+            conn = await asyncssh.connect(**options)
+        except asyncssh.HostKeyNotVerifiable as exc:
+            raise HostKeyError(
+                target.host, target.port, await _offered_fingerprint(target, tunnel), target.known_hosts
+            ) from exc
+        except asyncssh.PermissionDenied as exc:
+            raise SSHConnectError(
+                f"{where} refused the login of {target.username or 'the default user'} "
+                f"with the configured key: {exc.reason}. Check that the key (or certificate) "
+                "is the one the site knows and has not expired.",
+            ) from exc
+        except (OSError, asyncio.TimeoutError, asyncssh.Error) as exc:
+            reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
+            raise SSHConnectError(
+                f"Cannot reach {where} over SSH: {reason}. Check the host name and port, "
+                "and that the site is up (try: ssh -p PORT USER@HOST).",
+            ) from exc
+        self.opened += 1
+        log.info("SSH connection %d opened to %s as %s", self.opened, where, target.username)
+        return SiteConnection(target, conn)
+
+
+async def _offered_fingerprint(target: SSHTarget, tunnel: Any) -> str:
+    """The SHA256 fingerprint of the key the host offers, for the user-facing message."""
+    extra = {"tunnel": tunnel} if tunnel is not None else {}
+    try:
+        key = await asyncio.wait_for(
+            asyncssh.get_server_host_key(target.host, target.port, **extra),
+            target.connect_timeout,
+        )
+    except (OSError, asyncssh.Error, asyncio.TimeoutError):
+        return "an unknown key"
+    return key.get_fingerprint("sha256") if key is not None else "no key"
+
+
+_pool: ConnectionPool | None = None
+
+
+def get_pool() -> ConnectionPool:
+    """The process-wide pool; use it only from the SSH loop."""
+    global _pool
+    if _pool is None:
+        _pool = ConnectionPool()
+    return _pool

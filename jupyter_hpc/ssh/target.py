@@ -1,0 +1,104 @@
+"""Where and as whom to connect: one options object, the way asyncssh takes its options.
+
+An :class:`SSHTarget` is frozen and hashable so that it can key the connection pool: two
+kernels with the same credential, host, port, user and jump host share one connection.
+Keys held in memory (as the hub hands them over) are identified by their public key's
+fingerprint, never by their secret.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import asyncssh
+
+
+@dataclasses.dataclass(frozen=True)
+class SSHTarget:
+    """A host to reach over SSH and the credentials to reach it with.
+
+    ``known_hosts`` is a path; ``None`` means OpenSSH's default (``~/.ssh/known_hosts``).
+    Host keys are always checked: there is deliberately no way to turn that off here.
+    ``client_keys`` are paths (an ``-cert.pub`` beside a key is used as its certificate);
+    when empty, asyncssh's defaults apply (the ssh-agent, ``~/.ssh/id_*``, ``~/.ssh/config``).
+    ``identities`` are keys held in memory, as ``(private_key, certificate_or_None)`` pairs
+    of OpenSSH-format text.
+    """
+
+    host: str
+    port: int = 22
+    username: str | None = None
+    client_keys: tuple[str, ...] = ()
+    identities: tuple[tuple[str, str | None], ...] = dataclasses.field(default=(), repr=False)
+    known_hosts: str | None = None
+    jump_host: str | None = None
+    connect_timeout: float = 20.0
+    keepalive_interval: float = 15.0
+    keepalive_count_max: int = 4
+
+    @classmethod
+    def parse(cls, spec: str, **defaults: Any) -> "SSHTarget":
+        """Build a target from ``[user@]host[:port]``; ``defaults`` supply the rest."""
+        user, _, hostport = spec.rpartition("@")
+        host, port = hostport, defaults.pop("port", 22)
+        if hostport.count(":") == 1:
+            host, port_text = hostport.split(":")
+            port = int(port_text)
+        return cls(host=host, port=int(port), username=user or defaults.pop("username", None),
+                   **defaults)
+
+    def jump_target(self) -> "SSHTarget | None":
+        """The jump host as a target of its own, with the same credentials and known_hosts."""
+        if not self.jump_host:
+            return None
+        return SSHTarget.parse(
+            self.jump_host,
+            username=self.username,
+            client_keys=self.client_keys,
+            identities=self.identities,
+            known_hosts=self.known_hosts,
+            connect_timeout=self.connect_timeout,
+            keepalive_interval=self.keepalive_interval,
+            keepalive_count_max=self.keepalive_count_max,
+        )
+
+    def credential_id(self) -> str:
+        """Identify the credential without revealing it: key paths or public fingerprints."""
+        parts = [os.path.abspath(os.path.expanduser(path)) for path in self.client_keys]
+        for private, _certificate in self.identities:
+            key = asyncssh.import_private_key(private)
+            parts.append(key.convert_to_public().get_fingerprint("sha256"))
+        return "|".join(parts) or "default"
+
+    def pool_key(self) -> tuple:
+        return (self.credential_id(), self.host, self.port, self.username, self.jump_host)
+
+    def connect_options(self) -> dict[str, Any]:
+        """Keyword arguments for ``asyncssh.connect`` (tunnel excluded)."""
+        options: dict[str, Any] = {
+            "host": self.host,
+            "port": self.port,
+            "connect_timeout": self.connect_timeout,
+            "login_timeout": self.connect_timeout,
+            "keepalive_interval": self.keepalive_interval,
+            "keepalive_count_max": self.keepalive_count_max,
+        }
+        if self.username:
+            options["username"] = self.username
+        if self.known_hosts is not None:
+            options["known_hosts"] = os.path.expanduser(self.known_hosts)
+        keys: list[Any] = [os.path.expanduser(path) for path in self.client_keys]
+        for private, certificate in self.identities:
+            key = asyncssh.import_private_key(private)
+            keys.append((key, asyncssh.import_certificate(certificate)) if certificate else key)
+        if keys:
+            options["client_keys"] = keys
+            options["agent_path"] = None
+        return options
+
+
+def as_tuple(values: Sequence[str] | None) -> tuple[str, ...]:
+    return tuple(values or ())

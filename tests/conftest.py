@@ -1,0 +1,84 @@
+"""Fixtures that start the real test bed: users, a remote Python, OpenSSH sshd."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from testbed.remote_python import ensure_remote_python
+from testbed.sshd import SSHDaemon
+from testbed.users import KERNEL_USER, NEIGHBOUR_USER, ensure_user
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def remote_python() -> str:
+    return ensure_remote_python()
+
+
+@pytest.fixture(scope="session")
+def kernel_user() -> pwd.struct_passwd:
+    return ensure_user(KERNEL_USER)
+
+
+@pytest.fixture(scope="session")
+def neighbour_user() -> pwd.struct_passwd:
+    return ensure_user(NEIGHBOUR_USER)
+
+
+@pytest.fixture(scope="session")
+def sshd(kernel_user, neighbour_user):
+    # Not under pytest's tmp dir: that is 0700 root's, and sshd reads authorized keys as the user.
+    root = Path(tempfile.mkdtemp(prefix="jupyter-hpc-sshd-"))
+    daemon = SSHDaemon(root, users=[kernel_user.pw_name]).start()
+    yield daemon
+    daemon.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def kernelspecs(tmp_path, monkeypatch):
+    """Write kernelspecs into a fresh JUPYTER_PATH entry; returns a writer."""
+    root = tmp_path / "jupyter"
+    monkeypatch.setenv("JUPYTER_PATH", str(root))
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))
+
+    def write(name: str, config: dict, argv: list[str] | None = None, **spec) -> str:
+        directory = root / "kernels" / name
+        directory.mkdir(parents=True)
+        body = {
+            "argv": argv or [config["remote_python"], "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": spec.pop("display_name", name),
+            "language": "python",
+            "interrupt_mode": "signal",
+            "metadata": {"kernel_provisioner": {"provisioner_name": "hpc-ssh", "config": config}},
+        }
+        body["metadata"].update(spec.pop("metadata", {}))
+        body.update(spec)
+        (directory / "kernel.json").write_text(json.dumps(body))
+        return name
+
+    return write
+
+
+@pytest.fixture
+def ssh_spec(kernelspecs, sshd, kernel_user, remote_python):
+    """An hpc-ssh kernelspec that logs in to the test sshd as the kernel user."""
+
+    def make(name: str = "hpc-test", **config) -> str:
+        return kernelspecs(name, sshd.provisioner_config(kernel_user.pw_name, remote_python, **config))
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
