@@ -2,37 +2,166 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import stat
+import time
+
 import jupyter_client
 import pytest
 
-
-def execute(client, code: str, timeout: float = 30) -> dict:
-    """Run code; return {'stdout': ..., 'reply': ...}."""
-    msg_id = client.execute(code)
-    stdout = []
-    reply = client.get_shell_msg(timeout=timeout)
-    while reply["parent_header"].get("msg_id") != msg_id:
-        reply = client.get_shell_msg(timeout=timeout)
-    while True:
-        msg = client.get_iopub_msg(timeout=timeout)
-        if msg["parent_header"].get("msg_id") != msg_id:
-            continue
-        if msg["msg_type"] == "stream":
-            stdout.append(msg["content"]["text"])
-        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-            break
-    return {"stdout": "".join(stdout), "reply": reply["content"]}
+from jupyter_hpc.ssh import get_pool, run_in_ssh_loop_sync
+from kernel_helpers import execute, provisioner_info, running_kernel
+from remote_inspect import all_cmdlines, parent_chain, process_alive, tcp_listeners, unix_listeners
 
 
-def test_kernel_runs_as_the_remote_user(ssh_spec, kernel_user):
-    km = jupyter_client.KernelManager(kernel_name=ssh_spec())
-    km.start_kernel()
-    try:
-        client = km.client()
-        client.start_channels()
+def test_kernel_runs_as_the_remote_user_under_sshd(ssh_spec, kernel_user, sshd):
+    with running_kernel(ssh_spec()) as (km, client):
+        out = execute(client, "import os; print(os.getuid(), os.getpid())")
+        uid, pid = map(int, out["stdout"].split())
+        assert uid == kernel_user.pw_uid
+        assert "sshd" in parent_chain(pid), parent_chain(pid)
+        # The test started sshd, so the test is an ancestor too, but only through sshd.
+        ancestors = _ancestors(pid)
+        assert sshd.process.pid in ancestors
+        assert ancestors.index(sshd.process.pid) < ancestors.index(os.getpid())
+        assert provisioner_info(km)["pid"] == pid
+
+
+def _ancestors(pid: int) -> list[int]:
+    chain = []
+    while pid > 1:
+        with open(f"/proc/{pid}/stat") as handle:
+            pid = int(handle.read().rsplit(")", 1)[1].split()[1])
+        chain.append(pid)
+    return chain
+
+
+def test_kernel_is_private_on_the_remote(ssh_spec):
+    with running_kernel(ssh_spec()) as (km, client):
+        info = provisioner_info(km)
+        pid, kernel_dir = info["pid"], info["kernel_dir"]
+        # The five channels are Unix sockets in the kernel's 0700 directory. The only TCP
+        # listener is ipykernel's own pipe for forked children's output (a PULL socket that
+        # sends nothing and takes only messages carrying a random token), on 127.0.0.1.
+        assert len(tcp_listeners(pid)) <= 1
+        assert all(address.startswith("127.0.0.1:") for address in tcp_listeners(pid))
+        sockets = unix_listeners(pid)
+        assert len(sockets) == 5 and all(path.startswith(kernel_dir) for path in sockets)
+        assert stat.S_IMODE(os.stat(kernel_dir).st_mode) == 0o700
+        connection_file = os.path.join(kernel_dir, "kernel.json")
+        assert stat.S_IMODE(os.stat(connection_file).st_mode) == 0o600
+        key = km.session.key.decode()
+        assert len(key) >= 32
+        holders = [pid for pid, cmd in all_cmdlines().items() if key in cmd]
+        assert holders == [], "the signing key is on some process's argv"
+
+
+def test_interrupt_restart_and_shutdown(ssh_spec):
+    with running_kernel(ssh_spec()) as (km, client):
+        execute(client, "x = 42")
+        first = provisioner_info(km)
+        msg_id = client.execute("while True: pass")
+        time.sleep(1.0)
+        started = time.monotonic()
+        km.interrupt_kernel()
+        while True:
+            msg = client.get_iopub_msg(timeout=5)
+            if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "error":
+                assert msg["content"]["ename"] == "KeyboardInterrupt"
+                break
+        assert time.monotonic() - started < 2.0
+        reply = client.get_shell_msg(timeout=5)
+        assert reply["parent_header"]["msg_id"] == msg_id and reply["content"]["status"] == "error"
+        after = execute(client, "print(x)")
+        assert after["stdout"].strip() == "42", after
+
+        km.restart_kernel()
         client.wait_for_ready(timeout=60)
-        out = execute(client, "import os; print(os.getuid())")
-        assert out["stdout"].strip() == str(kernel_user.pw_uid)
-        client.stop_channels()
+        out = execute(client, "print('x' in dir())")
+        assert out["stdout"].strip() == "False"
+        second = provisioner_info(km)
+        assert second["pid"] != first["pid"]
+        assert not process_alive(first["pid"]) and not os.path.exists(first["kernel_dir"])
+    assert not process_alive(second["pid"])
+    assert not os.path.exists(second["kernel_dir"])
+
+
+def test_kernel_dead_when_remote_process_ends(ssh_spec):
+    with running_kernel(ssh_spec()) as (km, client):
+        pid = provisioner_info(km)["pid"]
+        os.kill(pid, 9)
+        deadline = time.monotonic() + 5
+        while km.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not km.is_alive()
+
+
+def test_ten_kernels_share_one_connection(ssh_spec, sshd):
+    name = ssh_spec()
+    run_in_ssh_loop_sync(get_pool().close())
+    logins_before = sshd.accepted_logins()
+
+    async def start_ten():
+        managers = [jupyter_client.AsyncKernelManager(kernel_name=name) for _ in range(10)]
+        await asyncio.gather(*(km.start_kernel() for km in managers))
+        try:
+            pids = []
+            for km in managers:
+                pids.append((await km.provisioner.get_provisioner_info())["pid"])
+                assert await km.is_alive()
+            return pids
+        finally:
+            await asyncio.gather(*(km.shutdown_kernel(now=True) for km in managers))
+
+    pids = asyncio.run(start_ten())
+    assert len(set(pids)) == 10
+    time.sleep(0.2)
+    assert sshd.accepted_logins() - logins_before == 1
+    assert len(get_pool().connections()) == 1
+
+
+def test_setup_lines_shape_the_kernel_environment(ssh_spec, tmp_path, remote_python):
+    venv = "/opt/jupyter-hpc-test/venv"
+    name = ssh_spec(setup=["export HPC_GREETING='hello from setup'", f"source {venv}/bin/activate"])
+    with running_kernel(name) as (km, client):
+        out = execute(client, "import os; print(os.environ['HPC_GREETING']); print(os.environ['VIRTUAL_ENV'])")
+        assert out["stdout"].split("\n")[:2] == ["hello from setup", venv]
+
+
+def test_env_and_cwd_reach_the_kernel(ssh_spec, kernel_user):
+    name = ssh_spec(env={"HPC_COLOUR": "blue", "HPC_HOME_SEEN": "${HOME}"}, cwd="/tmp")
+    with running_kernel(name) as (km, client):
+        out = execute(client, "import os; print(os.environ['HPC_COLOUR'], os.environ['HPC_HOME_SEEN'], os.getcwd())")
+        assert out["stdout"].split() == ["blue", kernel_user.pw_dir, "/tmp"]
+
+
+def test_every_provisioner_hook_in_order(ssh_spec):
+    """Walk the provisioner contract as KernelManager does, hook by hook."""
+    from jupyter_core.utils import run_sync
+
+    km = jupyter_client.KernelManager(kernel_name=ssh_spec())
+    km.start_kernel()  # pre_launch, launch_kernel, post_launch
+    prov = km.provisioner
+    client = km.client()
+    client.start_channels()
+    client.wait_for_ready(timeout=60)
+    try:
+        assert prov.has_process
+        assert run_sync(prov.poll)() is None
+        info = run_sync(prov.get_provisioner_info)()
+        assert {"kernel_id", "connection_info", "pid", "kernel_dir", "host"} <= set(info)
+        fresh = type(prov)(kernel_id=info["kernel_id"], kernel_spec=km.kernel_spec, parent=km)
+        run_sync(fresh.load_provisioner_info)(info)
+        assert fresh.connection_info == info["connection_info"] and fresh.host == info["host"]
+        run_sync(prov.send_signal)(2)
+        assert run_sync(prov.poll)() is None  # SIGINT interrupts, it does not kill
+        run_sync(prov.terminate)()
+        status = run_sync(prov.wait)()
+        assert status is not None and run_sync(prov.poll)() is not None
+        run_sync(prov.cleanup)(restart=False)
+        assert not prov.has_process
+        assert not os.path.exists(info["kernel_dir"])
     finally:
-        km.shutdown_kernel()
+        client.stop_channels()
+        km.cleanup_resources()

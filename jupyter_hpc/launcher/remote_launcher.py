@@ -26,6 +26,7 @@ import os
 import shutil
 import signal
 import socket
+import string
 import subprocess
 import sys
 import threading
@@ -160,8 +161,11 @@ def kernel_command(request, connection_file):
 
 
 def kernel_environment(request, environ=None):
+    """The login environment plus the request's variables, ``${VAR}`` expanded here, remotely."""
     env = dict(os.environ if environ is None else environ)
-    env.update({str(k): str(v) for k, v in (request.get("env") or {}).items()})
+    base = dict(env)
+    for name, value in (request.get("env") or {}).items():
+        env[str(name)] = string.Template(str(value)).safe_substitute(base)
     env.setdefault("JPY_PARENT_PID", str(os.getpid()))
     return env
 
