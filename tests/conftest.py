@@ -73,7 +73,8 @@ def ssh_spec(kernelspecs, sshd, kernel_user, remote_python):
     """An hpc-ssh kernelspec that logs in to the test sshd as the kernel user."""
 
     def make(name: str = "hpc-test", **config) -> str:
-        return kernelspecs(name, sshd.provisioner_config(kernel_user.pw_name, remote_python, **config))
+        config.setdefault("remote_python", remote_python)
+        return kernelspecs(name, sshd.provisioner_config(kernel_user.pw_name, **config))
 
     return make
 

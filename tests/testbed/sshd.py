@@ -120,14 +120,13 @@ class SSHDaemon:
         text = self.log.read_text() if self.log.exists() else ""
         return len(re.findall(r"Accepted publickey for ", text))
 
-    def provisioner_config(self, user: str, remote_python: str, **extra) -> dict:
+    def provisioner_config(self, user: str, **extra) -> dict:
         config = {
             "host": self.host,
             "port": self.port,
             "username": user,
             "client_keys": [str(self.client_key)],
             "known_hosts": str(self.known_hosts),
-            "remote_python": remote_python,
         }
         config.update(extra)
         return config

@@ -1,0 +1,120 @@
+"""The remote launcher's request/answer handling, run locally without SSH."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from jupyter_hpc.errors import KernelLaunchError
+from jupyter_hpc.launcher import BOOTSTRAP, launcher_stdin, parse_answer
+from jupyter_hpc.launcher import remote_launcher as rl
+
+
+def request(tmp_path, **extra) -> dict:
+    body = {
+        "op": "launch",
+        "argv": [sys.executable, "-c", "import sys, time; print(sys.argv[1], flush=True); time.sleep(60)", "{connection_file}"],
+        "key": "s3cret-signing-key",
+        "runtime_dir": str(tmp_path / "run"),
+        "transport": "tcp",
+        "kernel_id": "abc-123",
+    }
+    body.update(extra)
+    return body
+
+
+def start_launcher(req: dict) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", BOOTSTRAP], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    proc.stdin.write(launcher_stdin(req))
+    proc.stdin.flush()
+    return proc
+
+
+def test_launch_answer_and_cleanup_over_pipes(tmp_path):
+    proc = start_launcher(request(tmp_path))
+    answer = json.loads(proc.stdout.readline())
+    assert answer["ok"] and answer["transport"] == "tcp" and answer["ip"] == "127.0.0.1"
+    assert sorted(answer["ports"]) == sorted(rl.CHANNELS)
+    connection_file = answer["connection_file"]
+    assert stat.S_IMODE(os.stat(connection_file).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(answer["kernel_dir"]).st_mode) == 0o700
+    assert json.load(open(connection_file))["key"] == "s3cret-signing-key"
+    # the key is never on the kernel's (or the launcher's) command line
+    for pid in (answer["pid"], proc.pid):
+        assert b"s3cret" not in open(f"/proc/{pid}/cmdline", "rb").read()
+    proc.stdin.write(b'{"op": "cleanup"}\n')
+    proc.stdin.flush()
+    events = [json.loads(line) for line in proc.stdout]
+    assert {"event": "cleaned"} in events
+    assert any(e.get("event") == "exited" for e in events)
+    assert proc.wait(10) == 0
+    assert not os.path.exists(answer["kernel_dir"])
+
+
+def test_signal_is_relayed_and_exit_reported(tmp_path):
+    proc = start_launcher(request(tmp_path))
+    answer = json.loads(proc.stdout.readline())
+    proc.stdin.write(json.dumps({"op": "signal", "signum": signal.SIGTERM}).encode() + b"\n")
+    proc.stdin.flush()
+    assert json.loads(proc.stdout.readline()) == {"event": "exited", "status": -signal.SIGTERM}
+    proc.stdin.close()
+    proc.wait(10)
+    assert not os.path.exists(answer["kernel_dir"])
+
+
+def test_closed_channel_kills_the_kernel_without_lease(tmp_path):
+    proc = start_launcher(request(tmp_path))
+    answer = json.loads(proc.stdout.readline())
+    proc.stdin.close()  # what a dropped SSH connection looks like from the remote side
+    proc.wait(10)
+    assert not os.path.exists(f"/proc/{answer['pid']}") or open(f"/proc/{answer['pid']}/stat").read().split()[2] == "Z"
+    assert not os.path.exists(answer["kernel_dir"])
+
+
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        (b"not json\n", "not JSON"),
+        (b"[1, 2]\n", "malformed"),
+        (b'{"ok": true, "pid": 1}\n', "answered without"),
+        (b'{"ok": false, "error": "no space left"}\n', "no space left"),
+        (b'{"ok": tr', "not JSON"),
+    ],
+)
+def test_bad_answers_become_clear_errors(line, expected):
+    with pytest.raises(KernelLaunchError, match=expected):
+        parse_answer(line, host="cori", remote_python="python3", exit_status=None, stderr="")
+
+
+def test_no_answer_names_the_missing_python():
+    with pytest.raises(KernelLaunchError, match="remote python '/x/python' was not found on cori"):
+        parse_answer(b"", host="cori", remote_python="/x/python", exit_status=127, stderr="sh: /x/python: not found")
+
+
+def test_malformed_requests_are_answered_not_crashed(tmp_path):
+    for payload in (b"garbage\n", json.dumps({"op": "launch"}).encode() + b"\n",
+                    json.dumps(request(tmp_path, transport="udp")).encode() + b"\n"):
+        proc = subprocess.run([sys.executable, rl.__file__], input=payload, capture_output=True, timeout=20)
+        answer = json.loads(proc.stdout.splitlines()[0])
+        assert answer["ok"] is False and answer["error"]
+
+
+def test_ipc_paths_and_setup_command(tmp_path):
+    info = rl.connection_info({"transport": "ipc", "key": "k"}, str(tmp_path))
+    assert rl.socket_paths(info) == [f"{tmp_path}/k-{n}" for n in range(1, 6)]
+    argv = rl.kernel_command({"argv": ["python", "-f", "{connection_file}"], "setup": ["module load x"]}, "/c.json")
+    assert argv[:3] == ["/bin/bash", "-l", "-c"] and argv[-3:] == ["python", "-f", "/c.json"]
+    assert "module load x" in argv[3] and "{connection_file}" not in " ".join(argv)
+
+
+def test_environment_expands_remotely():
+    env = rl.kernel_environment({"env": {"P": "/opt/bin:${PATH}", "Q": "$NOPE"}}, {"PATH": "/usr/bin"})
+    assert env["P"] == "/opt/bin:/usr/bin" and env["Q"] == "$NOPE"
