@@ -129,7 +129,6 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
     _remote: RemoteKernel | None = None
     _listeners: list | None = None
     _local_endpoints: dict[str, Any] | None = None
-    _transport: str | None = None
 
     # -- what the connection knows ---------------------------------------------------------
 
@@ -236,15 +235,16 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         return self.connection_info
 
     async def _launch(self, target: SSHTarget, request: dict[str, Any]) -> tuple[RemoteKernel, dict]:
-        """In the SSH loop: connect (pooled), choose the transport, launch, forward."""
+        """In the SSH loop: connect (pooled), launch on the best transport, forward."""
         connection = await get_pool().connect(target)
-        km = self.parent
-        transport = await self._choose_transport(connection, km)
-        request["transport"] = transport
-        if transport == "tcp" and km is not None and km.curve_publickey is not None:
-            request["curve_publickey"] = km.curve_publickey.decode()
-            request["curve_secretkey"] = km.curve_secretkey.decode()
-        remote = await RemoteKernel.launch(connection, self.remote_python, request, self.launch_timeout)
+        transport = self._first_transport(connection)
+        remote = await self._launch_on(connection, request, transport)
+        if transport == "ipc" and connection.stream_local is None:
+            shell_socket = f"{remote.answer['ip']}-{remote.answer['ports']['shell']}"
+            if not await connection.probe_stream_local(shell_socket):
+                await remote.cleanup()
+                transport = self._first_transport(connection)
+                remote = await self._launch_on(connection, request, transport)
         try:
             info = await self._forward(connection, remote.answer)
         except BaseException:
@@ -256,10 +256,19 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         )
         return remote, info
 
-    async def _choose_transport(self, connection: SiteConnection, km: Any) -> str:
+    async def _launch_on(self, connection: SiteConnection, request: dict[str, Any], transport: str) -> RemoteKernel:
+        km = self.parent
+        request = dict(request, transport=transport)
+        if transport == "tcp" and km is not None and km.curve_publickey is not None:
+            request["curve_publickey"] = km.curve_publickey.decode()
+            request["curve_secretkey"] = km.curve_secretkey.decode()
+        return await RemoteKernel.launch(connection, self.remote_python, request, self.launch_timeout)
+
+    def _first_transport(self, connection: SiteConnection) -> str:
+        """ipc unless the site is known to refuse it; then TCP with Curve, or a refusal."""
+        km = self.parent
         wanted = self.remote_transport
-        if wanted in ("auto", "ipc") and await connection.stream_local_allowed():
-            self._transport = "ipc"
+        if wanted in ("auto", "ipc") and connection.stream_local is not False:
             return "ipc"
         if wanted == "ipc":
             raise TransportRefusedError(
@@ -279,9 +288,9 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
             )
         log.warning(
             "%s refuses stream-local forwarding: kernel %s uses TCP on the remote loopback%s",
-            self.host, self.kernel_id, " with CurveZMQ" if km.curve_publickey else " IN PLAINTEXT",
+            self.host, self.kernel_id,
+            " with CurveZMQ" if km is not None and km.curve_publickey else " IN PLAINTEXT",
         )
-        self._transport = "tcp"
         return "tcp"
 
     async def _forward(self, connection: SiteConnection, answer: dict) -> dict[str, Any]:
@@ -329,8 +338,8 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
             info.update(transport="tcp", ip="127.0.0.1")
             info.update({f"{ch}_port": ports[ch] for ch in CHANNELS})
         if km is not None and km.curve_publickey is not None:
-            info["curve_publickey"] = km.curve_publickey
-            info["curve_secretkey"] = km.curve_secretkey
+            info["curve_publickey"] = km.curve_publickey.decode()
+            info["curve_secretkey"] = km.curve_secretkey.decode()
         return info
 
     def _local_ipc_dir(self) -> str:

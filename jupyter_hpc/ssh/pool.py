@@ -82,22 +82,26 @@ class SiteConnection:
     async def forward_path_to_port(self, local_path: str, remote_port: int) -> asyncssh.SSHListener:
         return await self.conn.forward_local_path_to_port(local_path, "127.0.0.1", remote_port)
 
-    async def stream_local_allowed(self) -> bool:
-        """Whether the server forwards to Unix sockets (OpenSSH ``AllowStreamLocalForwarding``).
+    @property
+    def stream_local(self) -> bool | None:
+        """Whether the server forwards to Unix sockets; None until :meth:`probe_stream_local`."""
+        return self._stream_local
 
-        Probed once per connection by opening a channel to a path that does not exist:
-        a server that allows stream-local forwarding answers "connect failed", one that
-        forbids it answers "administratively prohibited".
+    async def probe_stream_local(self, path: str) -> bool:
+        """Try a forward to a Unix socket that is listening now; remember the answer.
+
+        OpenSSH answers "connect failed" both when ``AllowStreamLocalForwarding no`` forbids
+        it and when nothing listens at the path, so only a socket known to be listening (a
+        kernel's, just bound) tells the two apart.
         """
-        if self._stream_local is None:
-            try:
-                reader_writer = await self.conn.open_unix_connection("/nonexistent/jupyter-hpc-probe")
-            except asyncssh.ChannelOpenError as exc:
-                self._stream_local = exc.code != asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED
-                log.debug("stream-local probe on %s: %s (%s)", self.target.host, exc.code, exc.reason)
-            else:  # pragma: no cover - the probe path never exists
-                reader_writer[1].close()
-                self._stream_local = True
+        try:
+            _reader, writer = await self.conn.open_unix_connection(path)
+        except asyncssh.ChannelOpenError as exc:
+            log.info("%s refuses stream-local forwarding: %s", self.target.host, exc.reason)
+            self._stream_local = False
+        else:
+            writer.close()
+            self._stream_local = True
         return self._stream_local
 
 

@@ -74,7 +74,11 @@ class SSHTarget:
         return "|".join(parts) or "default"
 
     def pool_key(self) -> tuple:
-        return (self.credential_id(), self.host, self.port, self.username, self.jump_host)
+        """Connections are shared only between targets with the same credential and trust:
+        a kernel that pins a different known_hosts must not ride a connection verified
+        against another one."""
+        known_hosts = os.path.abspath(os.path.expanduser(self.known_hosts)) if self.known_hosts else None
+        return (self.credential_id(), self.host, self.port, self.username, self.jump_host, known_hosts)
 
     def connect_options(self) -> dict[str, Any]:
         """Keyword arguments for ``asyncssh.connect`` (tunnel excluded)."""
