@@ -43,7 +43,10 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
     """Launch a kernel on a login node over SSH and forward its five channels."""
 
     host = Unicode(config=True, help="The login node's host name or address, e.g. 'cori.nersc.gov'.")
-    port = Int(22, config=True, help="The login node's SSH port.")
+    port = Int(
+        None, allow_none=True, config=True,
+        help="The login node's SSH port. Default: ~/.ssh/config's Port for the host, else 22.",
+    )
     username = Unicode(
         None, allow_none=True, config=True,
         help="The remote user name. Default: ~/.ssh/config's User, else the local user name.",
@@ -113,7 +116,9 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         return None
 
     @validate("port")
-    def _valid_port(self, proposal: dict) -> int:
+    def _valid_port(self, proposal: dict) -> int | None:
+        if proposal["value"] is None:
+            return None
         value = int(proposal["value"])
         if not 0 < value < 65536:
             raise ValueError(f"port must be between 1 and 65535, not {value}")

@@ -145,14 +145,14 @@ class ConnectionPool:
         if jump is not None:
             tunnel = (await self.connect(jump)).conn
         options = target.connect_options()
-        where = f"{target.host} port {target.port}"
+        where = f"{target.host} port {target.port or 22}"
         try:
             if tunnel is not None:
                 options["tunnel"] = tunnel
             conn = await asyncssh.connect(**options)
         except asyncssh.HostKeyNotVerifiable as exc:
             raise HostKeyError(
-                target.host, target.port, await _offered_fingerprint(target, tunnel), target.known_hosts
+                target.host, target.port or 22, await _offered_fingerprint(target, tunnel), target.known_hosts
             ) from exc
         except asyncssh.PermissionDenied as exc:
             raise SSHConnectError(

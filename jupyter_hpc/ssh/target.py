@@ -20,7 +20,8 @@ import asyncssh
 class SSHTarget:
     """A host to reach over SSH and the credentials to reach it with.
 
-    ``known_hosts`` is a path; ``None`` means OpenSSH's default (``~/.ssh/known_hosts``).
+    ``port`` and ``username`` left as None come from ``~/.ssh/config``, else 22 and the local
+    user, as with OpenSSH. ``known_hosts`` is a path; ``None`` means OpenSSH's default (``~/.ssh/known_hosts``).
     Host keys are always checked: there is deliberately no way to turn that off here.
     ``client_keys`` are paths (an ``-cert.pub`` beside a key is used as its certificate);
     when empty, asyncssh's defaults apply (the ssh-agent, ``~/.ssh/id_*``, ``~/.ssh/config``).
@@ -29,7 +30,7 @@ class SSHTarget:
     """
 
     host: str
-    port: int = 22
+    port: int | None = None
     username: str | None = None
     client_keys: tuple[str, ...] = ()
     identities: tuple[tuple[str, str | None], ...] = dataclasses.field(default=(), repr=False)
@@ -43,12 +44,12 @@ class SSHTarget:
     def parse(cls, spec: str, **defaults: Any) -> "SSHTarget":
         """Build a target from ``[user@]host[:port]``; ``defaults`` supply the rest."""
         user, _, hostport = spec.rpartition("@")
-        host, port = hostport, defaults.pop("port", 22)
+        host, port = hostport, defaults.pop("port", None)
         if hostport.count(":") == 1:
             host, port_text = hostport.split(":")
             port = int(port_text)
-        return cls(host=host, port=int(port), username=user or defaults.pop("username", None),
-                   **defaults)
+        username = defaults.pop("username", None)
+        return cls(host=host, port=int(port) if port else None, username=user or username, **defaults)
 
     def jump_target(self) -> "SSHTarget | None":
         """The jump host as a target of its own, with the same credentials and known_hosts."""
@@ -84,12 +85,13 @@ class SSHTarget:
         """Keyword arguments for ``asyncssh.connect`` (tunnel excluded)."""
         options: dict[str, Any] = {
             "host": self.host,
-            "port": self.port,
             "connect_timeout": self.connect_timeout,
             "login_timeout": self.connect_timeout,
             "keepalive_interval": self.keepalive_interval,
             "keepalive_count_max": self.keepalive_count_max,
         }
+        if self.port:
+            options["port"] = self.port
         if self.username:
             options["username"] = self.username
         if self.known_hosts is not None:
