@@ -43,6 +43,16 @@ def sshd(kernel_user, neighbour_user):
     shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def sshd_without_streamlocal(kernel_user):
+    """A login node whose sshd forbids forwarding to Unix sockets, as some sites do."""
+    root = Path(tempfile.mkdtemp(prefix="jupyter-hpc-sshd-nosl-"))
+    daemon = SSHDaemon(root, users=[kernel_user.pw_name], options={"AllowStreamLocalForwarding": "no"}).start()
+    yield daemon
+    daemon.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
 @pytest.fixture
 def kernelspecs(tmp_path, monkeypatch):
     """Write kernelspecs into a fresh JUPYTER_PATH entry; returns a writer."""

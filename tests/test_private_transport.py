@@ -39,15 +39,6 @@ def spy_script():
     shutil.rmtree(directory, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def sshd_without_streamlocal(kernel_user, neighbour_user):
-    root = Path(tempfile.mkdtemp(prefix="jupyter-hpc-sshd-nosl-"))
-    daemon = SSHDaemon(root, users=[kernel_user.pw_name], options={"AllowStreamLocalForwarding": "no"}).start()
-    yield daemon
-    daemon.stop()
-    shutil.rmtree(root, ignore_errors=True)
-
-
 def neighbour_reads(spy_script, remote_python, pid: int, client, seconds: float = 2.5) -> dict:
     """While the kernel prints secrets, the neighbour attacks every socket ``pid`` listens on."""
     tcp, paths = tcp_listeners(pid), unix_listeners(pid)
