@@ -94,9 +94,10 @@ class RemoteKernel:
         return int(self.answer["pid"])
 
     @classmethod
-    async def launch(
+    async def start(
         cls, connection: SiteConnection, remote_python: str, request: dict[str, Any], timeout: float
     ) -> "RemoteKernel":
+        """Send the launcher with ``request`` (launch, or attach to a running kernel)."""
         process = await connection.start([remote_python, "-c", BOOTSTRAP], encoding=None)
         process.stdin.write(launcher_stdin(request))
         try:
@@ -157,10 +158,10 @@ class RemoteKernel:
         except (asyncssh.Error, OSError, BrokenPipeError):
             pass
 
-    async def cleanup(self, keep_dir: bool = False, timeout: float = 10.0) -> None:
+    async def cleanup(self, timeout: float = 10.0) -> None:
         """Ask the monitor to stop the kernel and remove its files; wait for the word."""
         if not self._cleaned.is_set():
-            self._send({"op": "cleanup", "keep_dir": keep_dir})
+            self._send({"op": "cleanup"})
             try:
                 await asyncio.wait_for(self._cleaned.wait(), timeout)
             except asyncio.TimeoutError:

@@ -7,12 +7,13 @@ Python 3.8 and newer. It is also importable locally, where the tests drive its f
 Protocol (one JSON object per line):
 
 * in: a request, ``{"op": "launch", "argv": [...], "env": {...}, "cwd": ..., "setup": [...],
-  "key": ..., "transport": "ipc" | "tcp", ...}``. The signing key arrives here, on stdin,
-  never on a command line.
+  "key": ..., "transport": "ipc" | "tcp", "lease": seconds, ...}``. The signing key arrives
+  here, on stdin, never on a command line. Or ``{"op": "attach", "kernel_dir": ..., "pid":
+  ...}`` to take over a kernel whose launcher lost its channel and waits out its lease.
 * out: the answer, ``{"ok": true, "pid": ..., "host": ..., "transport": ..., "ip": ...,
   "ports": {...}, "kernel_dir": ..., "connection_file": ...}`` or ``{"ok": false, "error":
   ...}``.
-* then in: ``{"op": "signal", "signum": N}`` or ``{"op": "cleanup", "keep_dir": bool}``; out:
+* then in: ``{"op": "signal", "signum": N}`` or ``{"op": "cleanup"}``; out:
   ``{"event": "exited", "status": N}`` when the kernel ends and ``{"event": "cleaned"}``.
 
 The launcher stays alive as the kernel's monitor: the server learns of the kernel's exit the
@@ -35,6 +36,7 @@ import time
 CHANNELS = ("shell", "iopub", "stdin", "control", "hb")
 SOCKET_PREFIX = "k"
 KERNEL_LOG = "kernel.log"
+MONITOR_FILE = "monitor.pid"
 CONNECTION_FILE = "kernel.json"
 
 
@@ -68,13 +70,8 @@ def _make_private_dir(path):
         os.chmod(path, 0o700)
 
 
-def make_kernel_dir(runtime_dir, kernel_id, reuse=None):
+def make_kernel_dir(runtime_dir, kernel_id):
     """The kernel's own 0700 directory: its sockets, connection file and log live there."""
-    if reuse:
-        if os.path.dirname(os.path.abspath(reuse)) != os.path.abspath(runtime_dir):
-            raise LaunchFailure("kernel_dir %r is outside the runtime directory" % reuse)
-        _make_private_dir(reuse)
-        return reuse
     safe = "".join(c for c in str(kernel_id) if c.isalnum())[:8] or "kernel"
     for attempt in range(100):
         path = os.path.join(runtime_dir, "%s-%d-%d" % (safe, os.getpid(), attempt))
@@ -201,6 +198,40 @@ def wait_until_bound(process, info, log_path, timeout):
         time.sleep(0.02)
 
 
+class AttachedProcess:
+    """A kernel this launcher did not start: poll()/wait() by its pid, as Popen would."""
+
+    def __init__(self, pid):
+        self.pid = pid
+
+    def cmdline(self):
+        try:
+            with open("/proc/%d/cmdline" % self.pid, "rb") as handle:
+                return handle.read()
+        except OSError:
+            return b""
+
+    def poll(self):
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return -1
+        except PermissionError:
+            return -1  # the pid was reused by another user's process
+        try:
+            with open("/proc/%d/stat" % self.pid) as handle:
+                if handle.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return -1
+        except OSError:
+            pass
+        return None
+
+    def wait(self):
+        while self.poll() is None:
+            time.sleep(0.2)
+        return -1
+
+
 class Monitor:
     """Owns one kernel process: answers the launch, relays signals, reports the exit."""
 
@@ -226,7 +257,7 @@ class Monitor:
         request = self.request
         runtime_dir = request.get("runtime_dir") or private_runtime_dir()
         _make_private_dir(runtime_dir)
-        self.kernel_dir = make_kernel_dir(runtime_dir, request.get("kernel_id", ""), request.get("kernel_dir"))
+        self.kernel_dir = make_kernel_dir(runtime_dir, request.get("kernel_id", ""))
         info = connection_info(request, self.kernel_dir)
         connection_file = os.path.join(self.kernel_dir, CONNECTION_FILE)
         write_private_file(connection_file, json.dumps(info, indent=1))
@@ -253,6 +284,10 @@ class Monitor:
             os.close(log_fd)
         if info["transport"] == "ipc":
             wait_until_bound(self.process, info, log_path, float(request.get("ready_timeout", 60)))
+        self.claim()
+        return self.answer(info)
+
+    def answer(self, info):
         return {
             "ok": True,
             "pid": self.process.pid,
@@ -261,9 +296,41 @@ class Monitor:
             "ip": info["ip"],
             "ports": {name: info[name + "_port"] for name in CHANNELS},
             "kernel_dir": self.kernel_dir,
-            "connection_file": connection_file,
-            "log_file": log_path,
+            "connection_file": os.path.join(self.kernel_dir, CONNECTION_FILE),
+            "log_file": os.path.join(self.kernel_dir, KERNEL_LOG),
         }
+
+    def claim(self):
+        """Record this launcher as the kernel's monitor; an earlier one, on its lease, yields."""
+        write_private_file(os.path.join(self.kernel_dir, MONITOR_FILE), str(os.getpid()))
+
+    def claimed_by_another(self):
+        try:
+            with open(os.path.join(self.kernel_dir, MONITOR_FILE)) as handle:
+                return handle.read().strip() != str(os.getpid())
+        except OSError:
+            return False
+
+    def attach(self):
+        """Take over a kernel left running by a launcher whose channel dropped (its lease runs).
+
+        The kernel is verified to be ours: its directory is in our private runtime directory,
+        its connection file is there, and the process runs with that file on its command line.
+        """
+        request = self.request
+        runtime_dir = os.path.realpath(request.get("runtime_dir") or private_runtime_dir())
+        kernel_dir = os.path.realpath(str(request["kernel_dir"]))
+        if os.path.dirname(kernel_dir) != runtime_dir or not os.path.isdir(kernel_dir):
+            raise LaunchFailure("no kernel directory %s in %s: the kernel has ended" % (kernel_dir, runtime_dir))
+        connection_file = os.path.join(kernel_dir, CONNECTION_FILE)
+        with open(connection_file) as handle:
+            info = json.load(handle)
+        process = AttachedProcess(int(request["pid"]))
+        if process.poll() is not None or connection_file.encode() not in process.cmdline():
+            raise LaunchFailure("kernel process %s is no longer running" % request["pid"])
+        self.kernel_dir, self.process = kernel_dir, process
+        self.claim()
+        return self.answer(info)
 
     def signal(self, signum):
         if self.process is None or self.process.poll() is not None:
@@ -278,7 +345,7 @@ class Monitor:
         self.exited.set()
         self.send({"event": "exited", "status": status})
 
-    def cleanup(self, keep_dir=False, grace=3.0):
+    def cleanup(self, grace=3.0):
         """Stop the kernel's process group if it still runs, and remove every file it had."""
         if self.process is not None and self.process.poll() is None:
             self.signal(signal.SIGTERM)
@@ -291,15 +358,7 @@ class Monitor:
             except (ProcessLookupError, PermissionError):
                 pass
         if self.kernel_dir and os.path.isdir(self.kernel_dir):
-            if keep_dir:
-                for name in os.listdir(self.kernel_dir):
-                    path = os.path.join(self.kernel_dir, name)
-                    if os.path.isdir(path) and not os.path.islink(path):
-                        shutil.rmtree(path, ignore_errors=True)
-                    else:
-                        os.unlink(path)
-            else:
-                shutil.rmtree(self.kernel_dir, ignore_errors=True)
+            shutil.rmtree(self.kernel_dir, ignore_errors=True)
 
     def serve(self):
         """Relay requests until cleanup, or until the channel closes and the lease runs out."""
@@ -313,13 +372,16 @@ class Monitor:
             if op == "signal":
                 self.signal(int(message["signum"]))
             elif op == "cleanup":
-                self.cleanup(keep_dir=bool(message.get("keep_dir")))
+                self.cleanup()
                 self.send({"event": "cleaned"})
                 return
-        lease = float(self.request.get("lease", 0))
-        if lease > 0:
-            self.exited.wait(lease)
-        self.cleanup()
+        deadline = time.monotonic() + float(self.request.get("lease", 0))
+        while time.monotonic() < deadline and not self.exited.is_set():
+            if self.claimed_by_another():
+                return  # reattached: the new monitor owns the kernel now
+            self.exited.wait(0.2)
+        if not self.claimed_by_another():
+            self.cleanup()
 
 
 def main(stdin=None, stdout=None):
@@ -328,22 +390,24 @@ def main(stdin=None, stdout=None):
     line = stdin.readline()
     try:
         request = json.loads(line)
-        if not isinstance(request, dict) or request.get("op") != "launch":
-            raise LaunchFailure("the launcher expects one JSON launch request per line")
     except ValueError:
-        stdout.write(b'{"ok": false, "error": "the launch request is not valid JSON"}\n')
+        request = None
+    if not isinstance(request, dict) or request.get("op") not in ("launch", "attach"):
+        stdout.write(b'{"ok": false, "error": "expected a JSON launch or attach request"}\n')
         stdout.flush()
         return 2
     monitor = Monitor(request, stdin, stdout)
     try:
-        answer = monitor.launch()
-    except (LaunchFailure, KeyError) as exc:
-        monitor.cleanup()
+        answer = monitor.launch() if request["op"] == "launch" else monitor.attach()
+    except (LaunchFailure, KeyError, OSError, ValueError) as exc:
+        if request["op"] == "launch":
+            monitor.cleanup()
         text = str(exc) if isinstance(exc, LaunchFailure) else "the request lacks %s" % exc
         monitor.send({"ok": False, "error": text})
         return 1
     except Exception as exc:  # report anything else instead of dying silently
-        monitor.cleanup()
+        if request["op"] == "launch":
+            monitor.cleanup()
         monitor.send({"ok": False, "error": "%s: %s" % (type(exc).__name__, exc)})
         return 1
     monitor.send(answer)

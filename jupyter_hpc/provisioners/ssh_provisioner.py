@@ -31,7 +31,7 @@ from jupyter_client.provisioning import KernelProvisionerBase
 from jupyter_core.paths import jupyter_runtime_dir
 from traitlets import Bool, CaselessStrEnum, Dict, Float, Int, List, Unicode, default, validate
 
-from ..errors import TransportRefusedError
+from ..errors import HPCError, TransportRefusedError
 from ..launcher import RemoteKernel
 from ..launcher.remote_launcher import CHANNELS
 from ..ssh import SiteConnection, SSHTarget, get_pool, run_in_ssh_loop
@@ -251,7 +251,7 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
                 transport = self._first_transport(connection)
                 remote = await self._launch_on(connection, request, transport)
         try:
-            info = await self._forward(connection, remote.answer)
+            info = await self._forward(connection, remote.answer, self._session_secrets())
         except BaseException:
             await remote.cleanup()
             raise
@@ -267,7 +267,7 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         if transport == "tcp" and km is not None and km.curve_publickey is not None:
             request["curve_publickey"] = km.curve_publickey.decode()
             request["curve_secretkey"] = km.curve_secretkey.decode()
-        return await RemoteKernel.launch(connection, self.remote_python, request, self.launch_timeout)
+        return await RemoteKernel.start(connection, self.remote_python, request, self.launch_timeout)
 
     def _first_transport(self, connection: SiteConnection) -> str:
         """ipc unless the site is known to refuse it; then TCP with Curve, or a refusal."""
@@ -298,9 +298,23 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         )
         return "tcp"
 
-    async def _forward(self, connection: SiteConnection, answer: dict) -> dict[str, Any]:
-        """Open one local listener per channel, on the endpoints of any previous launch."""
+    def _session_secrets(self) -> dict[str, Any]:
+        """The manager's signing key and Curve keypair, as they go into the connection info."""
         km = self.parent
+        secrets: dict[str, Any] = {
+            "key": km.session.key if km is not None else b"",
+            "signature_scheme": km.session.signature_scheme if km is not None else "hmac-sha256",
+        }
+        if km is not None and km.curve_publickey is not None:
+            secrets["curve_publickey"] = km.curve_publickey.decode()
+            secrets["curve_secretkey"] = km.curve_secretkey.decode()
+        return secrets
+
+    async def _forward(self, connection: SiteConnection, answer: dict, secrets: dict) -> dict[str, Any]:
+        """Open one local listener per channel, on the endpoints of any previous launch.
+
+        Returns the local connection info: ``secrets`` plus where the listeners are.
+        """
         endpoints = self._local_endpoints or {}
         listeners = []
         ports: dict[str, Any] = {}
@@ -331,20 +345,13 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
             raise
         self._listeners = listeners
         self._local_endpoints = ports
-        info: dict[str, Any] = {
-            "key": km.session.key if km is not None else b"",
-            "signature_scheme": km.session.signature_scheme if km is not None else "hmac-sha256",
-            "kernel_name": getattr(self.kernel_spec, "name", ""),
-        }
+        info: dict[str, Any] = dict(secrets, kernel_name=getattr(self.kernel_spec, "name", ""))
         if self.local_transport == "ipc":
             info.update(transport="ipc", ip=self._local_ipc_prefix())
             info.update({f"{ch}_port": CHANNELS.index(ch) + 1 for ch in CHANNELS})
         else:
             info.update(transport="tcp", ip="127.0.0.1")
             info.update({f"{ch}_port": ports[ch] for ch in CHANNELS})
-        if km is not None and km.curve_publickey is not None:
-            info["curve_publickey"] = km.curve_publickey.decode()
-            info["curve_secretkey"] = km.curve_secretkey.decode()
         return info
 
     def _local_ipc_dir(self) -> str:
@@ -394,14 +401,48 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
             pid=answer.get("pid"),
             kernel_dir=answer.get("kernel_dir"),
             remote_transport=answer.get("transport"),
+            local_transport=self.local_transport,
             local_endpoints=self._local_endpoints,
         )
         return info
 
     async def load_provisioner_info(self, provisioner_info: dict) -> None:
-        """Restore the ids ``get_provisioner_info`` saved; calls ``super()`` first."""
+        """Restore what ``get_provisioner_info`` saved and reattach; calls ``super()`` first.
+
+        A kernel outlives its server for ``lease`` seconds; within that time a new server
+        (after a restart, say) takes it over here, on the same local endpoints, with its state
+        intact. A kernel that has ended leaves ``has_process`` false, with the reason logged.
+        """
         await super().load_provisioner_info(provisioner_info)
         self.host = provisioner_info.get("host", self.host)
         self.port = provisioner_info.get("port", self.port)
         self.username = provisioner_info.get("username", self.username)
+        self.local_transport = provisioner_info.get("local_transport", self.local_transport)
         self._local_endpoints = provisioner_info.get("local_endpoints")
+        if not (provisioner_info.get("pid") and provisioner_info.get("kernel_dir")):
+            return
+        request = {
+            "op": "attach",
+            "pid": provisioner_info["pid"],
+            "kernel_dir": provisioner_info["kernel_dir"],
+            "lease": self.lease,
+        }
+        try:
+            self._remote, self.connection_info = await asyncio.wait_for(
+                run_in_ssh_loop(self._reattach(self.ssh_target(), request)), self.launch_timeout + 5
+            )
+        except (HPCError, asyncio.TimeoutError) as exc:
+            log.warning("kernel %s cannot be reattached: %s", self.kernel_id, exc)
+
+    async def _reattach(self, target: SSHTarget, request: dict[str, Any]) -> tuple[RemoteKernel, dict]:
+        connection = await get_pool().connect(target)
+        remote = await RemoteKernel.start(connection, self.remote_python, request, self.launch_timeout)
+        secrets = {
+            name: value for name, value in self.connection_info.items()
+            if name in ("key", "signature_scheme", "curve_publickey", "curve_secretkey")
+        }
+        if isinstance(secrets.get("key"), str):
+            secrets["key"] = secrets["key"].encode()
+        info = await self._forward(connection, remote.answer, secrets)
+        log.info("kernel %s reattached on %s (pid %s)", self.kernel_id, remote.answer.get("host"), remote.pid)
+        return remote, info
