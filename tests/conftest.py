@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from testbed.remote_python import ensure_remote_python
+from testbed.slurm import SlurmCluster
 from testbed.sshd import SSHDaemon
 from testbed.users import KERNEL_USER, NEIGHBOUR_USER, ensure_user
 
@@ -51,6 +52,15 @@ def sshd_without_streamlocal(kernel_user):
     yield daemon
     daemon.stop()
     shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def slurm(kernel_user):
+    """A single-node SLURM (munged, slurmctld, slurmd); the test user's jobs are cancelled after."""
+    cluster = SlurmCluster(Path(tempfile.mkdtemp(prefix="jupyter-hpc-slurm-"))).start()
+    yield cluster
+    cluster.cancel_all(kernel_user.pw_name)
+    cluster.stop()
 
 
 @pytest.fixture
