@@ -19,9 +19,9 @@ does for the kernel layer, the way OpenSSH's sshd does it:
   made per run into a private (0700) state directory, with a ``known_hosts`` that pins the
   host key.
 
-It runs in whatever asyncio loop starts it (the demo runs it in its own process, so that
-every command it runs is a descendant the demo can account for), and it is a test fixture
-too. Run it alone with ``python -m jupyter_hpc.demo.login_node``.
+It runs in whatever asyncio loop starts it (the demo runs it in its own supervising
+process, so that every command it runs is a descendant the demo can account for), and it is
+a test fixture too. Run it alone with ``python -m jupyter_hpc.demo.login_node``.
 """
 
 from __future__ import annotations

@@ -1,0 +1,131 @@
+"""`jupyter hpc demo` as a non-root user, driven through jupyter_server's REST and websocket API.
+
+Each test starts the demo exactly as the README does (``jupyter hpc demo``, here with
+``--no-browser``), then checks what a user would: the Cori kernel runs over SSH, interrupts,
+restarts and shuts down; and after Ctrl-C nothing the demo started is left: no process of
+the demo user's, no state directory, no file in the user's home.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from demo_helpers import DEMO_USER, Demo, ensure_demo_venv, home_files
+from testbed.users import ensure_user
+
+
+@pytest.fixture(scope="module")
+def demo_bin():
+    ensure_user(DEMO_USER)
+    return ensure_demo_venv()
+
+
+@pytest.fixture
+def demos(demo_bin):
+    """Start demos with ``demos()``; afterwards, kill whatever a failed test left running."""
+    started: list[Demo] = []
+
+    def start(*args: str) -> Demo:
+        started.append(Demo(demo_bin, *args))
+        return started[-1]
+
+    yield start
+    for demo in started:
+        demo.kill()
+
+
+def assert_nothing_left(demos: list[Demo], home_before: set[str], timeout: float = 5.0) -> None:
+    """No process any of ``demos`` started, no state directory, no new file in the home."""
+    def found() -> dict:
+        return {
+            "processes": {pid: cmd for demo in demos for pid, cmd in demo.processes().items()},
+            "state_dirs": [demo.marks[1] for demo in demos if Path(demo.marks[1]).exists()],
+            "home_files": home_files() - home_before,
+        }
+
+    deadline = time.monotonic() + timeout
+    left = found()
+    while any(left.values()) and time.monotonic() < deadline:
+        time.sleep(0.1)  # init may take a moment to reap what the demo orphaned on exit
+        left = found()
+    assert left == {"processes": {}, "state_dirs": [], "home_files": set()}
+
+
+def test_kernel_lifecycle_then_ctrl_c_leaves_nothing(demos):
+    home_before = home_files()
+    demo = demos().wait_ready()
+    state_dir = demo.state_dir()
+    assert state_dir.is_dir() and oct(state_dir.stat().st_mode & 0o777) == "0o700"
+    kernel = demo.start_kernel()
+
+    out = kernel.execute("import os; print(os.environ['SSH_CONNECTION']); print(os.getuid())")
+    ssh_connection, uid = out["stdout"].split("\n")[:2]
+    assert ssh_connection.endswith(f"127.0.0.1 {demo.login_port()}"), out
+    assert int(uid) == ensure_user(DEMO_USER).pw_uid
+    # The kernel runs as the demo user, and it is one of the demo's processes.
+    assert any("ipykernel_launcher" in cmd for cmd in demo.processes().values())
+
+    kernel.execute("x = 41")
+    spin = kernel.send("execute_request", {"code": "while True: pass", "silent": False})
+    kernel.wait_busy(spin)
+    time.sleep(0.5)
+    demo.api("POST", f"kernels/{kernel.id}/interrupt")
+    assert kernel.collect(spin, timeout=20)["error"] == "KeyboardInterrupt"
+    assert kernel.execute("print(x + 1)")["stdout"] == "42\n"
+
+    demo.api("POST", f"kernels/{kernel.id}/restart")
+    assert kernel.execute("print('x' in dir())", timeout=60)["stdout"] == "False\n"
+
+    kernel.close()
+    demo.api("DELETE", f"kernels/{kernel.id}")
+    assert demo.api("GET", "kernels").json() == []
+
+    # One more kernel left running: Ctrl-C must end it too, through the server.
+    running = demo.start_kernel()
+    assert running.execute("print('still here')")["stdout"] == "still here\n"
+    running.close()
+
+    demo.interrupt()
+    assert demo.wait(60) == 0
+    assert "Stopping the demo" in demo.output
+    assert not state_dir.exists()
+    assert_nothing_left([demo], home_before)
+
+
+def test_two_demos_at_once_and_a_second_ctrl_c(demos):
+    home_before = home_files()
+    first, second = demos(), demos()
+    first.wait_ready()
+    second.wait_ready()
+    assert first.port != second.port
+    assert first.login_port() != second.login_port()
+    assert first.state_dir() != second.state_dir()
+    kernels = []
+    for demo in (first, second):
+        kernel = demo.start_kernel()
+        out = kernel.execute("import os; print(os.environ['SSH_CONNECTION'])")
+        assert out["stdout"].strip().endswith(f" {demo.login_port()}"), out
+        kernels.append(kernel)
+    # The first demo's kernel leaves a process in a session of its own, which neither the
+    # kernel's shutdown nor the launcher knows about: only the demo's sweep can end it.
+    stray = kernels[0].execute(
+        "import subprocess; print(subprocess.Popen(['sleep', '300'], start_new_session=True).pid)"
+    )
+    assert int(stray["stdout"]) in first.processes()
+    for kernel in kernels:
+        kernel.close()
+
+    # The first gets a second Ctrl-C while it is shutting down; the second one stops
+    # politely at the same time.
+    first.interrupt()
+    second.interrupt()
+    time.sleep(0.1)
+    first.interrupt()
+    assert first.wait(30) == 0
+    assert second.wait(60) == 0
+    assert "Stopping at once" in first.output
+    assert "Stopping at once" not in second.output
+    assert_nothing_left([first, second], home_before)
