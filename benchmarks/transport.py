@@ -1,0 +1,256 @@
+#!/usr/bin/env python
+"""Execute round trip and iopub throughput: a local kernel vs every way hpc-ssh reaches one.
+
+All kernels run side by side in one run, against the same sshd and the same remote ipykernel
+(a venv python run by the test user), and are measured in interleaved blocks so that the
+machine's noise falls on every variant alike:
+
+* ``local``           LocalProvisioner, TCP on 127.0.0.1: the floor.
+* ``hpc-ssh``         the default: remote ipc (Unix sockets), local TCP, asyncssh forwards.
+* ``hpc-ssh ipc/ipc`` ``local_transport='ipc'``: Unix sockets on the server's side too.
+* ``hpc-ssh curve``   the fallback where sshd says ``AllowStreamLocalForwarding no``:
+                      remote TCP loopback with CurveZMQ, asyncssh forwards.
+* ``plain ssh -L``    a plaintext 127.0.0.1 TCP kernel reached through OpenSSH ``ssh -N -L``,
+                      the way the peers do it (and what issue 11 refuses to do).
+
+Throughput has two ceilings, same bytes, no kernel: OpenSSH ``ssh host head -c N /dev/zero``
+over a ControlMaster (no key exchange in the timing), and the same command over the asyncssh
+connection hpc-ssh itself uses (the SSH layer's loop thread, as the forwards run).
+
+Usage (as root): ``python benchmarks/transport.py [--quick] [--requests 300] [--mb 100]``.
+Times are wall-clock ``perf_counter`` in this process; no timed assertions anywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _bed import Bed, quiet_logs, summarize, table  # noqa: E402
+
+CHUNK = 64 * 1024
+
+
+# -- one request, one stream ---------------------------------------------------------------
+
+
+def drain_until_idle(client, msg_id: str, timeout: float = 60) -> int:
+    """Read iopub until ``msg_id``'s idle status; return the stream bytes seen."""
+    received = 0
+    deadline = time.monotonic() + timeout
+    while True:
+        msg = client.get_iopub_msg(timeout=max(0.1, deadline - time.monotonic()))
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        if msg["msg_type"] == "stream":
+            received += len(msg["content"]["text"])
+        elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            return received
+
+
+def round_trip(client) -> float:
+    """Seconds from sending ``execute('pass')`` to its execute_reply on shell."""
+    start = time.perf_counter()
+    msg_id = client.execute("pass", store_history=False)
+    while True:
+        msg = client.get_shell_msg(timeout=30)
+        if msg["parent_header"].get("msg_id") == msg_id:
+            break
+    elapsed = time.perf_counter() - start
+    drain_until_idle(client, msg_id)  # untimed: keeps iopub from piling up
+    return elapsed
+
+
+def print_cell(nbytes: int) -> str:
+    return (
+        "import sys\n"
+        f"_chunk = 'x' * {CHUNK}\n"
+        f"for _ in range({nbytes // CHUNK}):\n"
+        "    sys.stdout.write(_chunk)\n"
+        "sys.stdout.flush()\n"
+    )
+
+
+def iopub_throughput(client, nbytes: int) -> float:
+    """MB/s from sending the printing cell to its idle status, counting received bytes."""
+    start = time.perf_counter()
+    msg_id = client.execute(print_cell(nbytes), store_history=False)
+    received = drain_until_idle(client, msg_id, timeout=300)
+    elapsed = time.perf_counter() - start
+    if received != nbytes:
+        raise RuntimeError(f"received {received} bytes of {nbytes}")
+    return nbytes / elapsed / 1e6
+
+
+# -- the ceilings -------------------------------------------------------------------------
+
+
+def openssh_cat(bed: Bed, control: list[str], nbytes: int) -> float:
+    """MB/s of OpenSSH ``ssh host head -c N /dev/zero`` (through the master: no handshake)."""
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        bed.ssh_argv(*control) + ["head", "-c", str(nbytes), "/dev/zero"],
+        stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
+    )
+    received = 0
+    while block := process.stdout.read1(1 << 20):
+        received += len(block)
+    process.wait()
+    elapsed = time.perf_counter() - start
+    if received != nbytes:
+        raise RuntimeError(f"ssh cat gave {received} bytes of {nbytes}")
+    return nbytes / elapsed / 1e6
+
+
+def asyncssh_cat(bed: Bed, nbytes: int) -> tuple[float, str]:
+    """MB/s of the same command over hpc-ssh's own pooled asyncssh connection and loop."""
+    from jupyter_hpc.ssh import SSHTarget, get_pool, run_in_ssh_loop_sync
+
+    config = bed.ssh_config()
+    target = SSHTarget(
+        host=config["host"], port=config["port"], username=config["username"],
+        client_keys=tuple(config["client_keys"]), known_hosts=config["known_hosts"],
+    )
+
+    async def cat() -> tuple[float, str]:
+        connection = await get_pool().connect(target)
+        start = time.perf_counter()
+        process = await connection.start(["head", "-c", str(nbytes), "/dev/zero"], encoding=None)
+        received = 0
+        while block := await process.stdout.read(1 << 20):
+            received += len(block)
+        await process.wait_closed()
+        elapsed = time.perf_counter() - start
+        if received != nbytes:
+            raise RuntimeError(f"asyncssh cat gave {received} bytes of {nbytes}")
+        return nbytes / elapsed / 1e6, connection.conn.get_extra_info("send_cipher") or "?"
+
+    return run_in_ssh_loop_sync(cat())
+
+
+# -- the run ------------------------------------------------------------------------------
+
+
+def start_variants(bed: Bed, with_plain: bool):
+    """Start every kernel; return {name: (client, stop)} in table order."""
+    import contextlib
+
+    import jupyter_client
+    from jupyter_client import BlockingKernelClient
+
+    stack = contextlib.ExitStack()
+    variants = {}
+
+    def managed(name: str, kernel_name: str, **start_kw):
+        km = jupyter_client.KernelManager(kernel_name=kernel_name)
+        km.start_kernel(**start_kw)
+        stack.callback(km.shutdown_kernel, now=False)
+        client = km.client()
+        client.start_channels()
+        stack.callback(client.stop_channels)
+        client.wait_for_ready(timeout=60)
+        variants[name] = client
+
+    devnull = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    managed("local", bed.kernelspec("bench-local"), **devnull)
+    managed("hpc-ssh (ipc remote, tcp local)", bed.kernelspec("bench-ssh", bed.ssh_config()))
+    managed("hpc-ssh local_transport=ipc", bed.kernelspec("bench-ssh-ipc", bed.ssh_config(local_transport="ipc")))
+    managed(
+        "hpc-ssh fallback (tcp+curve)",
+        bed.kernelspec("bench-ssh-curve", bed.ssh_config(bed.sshd_nosl)),
+    )
+    if with_plain:
+        info = stack.enter_context(bed.plain_tcp_kernel_over_ssh_L())
+        client = BlockingKernelClient()
+        client.load_connection_info(info)
+        client.start_channels()
+        stack.callback(client.stop_channels)
+        client.wait_for_ready(timeout=60)
+        variants["plain tcp over OpenSSH -L (peers)"] = client
+    return variants, stack
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer requests and bytes (about a minute)")
+    parser.add_argument("--requests", type=int, help="round trips per variant (default 300, quick 150)")
+    parser.add_argument("--mb", type=int, help="MB printed per throughput sample (default 100, quick 20)")
+    parser.add_argument("--repeats", type=int, help="throughput samples per variant (default 3)")
+    parser.add_argument("--no-plain", action="store_true", help="skip the plain-TCP ssh -L peer variant")
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    requests = args.requests or (150 if args.quick else 300)
+    nbytes = (args.mb or (20 if args.quick else 100)) * 1_000_000 // CHUNK * CHUNK
+    repeats = args.repeats or 3
+    blocks = 3
+    quiet_logs(args.verbose)
+
+    bed = Bed(fallback_sshd=True)
+    try:
+        t0 = time.perf_counter()
+        variants, stack = start_variants(bed, with_plain=not args.no_plain)
+        with stack:
+            for client in variants.values():  # warm up every path (JIT-free, but caches, forwards)
+                for _ in range(20):
+                    round_trip(client)
+            samples = {name: [] for name in variants}
+            for _ in range(blocks):
+                for name, client in variants.items():
+                    try:
+                        samples[name] += [round_trip(client) for _ in range(requests // blocks)]
+                    except Exception as exc:
+                        raise RuntimeError(f"round trip through {name!r} failed") from exc
+            rates = {name: [] for name in variants}
+            ceilings = {"OpenSSH ssh host head -c N /dev/zero": [], "asyncssh (hpc-ssh's connection), same command": []}
+            cipher = "?"
+            with bed.ssh_master() as control:
+                for _ in range(repeats):
+                    ceilings["OpenSSH ssh host head -c N /dev/zero"].append(openssh_cat(bed, control, nbytes))
+                    rate, cipher = asyncssh_cat(bed, nbytes)
+                    ceilings["asyncssh (hpc-ssh's connection), same command"].append(rate)
+                    for name, client in variants.items():
+                        rates[name].append(iopub_throughput(client, nbytes))
+        elapsed = time.perf_counter() - t0
+        report(samples, rates, ceilings, requests, nbytes, repeats, cipher, elapsed)
+    except BaseException:
+        print(bed.log_tail(), file=sys.stderr)
+        raise
+    finally:
+        bed.close()
+
+
+def report(samples, rates, ceilings, requests, nbytes, repeats, cipher, elapsed) -> None:
+    local = summarize(samples["local"])
+    rows = []
+    for name, values in samples.items():
+        s = summarize(values)
+        rows.append([
+            name, f"{s['p50'] * 1e3:.3f}", f"{s['p90'] * 1e3:.3f}", f"{s['p99'] * 1e3:.3f}",
+            f"{s['min'] * 1e3:.3f}–{s['max'] * 1e3:.2f}", f"{s['p50'] / local['p50']:.2f}×",
+            f"{(s['p50'] - local['p50']) * 1e3:+.3f}",
+        ])
+    print(f"\n### Execute round trip (`pass` → execute_reply), {len(samples['local'])} requests per variant\n")
+    print(table(["variant", "p50 ms", "p90 ms", "p99 ms", "min–max ms", "p50 ratio", "p50 overhead ms"], rows))
+
+    raw = summarize(ceilings["OpenSSH ssh host head -c N /dev/zero"])["p50"]
+    local_rate = summarize(rates["local"])["p50"]
+    rows = []
+    for name, values in list(ceilings.items()) + list(rates.items()):
+        s = summarize(values)
+        rows.append([
+            name, f"{s['p50']:.1f}", f"{s['min']:.1f}–{s['max']:.1f}",
+            f"{s['p50'] / raw:.0%}", f"{s['p50'] / local_rate:.0%}",
+        ])
+    print(f"\n### iopub throughput: a cell writing {nbytes / 1e6:.0f} MB in {CHUNK // 1024} KiB chunks, "
+          f"{repeats} samples each (asyncssh cipher {cipher})\n")
+    print(table(["variant", "median MB/s", "min–max MB/s", "of raw OpenSSH", "of local"], rows))
+    print(f"\n(whole run {elapsed:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
