@@ -1,0 +1,190 @@
+#!/usr/bin/env python
+"""Kernel start to first execute_reply, and many kernels at once: local vs hpc-ssh.
+
+Every variant runs the same ipykernel (the test bed's venv python, run by the benchmark's own
+user) against the same sshd, in one run, interleaved round by round:
+
+* ``local``         LocalProvisioner: the floor.
+* ``hpc-ssh cold``  the SSH pool is closed before each start: TCP connect, key exchange and
+                    login are in the timing.
+* ``hpc-ssh warm``  the pooled connection is kept: only the launch and the forwards.
+
+One timing runs from ``AsyncKernelManager.start_kernel()`` to the first ``execute_reply`` of
+``pass`` (no ``wait_for_ready``: its fixed 0.2 s iopub flush would hide the differences);
+``start_kernel`` returning is reported as a split.
+
+Fan-out starts 1, 10 and 30 kernels at once (``asyncio.gather``) and reports the wall time to
+the last first-reply, this process's RSS growth, and the number of SSH connections in the
+pool (and logins sshd accepted). The pool is closed before each hpc-ssh fan-out, so
+concurrent first use is part of it.
+
+Usage (as root): ``python benchmarks/kernel_start.py [--quick] [--rounds 7] [--fanout 1,10,30]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _bed import Bed, quiet_logs, rss_mb, summarize, table  # noqa: E402
+
+
+def pool_connections() -> int:
+    from jupyter_hpc.ssh import get_pool, run_in_ssh_loop_sync
+
+    async def count() -> int:
+        return len(get_pool().connections())
+
+    return run_in_ssh_loop_sync(count())
+
+
+def close_pool() -> None:
+    from jupyter_hpc.ssh import get_pool, run_in_ssh_loop_sync
+
+    async def close() -> None:
+        connections = get_pool().connections()
+        await get_pool().close()
+        for connection in connections:
+            await connection.wait_closed()
+
+    run_in_ssh_loop_sync(close(), timeout=30)
+
+
+async def start_one(kernel_name: str, local: bool) -> tuple[object, object, float, float]:
+    """Start a kernel, send ``pass``, wait for the reply; return (km, client, t_started, t_reply)."""
+    from jupyter_client import AsyncKernelManager
+
+    start = time.perf_counter()
+    km = AsyncKernelManager(kernel_name=kernel_name)
+    kw = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL} if local else {}
+    await km.start_kernel(**kw)
+    started = time.perf_counter() - start
+    client = km.client()
+    client.start_channels()
+    msg_id = client.execute("pass", store_history=False)
+    while True:
+        msg = await client.get_shell_msg(timeout=120)
+        if msg["parent_header"].get("msg_id") == msg_id:
+            break
+    return km, client, started, time.perf_counter() - start
+
+
+async def stop(pairs) -> None:
+    async def one(km, client) -> None:
+        client.stop_channels()
+        await km.shutdown_kernel(now=False)
+
+    await asyncio.gather(*(one(km, client) for km, client in pairs))
+
+
+async def single_starts(names: dict[str, str], rounds: int) -> dict[str, dict[str, list[float]]]:
+    results = {variant: {"ready": [], "started": []} for variant in names}
+    # One untimed start each: imports, first connection, the OS's file cache.
+    for variant, kernel_name in names.items():
+        km, client, *_ = await start_one(kernel_name, variant == "local")
+        await stop([(km, client)])
+    for _ in range(rounds):
+        for variant, kernel_name in names.items():
+            if variant == "hpc-ssh cold":
+                close_pool()
+            elif variant == "hpc-ssh warm" and pool_connections() == 0:
+                km, client, *_ = await start_one(kernel_name, False)  # reopen, untimed
+                await stop([(km, client)])
+            km, client, started, ready = await start_one(kernel_name, variant == "local")
+            await stop([(km, client)])
+            results[variant]["ready"].append(ready)
+            results[variant]["started"].append(started)
+    return results
+
+
+async def fan_out(bed: Bed, names: dict[str, str], counts: list[int]) -> list[list[str]]:
+    rows = []
+    single: dict[str, float] = {}
+    local_wall: dict[int, float] = {}
+    for count in counts:
+        for variant in ("local", "hpc-ssh"):
+            kernel_name = names["local" if variant == "local" else "hpc-ssh warm"]
+            if variant == "hpc-ssh":
+                close_pool()
+            logins = bed.sshd.accepted_logins()
+            rss_before = rss_mb()
+            start = time.perf_counter()
+            outcomes = await asyncio.gather(*(start_one(kernel_name, variant == "local") for _ in range(count)))
+            wall = time.perf_counter() - start
+            rss_after = rss_mb()
+            connections = pool_connections() if variant == "hpc-ssh" else 0
+            logins = bed.sshd.accepted_logins() - logins
+            await stop([(km, client) for km, client, *_ in outcomes])
+            single.setdefault(variant, wall)
+            if variant == "local":
+                local_wall[count] = wall
+            per_kernel = sorted(ready for *_, ready in outcomes)
+            rows.append([
+                variant, str(count), f"{wall:.2f}", f"{wall / single[variant]:.2f}×",
+                f"{wall / local_wall[count]:.2f}×",
+                f"{per_kernel[0]:.2f}–{per_kernel[-1]:.2f}",
+                f"{rss_after - rss_before:+.1f}", f"{rss_after:.0f}",
+                str(connections) if variant == "hpc-ssh" else "–",
+                str(logins) if variant == "hpc-ssh" else "–",
+            ])
+    return rows
+
+
+async def run(args) -> None:
+    bed = Bed()
+    try:
+        names = {
+            "local": bed.kernelspec("bench-local"),
+            "hpc-ssh cold": bed.kernelspec("bench-ssh", bed.ssh_config()),
+            "hpc-ssh warm": "bench-ssh",
+        }
+        t0 = time.perf_counter()
+        results = await single_starts(names, args.rounds)
+        fan_rows = await fan_out(bed, names, args.fanout)
+        elapsed = time.perf_counter() - t0
+    except BaseException:
+        print(bed.log_tail(), file=sys.stderr)
+        raise
+    finally:
+        bed.close()
+
+    local = summarize(results["local"]["ready"])
+    rows = []
+    for variant, data in results.items():
+        s, split = summarize(data["ready"]), summarize(data["started"])
+        rows.append([
+            variant, f"{s['p50']:.3f}", f"{s['p90']:.3f}", f"{s['min']:.3f}–{s['max']:.3f}",
+            f"{s['p50'] / local['p50']:.2f}×", f"{s['p50'] - local['p50']:+.3f}", f"{split['p50']:.3f}",
+        ])
+    print(f"\n### Kernel start → first execute_reply, {args.rounds} rounds, interleaved\n")
+    print(table(["variant", "p50 s", "p90 s", "min–max s", "ratio", "minus local s", "start_kernel p50 s"], rows))
+    print("\n### Fan-out: kernels started at once (asyncio.gather), to the last first execute_reply\n")
+    print(table(
+        ["variant", "kernels", "wall s", "vs 1 kernel", "vs local", "per kernel s (min–max)", "RSS Δ MB", "RSS MB",
+         "SSH connections", "sshd logins"],
+        fan_rows,
+    ))
+    print(f"\n(whole run {elapsed:.0f} s)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds, fan-out 1 and 10")
+    parser.add_argument("--rounds", type=int, help="timed starts per variant (default 7, quick 3)")
+    parser.add_argument("--fanout", help="comma-separated kernel counts (default 1,10,30; quick 1,10)")
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    args.rounds = args.rounds or (3 if args.quick else 7)
+    args.fanout = [int(n) for n in (args.fanout or ("1,10" if args.quick else "1,10,30")).split(",")]
+    quiet_logs(args.verbose)
+    asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    main()
