@@ -70,7 +70,7 @@ def kernelspecs(tmp_path, monkeypatch):
     monkeypatch.setenv("JUPYTER_PATH", str(root))
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))
 
-    def write(name: str, config: dict, argv: list[str] | None = None, **spec) -> str:
+    def write(name: str, config: dict, argv: list[str] | None = None, provisioner: str = "hpc-ssh", **spec) -> str:
         directory = root / "kernels" / name
         directory.mkdir(parents=True)
         body = {
@@ -78,7 +78,7 @@ def kernelspecs(tmp_path, monkeypatch):
             "display_name": spec.pop("display_name", name),
             "language": "python",
             "interrupt_mode": "signal",
-            "metadata": {"kernel_provisioner": {"provisioner_name": "hpc-ssh", "config": config}},
+            "metadata": {"kernel_provisioner": {"provisioner_name": provisioner, "config": config}},
         }
         body["metadata"].update(spec.pop("metadata", {}))
         body.update(spec)
@@ -97,6 +97,21 @@ def ssh_spec(kernelspecs, sshd, kernel_user, remote_python):
         return kernelspecs(name, sshd.provisioner_config(kernel_user.pw_name, **config))
 
     return make
+
+
+@pytest.fixture
+def slurm_spec(kernelspecs, sshd, kernel_user, remote_python, slurm):
+    """An hpc-slurm kernelspec: jobs on the test SLURM, the node reached through the test sshd."""
+
+    def make(name: str = "hpc-slurm-test", **config) -> str:
+        config.setdefault("remote_python", remote_python)
+        config.setdefault("node_port", sshd.port)
+        config.setdefault("poll_interval", 0.5)
+        config.setdefault("queue_timeout", 60)
+        return kernelspecs(name, sshd.provisioner_config(kernel_user.pw_name, **config), provisioner="hpc-slurm")
+
+    yield make
+    slurm.cancel_all(kernel_user.pw_name)
 
 
 @pytest.fixture(scope="session")

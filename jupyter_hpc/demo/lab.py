@@ -95,6 +95,7 @@ class JupyterLab:
     async def start(self, timeout: float = 90.0) -> str:
         """Start JupyterLab; return its URL once its API answers."""
         self.root_dir.mkdir(mode=0o700, exist_ok=True)
+        self._write_user_settings()
         output = None if self.show_log else open(self.log_path, "ab")
         try:
             self.process = await asyncio.create_subprocess_exec(
@@ -115,6 +116,13 @@ class JupyterLab:
                 f"JupyterLab did not answer within {timeout:.0f} s.{self._log_tail()}"
             ) from None
         return self.url
+
+    def _write_user_settings(self) -> None:
+        """Settings of the demo's own (temporary) JupyterLab user: no news prompt, whose
+        answer would be forgotten at exit anyway."""
+        settings = self.state_dir / "config" / "lab" / "user-settings" / "@jupyterlab" / "apputils-extension"
+        settings.mkdir(parents=True, exist_ok=True)
+        (settings / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
 
     async def _until_ready(self) -> None:
         assert self.process is not None

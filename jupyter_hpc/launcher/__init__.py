@@ -85,6 +85,7 @@ class RemoteKernel:
         self.process = process
         self.answer = answer
         self.exit_status: int | None = None
+        self.job_id: str | None = None  # the batch job the kernel runs in, if any
         self.done: concurrent.futures.Future[int] = concurrent.futures.Future()
         self._cleaned = asyncio.Event()
         self._reader = asyncio.ensure_future(self._read_events())

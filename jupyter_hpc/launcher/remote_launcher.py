@@ -318,6 +318,8 @@ class Monitor:
         its connection file is there, and the process runs with that file on its command line.
         """
         request = self.request
+        if request.get("answer_file"):
+            request = dict(request, **read_batch_answer(request["answer_file"], float(request.get("ready_timeout", 60))))
         runtime_dir = os.path.realpath(request.get("runtime_dir") or private_runtime_dir())
         kernel_dir = os.path.realpath(str(request["kernel_dir"]))
         if os.path.dirname(kernel_dir) != runtime_dir or not os.path.isdir(kernel_dir):
@@ -402,7 +404,7 @@ def main(stdin=None, stdout=None):
     except (LaunchFailure, KeyError, OSError, ValueError) as exc:
         if request["op"] == "launch":
             monitor.cleanup()
-        text = str(exc) if isinstance(exc, LaunchFailure) else "the request lacks %s" % exc
+        text = "the request lacks %s" % exc if isinstance(exc, KeyError) else str(exc)
         monitor.send({"ok": False, "error": text})
         return 1
     except Exception as exc:  # report anything else instead of dying silently
@@ -415,5 +417,54 @@ def main(stdin=None, stdout=None):
     return 0
 
 
+def read_batch_answer(path, timeout):
+    """Wait for a batch job's answer file (the job may still be starting its kernel)."""
+    path = os.path.expanduser(path)
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise LaunchFailure("the batch job wrote no answer within %.0f s" % timeout)
+        time.sleep(0.05)
+    with open(path) as handle:
+        answer = json.load(handle)
+    os.unlink(path)
+    if not answer.get("ok"):
+        raise LaunchFailure(answer.get("error") or "the batch job could not start the kernel")
+    return {"pid": answer["pid"], "kernel_dir": answer["kernel_dir"]}
+
+
+def batch_main(request_path, answer_path):
+    """Inside a batch job: start the kernel, publish the answer, live as long as the kernel.
+
+    The request (signing key included) comes from a 0600 file in the user's private
+    directory, removed once read. A monitor attached over SSH relays signals and exits.
+    """
+    request_path, answer_path = os.path.expanduser(request_path), os.path.expanduser(answer_path)
+    with open(request_path) as handle:
+        request = json.load(handle)
+    os.unlink(request_path)
+    monitor = Monitor(request, None, None)
+    try:
+        answer = monitor.launch()
+    except Exception as exc:
+        monitor.cleanup()
+        answer = {"ok": False, "error": str(exc) if isinstance(exc, LaunchFailure) else "%s: %s" % (type(exc).__name__, exc)}
+    write_private_file(answer_path + ".tmp", json.dumps(answer))
+    os.rename(answer_path + ".tmp", answer_path)
+    if not answer["ok"]:
+        return 1
+
+    def stop(signum, frame):
+        monitor.cleanup()
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    status = monitor.process.wait()
+    monitor.cleanup()
+    return status if status >= 0 else 128 - status
+
+
 if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--batch":
+        sys.exit(batch_main(sys.argv[2], sys.argv[3]))
     sys.exit(main())

@@ -235,25 +235,33 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         }
         target = self.ssh_target()
         self._remote, self.connection_info = await asyncio.wait_for(
-            run_in_ssh_loop(self._launch(target, request)), self.launch_timeout + 5
+            run_in_ssh_loop(self._launch(target, request)), self.start_deadline()
         )
         return self.connection_info
 
+    def start_deadline(self) -> float:
+        """Seconds after which a start is abandoned, whatever stage it is in."""
+        return self.launch_timeout + 5
+
     async def _launch(self, target: SSHTarget, request: dict[str, Any]) -> tuple[RemoteKernel, dict]:
-        """In the SSH loop: connect (pooled), launch on the best transport, forward."""
-        connection = await get_pool().connect(target)
-        transport = self._first_transport(connection)
-        remote = await self._launch_on(connection, request, transport)
-        if transport == "ipc" and connection.stream_local is None:
+        """In the SSH loop: connect (pooled), launch on the best transport, forward.
+
+        The first kernel on a connection tries Unix sockets and probes the forward on its live
+        shell socket; where the site refuses, it is relaunched on TCP with CurveZMQ.
+        """
+        login = await get_pool().connect(target)
+        transport = self._first_transport(self._stream_local_hint(login))
+        remote = await self._start_kernel(login, request, transport)
+        if transport == "ipc" and remote.connection.stream_local is None:
             shell_socket = f"{remote.answer['ip']}-{remote.answer['ports']['shell']}"
-            if not await connection.probe_stream_local(shell_socket):
-                await remote.cleanup()
-                transport = self._first_transport(connection)
-                remote = await self._launch_on(connection, request, transport)
+            if not await remote.connection.probe_stream_local(shell_socket):
+                await self._stop_kernel(remote)
+                transport = self._first_transport(False)
+                remote = await self._start_kernel(login, request, transport)
         try:
-            info = await self._forward(connection, remote.answer, self._session_secrets())
+            info = await self._forward(remote.connection, remote.answer, self._session_secrets())
         except BaseException:
-            await remote.cleanup()
+            await self._stop_kernel(remote)
             raise
         log.info(
             "kernel %s started on %s (pid %s, %s transport)",
@@ -261,19 +269,32 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         )
         return remote, info
 
-    async def _launch_on(self, connection: SiteConnection, request: dict[str, Any], transport: str) -> RemoteKernel:
+    def _stream_local_hint(self, login: SiteConnection) -> bool | None:
+        """What is known of stream-local forwarding where the kernel will run: the login node."""
+        return login.stream_local
+
+    def _launch_request(self, request: dict[str, Any], transport: str) -> dict[str, Any]:
         km = self.parent
         request = dict(request, transport=transport)
         if transport == "tcp" and km is not None and km.curve_publickey is not None:
             request["curve_publickey"] = km.curve_publickey.decode()
             request["curve_secretkey"] = km.curve_secretkey.decode()
-        return await RemoteKernel.start(connection, self.remote_python, request, self.launch_timeout)
+        return request
 
-    def _first_transport(self, connection: SiteConnection) -> str:
+    async def _start_kernel(self, login: SiteConnection, request: dict[str, Any], transport: str) -> RemoteKernel:
+        """Where the kernel runs: here, on the login node itself. Subclasses choose elsewhere."""
+        return await RemoteKernel.start(
+            login, self.remote_python, self._launch_request(request, transport), self.launch_timeout
+        )
+
+    async def _stop_kernel(self, remote: RemoteKernel) -> None:
+        await remote.cleanup()
+
+    def _first_transport(self, stream_local: bool | None) -> str:
         """ipc unless the site is known to refuse it; then TCP with Curve, or a refusal."""
         km = self.parent
         wanted = self.remote_transport
-        if wanted in ("auto", "ipc") and connection.stream_local is not False:
+        if wanted in ("auto", "ipc") and stream_local is not False:
             return "ipc"
         if wanted == "ipc":
             raise TransportRefusedError(
@@ -380,12 +401,11 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
             if self.local_transport == "ipc":
                 shutil.rmtree(self._local_ipc_dir(), ignore_errors=True)
 
-    @staticmethod
-    async def _close(remote: RemoteKernel | None, listeners: list) -> None:
+    async def _close(self, remote: RemoteKernel | None, listeners: list) -> None:
         for listener in listeners:
             listener.close()
         if remote is not None:
-            await remote.cleanup()
+            await self._stop_kernel(remote)
 
     # -- persistence -----------------------------------------------------------------------
 

@@ -67,6 +67,10 @@ class SiteConnection:
         """Start ``argv`` as a long-lived remote process with pipes (e.g. the launcher)."""
         return await self.conn.create_process(shlex.join(argv), **kwargs)
 
+    def sftp(self) -> Any:
+        """An SFTP client on this connection: ``async with connection.sftp() as sftp: …``."""
+        return self.conn.start_sftp_client()
+
     async def forward_port_to_path(self, remote_path: str, local_port: int = 0) -> asyncssh.SSHListener:
         """Listen on 127.0.0.1:``local_port`` and forward each connection to a remote socket."""
         return await self.conn.forward_local_port_to_path("127.0.0.1", local_port, remote_path)

@@ -52,11 +52,17 @@ class SSHTarget:
         return cls(host=host, port=int(port) if port else None, username=user or username, **defaults)
 
     def jump_target(self) -> "SSHTarget | None":
-        """The jump host as a target of its own, with the same credentials and known_hosts."""
+        """The jump host as a target of its own, with the same credentials and known_hosts.
+
+        ``jump_host`` may be a chain, ``first,second`` as in OpenSSH's ProxyJump: the last hop
+        is reached through the ones before it.
+        """
         if not self.jump_host:
             return None
+        *before, last = [hop.strip() for hop in self.jump_host.split(",")]
         return SSHTarget.parse(
-            self.jump_host,
+            last,
+            jump_host=",".join(before) or None,
             username=self.username,
             client_keys=self.client_keys,
             identities=self.identities,
@@ -65,6 +71,11 @@ class SSHTarget:
             keepalive_interval=self.keepalive_interval,
             keepalive_count_max=self.keepalive_count_max,
         )
+
+    def spec(self) -> str:
+        """``[user@]host[:port]``, as ``parse`` and ``jump_host`` take it."""
+        user = f"{self.username}@" if self.username else ""
+        return f"{user}{self.host}:{self.port}" if self.port else f"{user}{self.host}"
 
     def credential_id(self) -> str:
         """Identify the credential without revealing it: key paths or public fingerprints."""

@@ -1,0 +1,191 @@
+"""SLURM as the provisioners need it: submit a kernel's job, watch the queue, cancel.
+
+Everything runs in the SSH loop over the login node's pooled connection. One
+:class:`SlurmQueue` per connection asks squeue about all of its watched jobs in one call per
+poll interval, however many kernels wait; running kernels cost no polling at all (their
+monitor channel reports their end).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import shlex
+import time
+import weakref
+from collections.abc import AsyncIterator, Sequence
+
+import jinja2
+
+from ..errors import HPCError, RemoteCommandError
+from ..ssh import SiteConnection
+
+log = logging.getLogger("jupyter_hpc.slurm")
+
+DEFAULT_BATCH_TEMPLATE = """\
+#!/bin/bash
+#SBATCH --job-name={{ job_name }}
+#SBATCH --output={{ output }}
+{% for directive in extra_directives %}#SBATCH {{ directive }}
+{% endfor %}
+exec {{ remote_python | q }} {{ launcher | q }} --batch {{ request_file | q }} {{ answer_file | q }}
+"""
+
+# squeue states in which a job will still start, or runs
+WAITING = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "SUSPENDED"}
+RUNNING = "RUNNING"
+
+
+class SlurmError(HPCError):
+    """The scheduler refused or lost a kernel's job; the message carries SLURM's own words."""
+
+
+@dataclasses.dataclass(frozen=True)
+class JobState:
+    job_id: str
+    state: str  # squeue's %T, or "GONE" once squeue no longer lists the job
+    reason: str
+    nodes: str  # the batch host once the job runs (squeue's %B)
+
+
+def checked_value(name: str, value: object) -> str:
+    """A scheduler setting as text, refused if it could break out of its one argument/line."""
+    text = str(value)
+    if not text or any(ord(c) < 32 or c == "\x7f" for c in text):
+        raise ValueError(f"{name}={text!r} is empty or holds control characters; give a plain value")
+    return text
+
+
+def sbatch_argv(options: dict[str, object], job_name: str) -> list[str]:
+    """``sbatch --parsable --name=value …``: each setting one argv element, never shell text."""
+    argv = ["sbatch", "--parsable", f"--job-name={checked_value('job_name', job_name)}"]
+    for name, value in options.items():
+        if value is None or value == "" or value == 0:
+            continue
+        argv.append(f"--{name.replace('_', '-')}={checked_value(name, value)}")
+    return argv
+
+
+def render_batch_script(template: str, **values: object) -> str:
+    directives = values.get("extra_directives") or []
+    for directive in directives:
+        checked_value("extra_directives", directive)
+    environment = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
+    environment.filters["q"] = lambda value: shlex.quote(str(value))
+    return environment.from_string(template).render(**values)
+
+
+def parse_job_id(stdout: str) -> str:
+    """``sbatch --parsable`` prints ``jobid`` or ``jobid;cluster``."""
+    job_id = stdout.strip().split(";")[0]
+    if not job_id.isdigit():
+        raise SlurmError(f"sbatch answered {stdout.strip()!r} instead of a job id")
+    return job_id
+
+
+async def submit(connection: SiteConnection, argv: Sequence[str], script: str) -> str:
+    try:
+        result = await connection.run(argv, input=script)
+    except RemoteCommandError as exc:
+        raise SlurmError(
+            f"sbatch refused the kernel's job on {connection.target.host}: {exc.stderr or exc.message}",
+            log_detail=exc.log_detail,
+        ) from exc
+    return parse_job_id(str(result.stdout))
+
+
+async def node_address(connection: SiteConnection, node: str) -> str:
+    """The address SLURM itself uses for ``node`` (its NodeAddr), falling back to the name."""
+    result = await connection.run(["sinfo", "-h", "-N", "-n", node, "-O", "NodeAddr:256"], check=False)
+    lines = [line.strip() for line in str(result.stdout).splitlines() if line.strip()]
+    return lines[0] if result.exit_status == 0 and lines else node
+
+
+async def cancel(connection: SiteConnection, job_id: str, grace: float = 5.0) -> None:
+    """Ask the job to end (SIGTERM to its steps), then cancel it outright if it is still there."""
+    queue = SlurmQueue.of(connection)
+    if (await queue.query([job_id])).get(job_id) is None:
+        return
+    await connection.run(["scancel", "--signal=TERM", "--full", job_id], check=False)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if (await queue.query([job_id])).get(job_id) is None:
+            return
+        await asyncio.sleep(0.5)
+    await connection.run(["scancel", job_id], check=False)
+
+
+class SlurmQueue:
+    """One squeue per poll interval for all jobs watched on one login connection."""
+
+    _instances: weakref.WeakKeyDictionary[SiteConnection, SlurmQueue] = weakref.WeakKeyDictionary()
+
+    def __init__(self, connection: SiteConnection) -> None:
+        self.connection = connection
+        self.poll_interval = 1.0
+        self.queries = 0
+        self._watchers: dict[str, list[asyncio.Queue[JobState]]] = {}
+        self._task: asyncio.Task | None = None
+
+    @classmethod
+    def of(cls, connection: SiteConnection) -> "SlurmQueue":
+        if connection not in cls._instances:
+            cls._instances[connection] = cls(connection)
+        return cls._instances[connection]
+
+    async def query(self, job_ids: Sequence[str]) -> dict[str, JobState]:
+        """States of ``job_ids``; a job squeue no longer lists is absent from the result."""
+        self.queries += 1
+        argv = ["squeue", "-h", "-j", ",".join(job_ids), "-o", "%i\x1f%T\x1f%r\x1f%B"]
+        result = await self.connection.run(argv, check=False)
+        states = {}
+        for line in str(result.stdout).splitlines():
+            fields = line.split("\x1f")
+            if len(fields) == 4:
+                states[fields[0]] = JobState(fields[0], fields[1], fields[2], fields[3])
+        if result.exit_status != 0 and "Invalid job id" not in str(result.stderr):
+            log.warning("squeue failed on %s: %s", self.connection.target.host, str(result.stderr).strip())
+            raise SlurmError(f"squeue failed: {str(result.stderr).strip()}")
+        return states
+
+    async def watch(self, job_id: str, poll_interval: float) -> AsyncIterator[JobState]:
+        """Yield the job's state each time it changes, until it runs or is gone."""
+        updates: asyncio.Queue[JobState] = asyncio.Queue()
+        self._watchers.setdefault(job_id, []).append(updates)
+        self.poll_interval = min(self.poll_interval, poll_interval) if self._task else poll_interval
+        if self._task is None or self._task.done():
+            self._task = asyncio.ensure_future(self._poll())
+        last = None
+        try:
+            while True:
+                state = await updates.get()
+                if state != last:
+                    last = state
+                    yield state
+                if state.state not in WAITING:
+                    return
+        finally:
+            self._watchers[job_id].remove(updates)
+            if not self._watchers[job_id]:
+                del self._watchers[job_id]
+
+    async def _poll(self) -> None:
+        failures = 0
+        while self._watchers:
+            job_ids = list(self._watchers)
+            try:
+                states = await self.query(job_ids)
+                failures = 0
+            except (SlurmError, OSError) as exc:
+                failures += 1
+                if failures >= 5:
+                    states = {job_id: JobState(job_id, "UNKNOWN", str(exc), "") for job_id in job_ids}
+                else:
+                    await asyncio.sleep(self.poll_interval)
+                    continue
+            for job_id in job_ids:
+                state = states.get(job_id) or JobState(job_id, "GONE", "", "")
+                for updates in self._watchers.get(job_id, []):
+                    updates.put_nowait(state)
+            await asyncio.sleep(self.poll_interval)

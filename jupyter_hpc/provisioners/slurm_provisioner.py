@@ -1,0 +1,228 @@
+"""SlurmProvisioner: a kernel inside a SLURM job on a compute node, reached through the login node.
+
+Registered as ``hpc-slurm``. It is the SSH provisioner with one difference, where the kernel
+runs: the launcher and a 0600 request file are staged in ``~/.jupyter-hpc`` over SFTP, the job
+is submitted with ``sbatch --parsable`` (each setting one argv element), and once the job
+runs, a monitor is attached to the kernel over SSH to the node, jumping through the login
+node, so that ZMQ stays inside SSH and the kernel on Unix sockets, as on the login node.
+Shutdown stops the kernel, which ends the job, and cancels whatever remains of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import secrets
+from typing import Any
+
+import asyncssh
+from traitlets import Float, Int, List, Unicode, validate
+
+from ..launcher import RemoteKernel, launcher_source
+from ..ssh import SiteConnection, SSHTarget, get_pool
+from .slurm_jobs import (
+    DEFAULT_BATCH_TEMPLATE,
+    RUNNING,
+    JobState,
+    SlurmError,
+    SlurmQueue,
+    cancel,
+    checked_value,
+    node_address,
+    render_batch_script,
+    sbatch_argv,
+    submit,
+)
+from .ssh_provisioner import SSHProvisioner
+
+log = logging.getLogger("jupyter_hpc.provisioners")
+
+STAGE_DIR = ".jupyter-hpc"
+
+
+class SlurmProvisioner(SSHProvisioner):
+    """Launch a kernel in a SLURM batch job; forward its channels through the login node."""
+
+    partition = Unicode("", config=True, help="sbatch --partition, e.g. 'debug'. Empty: the site's default.")
+    account = Unicode("", config=True, help="sbatch --account to charge, e.g. 'm1234'.")
+    qos = Unicode("", config=True, help="sbatch --qos, e.g. 'interactive'.")
+    time = Unicode("", config=True, help="Walltime, sbatch --time, e.g. '01:00:00'. Empty: the partition's default.")
+    nodes = Int(1, config=True, help="sbatch --nodes; the kernel runs on the job's batch host.")
+    cpus_per_task = Int(0, config=True, help="sbatch --cpus-per-task; 0 leaves it to the site.")
+    gpus = Int(0, config=True, help="sbatch --gpus; 0 asks for none.")
+    constraint = Unicode("", config=True, help="sbatch --constraint, e.g. 'knl' or 'gpu'.")
+    reservation = Unicode("", config=True, help="sbatch --reservation.")
+    extra_directives = List(
+        Unicode(), config=True,
+        help="More '#SBATCH' lines for the batch script, without the prefix, e.g. ['--exclusive'].",
+    )
+    batch_template = Unicode(
+        DEFAULT_BATCH_TEMPLATE, config=True,
+        help="The batch script, a jinja2 template with job_name, output, extra_directives, "
+        "remote_python, launcher, request_file and answer_file; the filter 'q' shell-quotes. "
+        "Its last line must run the launcher as the default does.",
+    )
+    queue_timeout = Float(
+        600.0, config=True,
+        help="Seconds a kernel's job may wait in the queue before the start fails and the job is cancelled.",
+    )
+    poll_interval = Float(
+        1.0, config=True,
+        help="Seconds between squeue calls while jobs wait; one call covers all of a site's waiting jobs.",
+    )
+    node_port = Int(
+        None, allow_none=True, config=True,
+        help="SSH port of the compute nodes (reached through the login node). Default: ~/.ssh/config, else 22.",
+    )
+
+    @validate("partition", "account", "qos", "time", "constraint", "reservation")
+    def _plain_value(self, proposal: dict) -> str:
+        value = proposal["value"]
+        return checked_value(proposal["trait"].name, value) if value else value
+
+    @validate("queue_timeout", "poll_interval")
+    def _positive(self, proposal: dict) -> float:
+        if float(proposal["value"]) <= 0:
+            raise ValueError(f"{proposal['trait'].name} must be positive")
+        return float(proposal["value"])
+
+    queue_state: JobState | None = None  # the job's latest state while it waits, for progress
+
+    def start_deadline(self) -> float:
+        return self.queue_timeout + 2 * self.launch_timeout + 5
+
+    def _stream_local_hint(self, login: SiteConnection) -> bool | None:
+        return None  # the compute node's sshd is not the login node's; probe it there
+
+    def sbatch_options(self) -> dict[str, object]:
+        return {
+            "partition": self.partition,
+            "account": self.account,
+            "qos": self.qos,
+            "time": self.time,
+            "nodes": self.nodes,
+            "cpus_per_task": self.cpus_per_task,
+            "gpus": self.gpus,
+            "constraint": self.constraint,
+            "reservation": self.reservation,
+        }
+
+    async def _start_kernel(self, login: SiteConnection, request: dict[str, Any], transport: str) -> RemoteKernel:
+        """Stage, submit, wait for RUNNING, then attach a monitor on the node through the login node."""
+        launcher, request_file, answer_file, output = await self._stage(
+            login, self._launch_request(request, transport)
+        )
+        script = render_batch_script(
+            self.batch_template,
+            job_name=f"jupyter-{self.kernel_spec.name if hasattr(self.kernel_spec, 'name') else 'kernel'}",
+            output=output,
+            extra_directives=list(self.extra_directives),
+            remote_python=self.remote_python,
+            launcher=launcher,
+            request_file=request_file,
+            answer_file=answer_file,
+        )
+        argv = sbatch_argv(self.sbatch_options(), f"jupyter-{getattr(self.kernel_spec, 'name', 'kernel')}")
+        job_id = await submit(login, argv, script)
+        log.info("kernel %s submitted as job %s on %s", self.kernel_id, job_id, login.target.host)
+        try:
+            state = await self._wait_running(login, job_id)
+            node = await self._node_connection(login, state.nodes)
+            remote = await RemoteKernel.start(
+                node, self.remote_python,
+                {"op": "attach", "answer_file": answer_file, "lease": self.lease, "ready_timeout": self.launch_timeout},
+                self.launch_timeout + 5,
+            )
+        except BaseException:
+            await asyncio.shield(cancel(login, job_id))
+            raise
+        remote.job_id = job_id
+        return remote
+
+    async def _stage(self, login: SiteConnection, request: dict[str, Any]) -> tuple[str, str, str, str]:
+        """Put the launcher (once per version) and this kernel's 0600 request file in ~/.jupyter-hpc."""
+        source = launcher_source()
+        digest = hashlib.sha256(source).hexdigest()[:12]
+        token = secrets.token_hex(8)
+        async with login.sftp() as sftp:
+            home = await sftp.realpath(".")
+            base = f"{home}/{STAGE_DIR}"
+            for directory in (base, f"{base}/jobs"):
+                if not await sftp.isdir(directory):
+                    await sftp.mkdir(directory, asyncssh.SFTPAttrs(permissions=0o700))
+                await sftp.chmod(directory, 0o700)
+            launcher = f"{base}/launcher-{digest}.py"
+            if not await sftp.exists(launcher):
+                partial = f"{launcher}.{token}"
+                async with sftp.open(partial, "wb", asyncssh.SFTPAttrs(permissions=0o600)) as handle:
+                    await handle.write(source)
+                await sftp.rename(partial, launcher)
+            request_file = f"{base}/jobs/{token}.request.json"
+            async with sftp.open(request_file, "wb", asyncssh.SFTPAttrs(permissions=0o600)) as handle:
+                await handle.write(json.dumps(request).encode())
+            await sftp.chmod(request_file, 0o600)
+        return launcher, request_file, f"{base}/jobs/{token}.answer.json", f"{base}/jobs/slurm-%j.out"
+
+    async def _wait_running(self, login: SiteConnection, job_id: str) -> JobState:
+        """Follow the job through the queue, logging each state change with SLURM's Reason."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        queue = SlurmQueue.of(login)
+        self.queue_state = JobState(job_id, "PENDING", "", "")
+
+        async def follow() -> None:
+            async for update in queue.watch(job_id, self.poll_interval):
+                self.queue_state = update
+                log.info(
+                    "kernel %s: job %s %s%s after %.0f s", self.kernel_id, job_id, update.state,
+                    f" (Reason: {update.reason})" if update.reason and update.reason != "None" else "",
+                    loop.time() - started,
+                )
+
+        try:
+            await asyncio.wait_for(follow(), self.queue_timeout)
+        except asyncio.TimeoutError:
+            raise SlurmError(
+                f"Job {job_id} did not start within {self.queue_timeout:.0f} s (queue_timeout): "
+                f"it is {self.queue_state.state} (Reason: {self.queue_state.reason or 'none given'}). The job has been "
+                "cancelled. Try another partition or fewer resources, or raise queue_timeout."
+            ) from None
+        state = self.queue_state
+        if state.state != RUNNING:
+            raise SlurmError(
+                f"Job {job_id} ended before the kernel started: {state.state}"
+                f"{' (Reason: ' + state.reason + ')' if state.reason else ''}. "
+                f"See ~/{STAGE_DIR}/jobs/slurm-{job_id}.out on {login.target.host}."
+            )
+        return state
+
+    async def _node_connection(self, login: SiteConnection, node: str) -> SiteConnection:
+        address = await node_address(login, node)
+        login_target = login.target
+        chain = ",".join(hop for hop in (login_target.jump_host, login_target.spec()) if hop)
+        target = SSHTarget(
+            host=address,
+            port=self.node_port,
+            username=login_target.username,
+            client_keys=login_target.client_keys,
+            identities=login_target.identities,
+            known_hosts=login_target.known_hosts,
+            jump_host=chain,
+            connect_timeout=self.launch_timeout,
+        )
+        return await get_pool().connect(target)
+
+    async def _stop_kernel(self, remote: RemoteKernel) -> None:
+        """Stop the kernel (its job then ends), then cancel what is left: TERM, then scancel."""
+        await remote.cleanup()
+        if remote.job_id is not None:
+            login = await get_pool().connect(self.ssh_target())
+            await cancel(login, remote.job_id)
+
+    async def get_provisioner_info(self) -> dict[str, Any]:
+        """Adds the job id to ``SSHProvisioner``'s ids (calls ``super()``)."""
+        info = await super().get_provisioner_info()
+        info["job_id"] = self._remote.job_id if self._remote is not None else None
+        return info
