@@ -162,9 +162,9 @@ async def run(args) -> None:
             variant, f"{s['p50']:.3f}", f"{s['p90']:.3f}", f"{s['min']:.3f}–{s['max']:.3f}",
             f"{s['p50'] / local['p50']:.2f}×", f"{s['p50'] - local['p50']:+.3f}", f"{split['p50']:.3f}",
         ])
-    print(f"\n### Kernel start → first execute_reply, {args.rounds} rounds, interleaved\n")
+    print(f"\n#### Kernel start → first execute_reply, {args.rounds} rounds, interleaved\n")
     print(table(["variant", "p50 s", "p90 s", "min–max s", "ratio", "minus local s", "start_kernel p50 s"], rows))
-    print("\n### Fan-out: kernels started at once (asyncio.gather), to the last first execute_reply\n")
+    print("\n#### Fan-out: kernels started at once (asyncio.gather), to the last first execute_reply\n")
     print(table(
         ["variant", "kernels", "wall s", "vs 1 kernel", "vs local", "per kernel s (min–max)", "RSS Δ MB", "RSS MB",
          "SSH connections", "sshd logins"],

@@ -234,7 +234,7 @@ def report(samples, rates, ceilings, requests, nbytes, repeats, cipher, elapsed)
             f"{s['min'] * 1e3:.3f}–{s['max'] * 1e3:.2f}", f"{s['p50'] / local['p50']:.2f}×",
             f"{(s['p50'] - local['p50']) * 1e3:+.3f}",
         ])
-    print(f"\n### Execute round trip (`pass` → execute_reply), {len(samples['local'])} requests per variant\n")
+    print(f"\n#### Execute round trip (`pass` → execute_reply), {len(samples['local'])} requests per variant\n")
     print(table(["variant", "p50 ms", "p90 ms", "p99 ms", "min–max ms", "p50 ratio", "p50 overhead ms"], rows))
 
     raw = summarize(ceilings["OpenSSH ssh host head -c N /dev/zero"])["p50"]
@@ -246,7 +246,7 @@ def report(samples, rates, ceilings, requests, nbytes, repeats, cipher, elapsed)
             name, f"{s['p50']:.1f}", f"{s['min']:.1f}–{s['max']:.1f}",
             f"{s['p50'] / raw:.0%}", f"{s['p50'] / local_rate:.0%}",
         ])
-    print(f"\n### iopub throughput: a cell writing {nbytes / 1e6:.0f} MB in {CHUNK // 1024} KiB chunks, "
+    print(f"\n#### iopub throughput: a cell writing {nbytes / 1e6:.0f} MB in {CHUNK // 1024} KiB chunks, "
           f"{repeats} samples each (asyncssh cipher {cipher})\n")
     print(table(["variant", "median MB/s", "min–max MB/s", "of raw OpenSSH", "of local"], rows))
     print(f"\n(whole run {elapsed:.0f} s)")
