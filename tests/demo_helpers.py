@@ -1,7 +1,8 @@
 """Running `jupyter hpc demo` as a non-root user, and talking to it, for tests/test_demo*.py.
 
 CI runs as root, but the demo must work for an ordinary user, so the tests start it with
-``runuser -u hpcuser --``. That user cannot run root's Python, hence a world-readable venv
+``runuser -u hpcdemo --``: a user of its own, so that other tests' kernels, SLURM jobs and
+files of the shared test user never blur what the demo leaves behind. That user cannot run root's Python, hence a world-readable venv
 made from Debian's python3 holding a non-editable install of this checkout (found from this
 file, since CI runs from its own clone) and JupyterLab. It is built once and reused; when
 the package's sources change, only the package is reinstalled.
@@ -28,10 +29,10 @@ from pathlib import Path
 import requests
 import websocket
 
-from testbed.users import KERNEL_USER, ensure_user
+from testbed.users import ensure_user
 
 REPO = Path(__file__).resolve().parent.parent
-DEMO_USER = KERNEL_USER
+DEMO_USER = "hpcdemo"
 DEMO_VENV = Path(os.environ.get("JUPYTER_HPC_DEMO_VENV", "/opt/jupyter-hpc-test/demo-venv"))
 URL_LINE = re.compile(r"^\s+(http://127\.0\.0\.1:(\d+)/lab\?token=([0-9a-f]+))\s*$")
 
@@ -170,6 +171,9 @@ class Demo:
     def processes(self) -> dict[int, str]:
         """Live processes this demo started (itself included)."""
         return processes_marked(self.marks)
+
+    def processes_named(self, text: str) -> dict[int, str]:
+        return {pid: args for pid, args in self.processes().items() if text in args}
 
     @property
     def pid(self) -> int:

@@ -8,12 +8,14 @@ the demo user's, no state directory, no file in the user's home.
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
 import time
-from pathlib import Path
 
 import pytest
 
-from demo_helpers import DEMO_USER, Demo, ensure_demo_venv, home_files
+from demo_helpers import DEMO_USER, Demo, demo_state_dirs, ensure_demo_venv, home_files
 from testbed.users import ensure_user
 
 
@@ -37,13 +39,18 @@ def demos(demo_bin):
         demo.kill()
 
 
-def assert_nothing_left(demos: list[Demo], home_before: set[str], timeout: float = 5.0) -> None:
-    """No process any of ``demos`` started, no state directory, no new file in the home."""
+def snapshot() -> tuple[set[str], set[str]]:
+    """The demo user's home files and demo state directories, before a test."""
+    return home_files(), demo_state_dirs()
+
+
+def assert_nothing_left(demos: list[Demo], before: tuple[set[str], set[str]], timeout: float = 5.0) -> None:
+    """No process any of ``demos`` started, no new state directory, no new file in the home."""
     def found() -> dict:
         return {
             "processes": {pid: cmd for demo in demos for pid, cmd in demo.processes().items()},
-            "state_dirs": [demo.marks[1] for demo in demos if Path(demo.marks[1]).exists()],
-            "home_files": home_files() - home_before,
+            "state_dirs": demo_state_dirs() - before[1],
+            "home_files": home_files() - before[0],
         }
 
     deadline = time.monotonic() + timeout
@@ -51,11 +58,11 @@ def assert_nothing_left(demos: list[Demo], home_before: set[str], timeout: float
     while any(left.values()) and time.monotonic() < deadline:
         time.sleep(0.1)  # init may take a moment to reap what the demo orphaned on exit
         left = found()
-    assert left == {"processes": {}, "state_dirs": [], "home_files": set()}
+    assert left == {"processes": {}, "state_dirs": set(), "home_files": set()}
 
 
 def test_kernel_lifecycle_then_ctrl_c_leaves_nothing(demos):
-    home_before = home_files()
+    before = snapshot()
     demo = demos().wait_ready()
     state_dir = demo.state_dir()
     assert state_dir.is_dir() and oct(state_dir.stat().st_mode & 0o777) == "0o700"
@@ -92,11 +99,11 @@ def test_kernel_lifecycle_then_ctrl_c_leaves_nothing(demos):
     assert demo.wait(60) == 0
     assert "Stopping the demo" in demo.output
     assert not state_dir.exists()
-    assert_nothing_left([demo], home_before)
+    assert_nothing_left([demo], before)
 
 
 def test_two_demos_at_once_and_a_second_ctrl_c(demos):
-    home_before = home_files()
+    before = snapshot()
     first, second = demos(), demos()
     first.wait_ready()
     second.wait_ready()
@@ -118,14 +125,40 @@ def test_two_demos_at_once_and_a_second_ctrl_c(demos):
     for kernel in kernels:
         kernel.close()
 
-    # The first gets a second Ctrl-C while it is shutting down; the second one stops
-    # politely at the same time.
+    # The first gets a second Ctrl-C while it is shutting down; the second one gets SIGTERM
+    # (as from a service manager) at the same time and stops politely.
     first.interrupt()
-    second.interrupt()
+    os.kill(second.pid, signal.SIGTERM)
     time.sleep(0.1)
     first.interrupt()
     assert first.wait(30) == 0
     assert second.wait(60) == 0
     assert "Stopping at once" in first.output
     assert "Stopping at once" not in second.output
-    assert_nothing_left([first, second], home_before)
+    assert "Stopping the demo (SIGTERM)" in second.output
+    assert_nothing_left([first, second], before)
+
+
+def test_a_taken_port_fails_clearly_and_leaves_nothing(demos):
+    before = snapshot()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        demo = demos("--port", str(port))
+        assert demo.wait(90) == 1
+    assert "The demo could not start: JupyterLab exited" in demo.output
+    assert f"The port {port} is already in use" in demo.output
+    assert_nothing_left([demo], before)
+
+
+def test_ctrl_c_while_starting_leaves_nothing(demos):
+    before = snapshot()
+    demo = demos()
+    deadline = time.monotonic() + 30
+    while not demo.processes_named("jupyterlab") and time.monotonic() < deadline:
+        time.sleep(0.05)  # JupyterLab is starting: the login node and state dir exist
+    demo.interrupt()
+    assert demo.wait(30) == 0
+    assert demo.url is None
+    assert_nothing_left([demo], before)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import shutil
 import signal
@@ -100,6 +101,10 @@ class Demo:
                 except HPCError as exc:
                     self.say(f"The demo could not start: {exc}")
                     status = 1
+                except Exception as exc:  # noqa: BLE001 - whatever it was, clean up and say so
+                    log.debug("demo start failed", exc_info=True)
+                    self.say(f"The demo could not start: {type(exc).__name__}: {exc}")
+                    status = 1
                 else:
                     self._banner()
                     await self._stop.wait()
@@ -111,6 +116,11 @@ class Demo:
         return status
 
     async def _start(self) -> None:
+        if importlib.util.find_spec("jupyterlab") is None:
+            raise HPCError(
+                "JupyterLab is not installed in this Python. Install the demo's extras: "
+                "pip install 'jupyter-hpc[lab]'"
+            )
         self.state_dir = Path(tempfile.mkdtemp(prefix="jupyter-hpc-demo-"))  # 0700
         runtime = make_private_dir(self.state_dir / "run")
         self.node = LoginNode(self.state_dir / "login-node", session_env={"XDG_RUNTIME_DIR": str(runtime)})

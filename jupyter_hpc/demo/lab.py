@@ -53,6 +53,7 @@ class JupyterLab:
         self.runtime_dir = state_dir / "runtime"
         self.log_path = state_dir / "jupyterlab.log"
         self.process: asyncio.subprocess.Process | None = None
+        self.ready = False
 
     @property
     def url(self) -> str:
@@ -137,6 +138,7 @@ class JupyterLab:
                 with contextlib.suppress(ValueError, OSError):
                     self.port = int(json.loads(info_file.read_text())["port"])
                     if await asyncio.to_thread(self._answers):
+                        self.ready = True
                         return
             await asyncio.sleep(0.2)
 
@@ -170,6 +172,9 @@ class JupyterLab:
         """
         process = self.process
         if process is None or process.returncode is not None:
+            return
+        if not self.ready:
+            await self.kill()  # still starting: it has no kernels to shut down yet
             return
         asking = asyncio.ensure_future(asyncio.to_thread(self._post_shutdown, grace))
         try:
