@@ -31,3 +31,92 @@ def test_kernel_runs_in_the_job_squeue_shows(slurm_spec, slurm, kernel_user):
         time.sleep(0.2)
     assert slurm.jobs(kernel_user.pw_name) == []
     assert not process_alive(info["pid"])
+
+
+def start_failure(kernel_name: str) -> tuple[Exception, float]:
+    km = jupyter_client.KernelManager(kernel_name=kernel_name)
+    started = time.monotonic()
+    with pytest.raises(Exception) as info:
+        km.start_kernel()
+    return info.value, time.monotonic() - started
+
+
+def test_nonexistent_partition_fails_with_sbatchs_message(slurm_spec, slurm, kernel_user):
+    error, _ = start_failure(slurm_spec(partition="nosuchpartition"))
+    assert isinstance(error, SlurmError)
+    assert "invalid partition" in str(error).lower() and "sbatch refused" in str(error)
+    assert slurm.jobs(kernel_user.pw_name) == []
+
+
+def test_hostile_partition_is_one_argument(slurm_spec, slurm, kernel_user):
+    canary = f"/tmp/jupyter-hpc-slurm-canary-{os.getpid()}"
+    error, _ = start_failure(slurm_spec(partition=f"debug; touch {canary}"))
+    assert isinstance(error, SlurmError) and "invalid partition" in str(error).lower()
+    assert not os.path.exists(canary)
+    with pytest.raises(Exception, match="control characters"):
+        jupyter_client.KernelManager(kernel_name=slurm_spec("nl", account="a\n#SBATCH --x")).start_kernel()
+    assert not os.path.exists(canary)
+    assert slurm.jobs(kernel_user.pw_name) == []
+
+
+def test_job_that_cannot_start_fails_after_queue_timeout(slurm_spec, slurm, kernel_user):
+    error, elapsed = start_failure(slurm_spec(extra_directives=["--hold"], queue_timeout=3))
+    assert isinstance(error, SlurmError)
+    message = str(error)
+    assert "did not start within 3 s" in message and "PENDING" in message and "JobHeldUser" in message
+    assert elapsed < 15
+    deadline = time.monotonic() + 10
+    while slurm.jobs(kernel_user.pw_name) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert slurm.jobs(kernel_user.pw_name) == []
+
+
+def test_scancel_from_outside_is_seen_within_5s(slurm_spec, slurm, kernel_user):
+    from testbed.users import run_as
+
+    with running_kernel(slurm_spec()) as (km, client):
+        job_id = provisioner_info(km)["job_id"]
+        run_as(kernel_user.pw_name, ["scancel", job_id], check=True)
+        started = time.monotonic()
+        while km.is_alive() and time.monotonic() - started < 10:
+            time.sleep(0.1)
+        assert not km.is_alive()
+        assert time.monotonic() - started < 5
+
+
+def test_queue_wait_blocks_nothing_and_polls_once_per_interval(slurm_spec, ssh_spec, slurm, kernel_user):
+    """Three kernels wait in the queue while another kernel on the same server runs cells."""
+    from jupyter_hpc.provisioners.slurm_jobs import SlurmQueue
+    from jupyter_hpc.ssh import get_pool, run_in_ssh_loop_sync
+
+    held = slurm_spec("held", extra_directives=["--hold"], queue_timeout=4, poll_interval=0.5)
+    busy = ssh_spec("busy")
+
+    async def scenario():
+        waiting = [jupyter_client.AsyncKernelManager(kernel_name=held) for _ in range(3)]
+        starts = [asyncio.ensure_future(km.start_kernel()) for km in waiting]
+        worker = jupyter_client.AsyncKernelManager(kernel_name=busy)
+        await worker.start_kernel()
+        client = worker.client()
+        client.start_channels()
+        await client.wait_for_ready(timeout=60)
+        ran = 0
+        while not all(task.done() for task in starts):
+            reply = await client.execute_interactive("1 + 1", timeout=10)
+            assert reply["content"]["status"] == "ok"
+            ran += 1
+        client.stop_channels()
+        await worker.shutdown_kernel(now=True)
+        return ran, [task.exception() for task in starts]
+
+    queries_before = sum(queue.queries for queue in SlurmQueue._instances.values())
+    ran, errors = asyncio.run(scenario())
+    queries = sum(queue.queries for queue in SlurmQueue._instances.values()) - queries_before
+    assert ran >= 20, "the server's loop stalled while kernels waited in the queue"
+    assert all(isinstance(error, SlurmError) for error in errors)
+    # 3 kernels x 4 s at 0.5 s would be ~24 calls one per kernel; shared, ~8 (+ cancels' checks)
+    assert queries <= 8 + 3 * 3, queries
+    deadline = time.monotonic() + 10
+    while slurm.jobs(kernel_user.pw_name) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert slurm.jobs(kernel_user.pw_name) == []

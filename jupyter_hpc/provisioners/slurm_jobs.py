@@ -105,7 +105,11 @@ async def node_address(connection: SiteConnection, node: str) -> str:
 async def cancel(connection: SiteConnection, job_id: str, grace: float = 5.0) -> None:
     """Ask the job to end (SIGTERM to its steps), then cancel it outright if it is still there."""
     queue = SlurmQueue.of(connection)
-    if (await queue.query([job_id])).get(job_id) is None:
+    state = (await queue.query([job_id])).get(job_id)
+    if state is None:
+        return
+    if state.state in WAITING:  # nothing runs yet that a signal could reach
+        await connection.run(["scancel", job_id], check=False)
         return
     await connection.run(["scancel", "--signal=TERM", "--full", job_id], check=False)
     deadline = time.monotonic() + grace
