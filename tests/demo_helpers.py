@@ -201,12 +201,15 @@ class Demo:
             raise AssertionError(f"the demo did not stop within {timeout} s:\n{self.output}") from None
 
     def kill(self) -> None:
-        """Last resort for a failed test: SIGKILL every process this demo started."""
+        """Last resort for a failed test: SIGKILL every process this demo started, and remove
+        its state directory (a killed demo cannot)."""
         for pid in self.processes():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.runuser.wait(10)
+        for state_dir in self.marks[1:]:
+            shutil.rmtree(state_dir, ignore_errors=True)
 
     # -- jupyter_server's REST API ----------------------------------------------------------
 
