@@ -16,7 +16,7 @@ import time
 import pytest
 
 from demo_helpers import DEMO_USER, Demo, demo_state_dirs, ensure_demo_venv, home_files
-from testbed.users import ensure_user
+from testbed.users import ensure_user, run_as
 
 
 @pytest.fixture(scope="module")
@@ -104,10 +104,13 @@ def test_kernel_lifecycle_then_ctrl_c_leaves_nothing(demos):
 
 def test_two_demos_at_once_and_a_second_ctrl_c(demos):
     before = snapshot()
-    first, second = demos(), demos()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        chosen = probe.getsockname()[1]
+    first, second = demos("--port", str(chosen)), demos()
     first.wait_ready()
     second.wait_ready()
-    assert first.port != second.port
+    assert first.port == chosen != second.port
     assert first.login_port() != second.login_port()
     assert first.state_dir() != second.state_dir()
     kernels = []
@@ -162,3 +165,11 @@ def test_ctrl_c_while_starting_leaves_nothing(demos):
     assert demo.wait(30) == 0
     assert demo.url is None
     assert_nothing_left([demo], before)
+
+
+def test_help(demo_bin):
+    result = run_as(DEMO_USER, [str(demo_bin / "jupyter"), "hpc", "demo", "--help"],
+                    capture_output=True, text=True, cwd="/")
+    assert result.returncode == 0, result.stderr
+    for option in ("--port", "--no-browser", "Ctrl-C stops everything"):
+        assert option in " ".join(result.stdout.split())
