@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", action="append", default=[], help="extra provisioner config, key=json")
     parser.add_argument("--mb-only", action="store_true", help="skip the round trips (profile the stream only)")
     parser.add_argument("--cipher", help="experiment: ask asyncssh for this cipher first (e.g. aes128-gcm@openssh.com)")
+    parser.add_argument("--max-pktsize", type=int, help="experiment: max SSH packet size our forward channels accept")
     parser.add_argument("--switch-interval", type=float, help="experiment: sys.setswitchinterval(seconds)")
     parser.add_argument("--client-process", action="store_true",
                         help="experiment: run the round trips from a second process (no GIL shared with the SSH loop)")
@@ -66,6 +67,8 @@ def main(argv: list[str] | None = None) -> None:
     quiet_logs(False)
     if args.cipher:
         patch_cipher(args.cipher)
+    if args.max_pktsize:
+        patch_max_pktsize(args.max_pktsize)
     counts = count_packets() if args.count_packets else None
     if args.switch_interval:
         sys.setswitchinterval(args.switch_interval)
@@ -142,6 +145,22 @@ def count_packets() -> dict[str, int]:
 
     connection.SSHConnection.send_packet, connection.SSHConnection._recv_packet = send_packet, recv_packet
     return counts
+
+
+def patch_max_pktsize(size: int) -> None:
+    """Experiment only: forward channels accept SSH packets up to ``size`` (asyncssh: 32 KiB)."""
+    import asyncssh
+
+    cls = asyncssh.SSHClientConnection
+    for name in ("create_connection", "create_unix_connection"):
+        original = getattr(cls, name)
+
+        def patched(self, *a, _original=original, **kw):
+            kw.setdefault("max_pktsize", size)
+            kw.setdefault("window", max(2 * 1024 * 1024, 8 * size))
+            return _original(self, *a, **kw)
+
+        setattr(cls, name, patched)
 
 
 def patch_cipher(cipher: str) -> None:
