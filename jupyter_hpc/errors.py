@@ -48,7 +48,7 @@ class RemoteCommandError(HPCError):
     """A command run on the remote side failed; carries argv, exit status and stderr."""
 
     def __init__(
-        self, message: str, *, argv: Sequence[str], exit_status: int | None, stderr: str
+        self, message: str, *, argv: Sequence[str] = (), exit_status: int | None = None, stderr: str = ""
     ) -> None:
         super().__init__(
             message,
@@ -57,6 +57,25 @@ class RemoteCommandError(HPCError):
         self.argv = list(argv)
         self.exit_status = exit_status
         self.stderr = stderr
+
+
+class SlurmError(RemoteCommandError):
+    """The scheduler refused, failed or lost a job; the message carries SLURM's own words.
+
+    Raised by the magics for a failing command and by the SLURM provisioner for a job that is
+    refused, times out in the queue or ends before its kernel starts.
+    """
+
+    @classmethod
+    def from_command(
+        cls, argv: Sequence[str], exit_status: int | None, stderr: str, where: str = ""
+    ) -> "SlurmError":
+        """E.g. ``sbatch failed on cori (exit status 1): sbatch: error: invalid partition``."""
+        place = f" on {where}" if where else ""
+        return cls(
+            f"{argv[0]} failed{place} (exit status {exit_status}): {stderr.strip() or 'no error output'}",
+            argv=argv, exit_status=exit_status, stderr=stderr,
+        )
 
 
 class KernelLaunchError(HPCError):

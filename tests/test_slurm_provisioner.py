@@ -9,7 +9,7 @@ import time
 import jupyter_client
 import pytest
 
-from jupyter_hpc.provisioners.slurm_jobs import SlurmError
+from jupyter_hpc.errors import SlurmError
 from kernel_helpers import execute, provisioner_info, running_kernel
 from remote_inspect import process_alive
 
@@ -120,3 +120,30 @@ def test_queue_wait_blocks_nothing_and_polls_once_per_interval(slurm_spec, ssh_s
     while slurm.jobs(kernel_user.pw_name) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert slurm.jobs(kernel_user.pw_name) == []
+
+
+def test_direct_mode_without_ssh_to_the_node(slurm_spec, slurm, kernel_user, sshd):
+    """Where nodes take no SSH: CurveZMQ on the node's address, forwarded from the login node."""
+    from jupyter_hpc.ssh import get_pool, run_in_ssh_loop_sync
+    from remote_inspect import tcp_listeners
+
+    run_in_ssh_loop_sync(get_pool().close())
+    logins = sshd.accepted_logins()
+    with running_kernel(slurm_spec(node_access="direct")) as (km, client):
+        info = provisioner_info(km)
+        assert info["remote_transport"] == "tcp" and km.curve_secretkey is not None
+        out = execute(client, "import os; print(os.environ['SLURM_JOB_ID'])")
+        assert out["stdout"].strip() == info["job_id"]
+        assert len(tcp_listeners(info["pid"])) >= 5
+        msg_id = client.execute("while True: pass")
+        time.sleep(0.5)
+        km.interrupt_kernel()
+        reply = client.get_shell_msg(timeout=5)
+        assert reply["parent_header"]["msg_id"] == msg_id and reply["content"]["ename"] == "KeyboardInterrupt"
+    time.sleep(0.2)
+    assert sshd.accepted_logins() - logins == 1  # the login node only: no SSH session to the node
+    deadline = time.monotonic() + 10
+    while slurm.jobs(kernel_user.pw_name) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert slurm.jobs(kernel_user.pw_name) == []
+    assert not process_alive(info["pid"])

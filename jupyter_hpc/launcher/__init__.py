@@ -11,6 +11,7 @@ import asyncio
 import concurrent.futures
 import json
 import logging
+from collections.abc import Sequence
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -96,10 +97,19 @@ class RemoteKernel:
 
     @classmethod
     async def start(
-        cls, connection: SiteConnection, remote_python: str, request: dict[str, Any], timeout: float
+        cls,
+        connection: SiteConnection,
+        remote_python: str,
+        request: dict[str, Any],
+        timeout: float,
+        prefix: Sequence[str] = (),
     ) -> "RemoteKernel":
-        """Send the launcher with ``request`` (launch, or attach to a running kernel)."""
-        process = await connection.start([remote_python, "-c", BOOTSTRAP], encoding=None)
+        """Send the launcher with ``request`` (launch, or attach to a running kernel).
+
+        ``prefix`` runs the launcher through another command, e.g. ``srun --jobid=… --overlap``
+        to reach a compute node where the site allows no SSH to nodes.
+        """
+        process = await connection.start([*prefix, remote_python, "-c", BOOTSTRAP], encoding=None)
         process.stdin.write(launcher_stdin(request))
         try:
             line = await asyncio.wait_for(process.stdout.readline(), timeout)

@@ -106,6 +106,8 @@ def connection_info(request, kernel_dir):
         ports = list(range(1, len(CHANNELS) + 1))
     elif transport == "tcp":
         ip = request.get("ip") or "127.0.0.1"
+        if ip == "node":  # reached by address from the login node (batch jobs' direct mode)
+            ip = socket.gethostbyname(socket.gethostname())
         ports = pick_tcp_ports(ip)
     else:
         raise LaunchFailure("unknown transport %r (expected 'ipc' or 'tcp')" % transport)

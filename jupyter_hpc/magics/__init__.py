@@ -10,7 +10,7 @@ Needs only IPython and pandas; the SSH layer (asyncssh) and jupyter_client are i
 only when ``--site`` is used.
 """
 
-from .errors import SlurmError
+from ..errors import SlurmError
 from .slurm_magics import JobOutcome, SlurmMagics
 
 __all__ = ["JobOutcome", "SlurmError", "SlurmMagics", "load_ipython_extension", "unload_ipython_extension"]

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import HPCError
-from .errors import SlurmError
+from ..errors import SlurmError
 
 
 @dataclasses.dataclass
@@ -37,7 +37,7 @@ class LocalRunner:
             done = subprocess.run(list(argv), input=input, env=full_env, capture_output=True, text=True,
                                   timeout=timeout)
         except FileNotFoundError:
-            raise SlurmError(argv, None, f"{argv[0]}: command not found on this machine. Is SLURM "
+            raise SlurmError.from_command(argv, None, f"{argv[0]}: command not found on this machine. Is SLURM "
                              "installed here, or did you mean to run it on a site (--site NAME)?") from None
         return Completed(list(argv), done.returncode, done.stdout, done.stderr)
 
@@ -102,5 +102,5 @@ def site_from_kernelspec(name: str) -> SiteRunner:
 
 def check(done: Completed, where: str = "") -> Completed:
     if done.returncode != 0:
-        raise SlurmError(done.argv, done.returncode, done.stderr, where)
+        raise SlurmError.from_command(done.argv, done.returncode, done.stderr, where)
     return done

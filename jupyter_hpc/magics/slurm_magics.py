@@ -17,7 +17,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Bool, CaselessStrEnum, Float, Int, Unicode, validate
 
 from .dialect import DIALECTS, JobStatus, Query, has_format_option
-from .errors import SlurmError
+from ..errors import SlurmError
 from .runner import LocalRunner, check, site_from_kernelspec
 
 

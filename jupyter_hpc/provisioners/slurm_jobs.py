@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import jinja2
 
-from ..errors import HPCError, RemoteCommandError
+from ..errors import RemoteCommandError, SlurmError
 from ..ssh import SiteConnection
 
 log = logging.getLogger("jupyter_hpc.slurm")
@@ -35,10 +35,6 @@ exec {{ remote_python | q }} {{ launcher | q }} --batch {{ request_file | q }} {
 # squeue states in which a job will still start, or runs
 WAITING = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "SUSPENDED"}
 RUNNING = "RUNNING"
-
-
-class SlurmError(HPCError):
-    """The scheduler refused or lost a kernel's job; the message carries SLURM's own words."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +86,7 @@ async def submit(connection: SiteConnection, argv: Sequence[str], script: str) -
     except RemoteCommandError as exc:
         raise SlurmError(
             f"sbatch refused the kernel's job on {connection.target.host}: {exc.stderr or exc.message}",
-            log_detail=exc.log_detail,
+            argv=exc.argv, exit_status=exc.exit_status, stderr=exc.stderr,
         ) from exc
     return parse_job_id(str(result.stdout))
 

@@ -18,15 +18,15 @@ import secrets
 from typing import Any
 
 import asyncssh
-from traitlets import Float, Int, List, Unicode, validate
+from traitlets import CaselessStrEnum, Float, Int, List, Unicode, validate
 
+from ..errors import SlurmError
 from ..launcher import RemoteKernel, launcher_source
 from ..ssh import SiteConnection, SSHTarget, get_pool
 from .slurm_jobs import (
     DEFAULT_BATCH_TEMPLATE,
     RUNNING,
     JobState,
-    SlurmError,
     SlurmQueue,
     cancel,
     checked_value,
@@ -72,6 +72,15 @@ class SlurmProvisioner(SSHProvisioner):
         1.0, config=True,
         help="Seconds between squeue calls while jobs wait; one call covers all of a site's waiting jobs.",
     )
+    node_access = CaselessStrEnum(
+        ["jump", "direct"], default_value="jump", config=True,
+        help="How the server reaches the kernel on its node. 'jump': SSH to the node through the "
+        "login node; the kernel listens on Unix sockets there, as on the login node (needs SSH to "
+        "compute nodes, e.g. pam_slurm_adopt). 'direct': for sites that forbid SSH to nodes; the "
+        "kernel listens on the node's address, always with CurveZMQ encryption since other users "
+        "can reach that address, its monitor runs as a job step (srun --overlap), and the "
+        "channels are forwarded from the login node.",
+    )
     node_port = Int(
         None, allow_none=True, config=True,
         help="SSH port of the compute nodes (reached through the login node). Default: ~/.ssh/config, else 22.",
@@ -94,7 +103,15 @@ class SlurmProvisioner(SSHProvisioner):
         return self.queue_timeout + 2 * self.launch_timeout + 5
 
     def _stream_local_hint(self, login: SiteConnection) -> bool | None:
+        if self.node_access == "direct":
+            return False  # no SSH to the node: only its address is reachable, with CurveZMQ
         return None  # the compute node's sshd is not the login node's; probe it there
+
+    def _launch_request(self, request: dict[str, Any], transport: str) -> dict[str, Any]:
+        request = super()._launch_request(request, transport)
+        if self.node_access == "direct":
+            request["ip"] = "node"
+        return request
 
     def sbatch_options(self) -> dict[str, object]:
         return {
@@ -129,12 +146,15 @@ class SlurmProvisioner(SSHProvisioner):
         log.info("kernel %s submitted as job %s on %s", self.kernel_id, job_id, login.target.host)
         try:
             state = await self._wait_running(login, job_id)
-            node = await self._node_connection(login, state.nodes)
-            remote = await RemoteKernel.start(
-                node, self.remote_python,
-                {"op": "attach", "answer_file": answer_file, "lease": self.lease, "ready_timeout": self.launch_timeout},
-                self.launch_timeout + 5,
-            )
+            attach = {"op": "attach", "answer_file": answer_file, "lease": self.lease,
+                      "ready_timeout": self.launch_timeout}
+            if self.node_access == "direct":
+                step = ["srun", f"--jobid={job_id}", "--overlap", "--nodes=1", "--ntasks=1",
+                        f"--nodelist={state.nodes}", "--quiet"]
+                remote = await RemoteKernel.start(login, self.remote_python, attach, self.launch_timeout + 5, step)
+            else:
+                node = await self._node_connection(login, state.nodes)
+                remote = await RemoteKernel.start(node, self.remote_python, attach, self.launch_timeout + 5)
         except BaseException:
             await asyncio.shield(cancel(login, job_id))
             raise

@@ -350,14 +350,14 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
                     if answer["transport"] == "ipc":
                         listener = await connection.forward_path_to_path(local_path, remote_path)
                     else:
-                        listener = await connection.forward_path_to_port(local_path, remote_port)
+                        listener = await connection.forward_path_to_port(local_path, remote_port, answer["ip"])
                     ports[channel] = local_path
                 else:
                     local_port = int(endpoints.get(channel) or 0)
                     if answer["transport"] == "ipc":
                         listener = await connection.forward_port_to_path(remote_path, local_port)
                     else:
-                        listener = await connection.forward_port(remote_port, local_port)
+                        listener = await connection.forward_port(remote_port, local_port, answer["ip"])
                     ports[channel] = listener.get_port()
                 listeners.append(listener)
         except BaseException:

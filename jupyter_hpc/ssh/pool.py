@@ -79,12 +79,17 @@ class SiteConnection:
         """Listen on a local Unix socket and forward each connection to a remote one."""
         return await self.conn.forward_local_path(local_path, remote_path)
 
-    async def forward_port(self, remote_port: int, local_port: int = 0) -> asyncssh.SSHListener:
-        """Listen on 127.0.0.1:``local_port``, forward to the remote's 127.0.0.1:``remote_port``."""
-        return await self.conn.forward_local_port("127.0.0.1", local_port, "127.0.0.1", remote_port)
+    async def forward_port(
+        self, remote_port: int, local_port: int = 0, remote_host: str = "127.0.0.1"
+    ) -> asyncssh.SSHListener:
+        """Listen on 127.0.0.1:``local_port``, forward to ``remote_host``:``remote_port`` as
+        seen from the server (its own loopback by default)."""
+        return await self.conn.forward_local_port("127.0.0.1", local_port, remote_host, remote_port)
 
-    async def forward_path_to_port(self, local_path: str, remote_port: int) -> asyncssh.SSHListener:
-        return await self.conn.forward_local_path_to_port(local_path, "127.0.0.1", remote_port)
+    async def forward_path_to_port(
+        self, local_path: str, remote_port: int, remote_host: str = "127.0.0.1"
+    ) -> asyncssh.SSHListener:
+        return await self.conn.forward_local_path_to_port(local_path, remote_host, remote_port)
 
     @property
     def stream_local(self) -> bool | None:
