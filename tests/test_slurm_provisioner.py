@@ -147,3 +147,21 @@ def test_direct_mode_without_ssh_to_the_node(slurm_spec, slurm, kernel_user, ssh
         time.sleep(0.2)
     assert slurm.jobs(kernel_user.pw_name) == []
     assert not process_alive(info["pid"])
+
+
+def test_restart_keeps_the_allocation(slurm_spec, slurm, kernel_user):
+    with running_kernel(slurm_spec()) as (km, client):
+        execute(client, "x = 1")
+        first = provisioner_info(km)
+        km.restart_kernel()
+        client.wait_for_ready(timeout=60)
+        out = execute(client, "import os; print('x' in dir(), os.environ['SLURM_JOB_ID'])")
+        second = provisioner_info(km)
+        assert out["stdout"].split() == ["False", first["job_id"]]
+        assert second["job_id"] == first["job_id"] and second["pid"] != first["pid"]
+        assert not process_alive(first["pid"])
+        assert slurm.jobs(kernel_user.pw_name) == [first["job_id"]]
+    deadline = time.monotonic() + 10
+    while slurm.jobs(kernel_user.pw_name) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert slurm.jobs(kernel_user.pw_name) == []

@@ -87,6 +87,7 @@ class RemoteKernel:
         self.answer = answer
         self.exit_status: int | None = None
         self.job_id: str | None = None  # the batch job the kernel runs in, if any
+        self.node: str | None = None  # that job's batch host
         self.done: concurrent.futures.Future[int] = concurrent.futures.Future()
         self._cleaned = asyncio.Event()
         self._reader = asyncio.ensure_future(self._read_events())
@@ -109,7 +110,9 @@ class RemoteKernel:
         ``prefix`` runs the launcher through another command, e.g. ``srun --jobid=… --overlap``
         to reach a compute node where the site allows no SSH to nodes.
         """
-        process = await connection.start([*prefix, remote_python, "-c", BOOTSTRAP], encoding=None)
+        # -I -S: the stdlib-only launcher needs no site packages, starts faster, and a cluster's
+        # PYTHONPATH or PYTHONSTARTUP cannot break it; the kernel still gets the full environment.
+        process = await connection.start([*prefix, remote_python, "-I", "-S", "-c", BOOTSTRAP], encoding=None)
         process.stdin.write(launcher_stdin(request))
         try:
             line = await asyncio.wait_for(process.stdout.readline(), timeout)

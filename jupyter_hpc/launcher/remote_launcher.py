@@ -197,7 +197,7 @@ def wait_until_bound(process, info, log_path, timeout):
                 "the kernel did not open its sockets within %.0f s. Its output:\n%s"
                 % (timeout, tail(log_path) or "(none)")
             )
-        time.sleep(0.02)
+        time.sleep(0.005)
 
 
 class AttachedProcess:
@@ -435,34 +435,51 @@ def read_batch_answer(path, timeout):
     return {"pid": answer["pid"], "kernel_dir": answer["kernel_dir"]}
 
 
+def wait_for_file(path, timeout):
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
 def batch_main(request_path, answer_path):
     """Inside a batch job: start the kernel, publish the answer, live as long as the kernel.
 
     The request (signing key included) comes from a 0600 file in the user's private
-    directory, removed once read. A monitor attached over SSH relays signals and exits.
+    directory, removed once read. A monitor attached over SSH relays signals and exits. When
+    the kernel ends, the job waits ``restart_window`` seconds for the next request at the same
+    path, so that a restart keeps the allocation instead of queueing again.
     """
     request_path, answer_path = os.path.expanduser(request_path), os.path.expanduser(answer_path)
-    with open(request_path) as handle:
-        request = json.load(handle)
-    os.unlink(request_path)
-    monitor = Monitor(request, None, None)
-    try:
-        answer = monitor.launch()
-    except Exception as exc:
-        monitor.cleanup()
-        answer = {"ok": False, "error": str(exc) if isinstance(exc, LaunchFailure) else "%s: %s" % (type(exc).__name__, exc)}
-    write_private_file(answer_path + ".tmp", json.dumps(answer))
-    os.rename(answer_path + ".tmp", answer_path)
-    if not answer["ok"]:
-        return 1
+    current = {}
 
     def stop(signum, frame):
-        monitor.cleanup()
+        if current.get("monitor"):
+            current["monitor"].cleanup()
         sys.exit(128 + signum)
 
     signal.signal(signal.SIGTERM, stop)
-    status = monitor.process.wait()
-    monitor.cleanup()
+    status = 0
+    while True:
+        with open(request_path) as handle:
+            request = json.load(handle)
+        os.unlink(request_path)
+        monitor = current["monitor"] = Monitor(request, None, None)
+        try:
+            answer = monitor.launch()
+        except Exception as exc:
+            monitor.cleanup()
+            answer = {"ok": False, "error": str(exc) if isinstance(exc, LaunchFailure) else "%s: %s" % (type(exc).__name__, exc)}
+        write_private_file(answer_path + ".tmp", json.dumps(answer))
+        os.rename(answer_path + ".tmp", answer_path)
+        if not answer["ok"]:
+            return 1
+        status = monitor.process.wait()
+        monitor.cleanup()
+        if not wait_for_file(request_path, float(request.get("restart_window", 0))):
+            break
     return status if status >= 0 else 128 - status
 
 

@@ -97,7 +97,16 @@ class SlurmProvisioner(SSHProvisioner):
             raise ValueError(f"{proposal['trait'].name} must be positive")
         return float(proposal["value"])
 
+    restart_window = Float(
+        60.0, config=True,
+        help="Seconds a kernel's job waits, after its kernel ends, for a restart to start the next "
+        "kernel in the same allocation (no new wait in the queue). Shutdown still cancels at once. "
+        "0: every restart submits a new job.",
+    )
+
     queue_state: JobState | None = None  # the job's latest state while it waits, for progress
+    _kept_job: tuple[str, str, str] | None = None  # (job id, staging token, node) across a restart
+    _job_token: str | None = None
 
     def start_deadline(self) -> float:
         return self.queue_timeout + 2 * self.launch_timeout + 5
@@ -127,13 +136,24 @@ class SlurmProvisioner(SSHProvisioner):
         }
 
     async def _start_kernel(self, login: SiteConnection, request: dict[str, Any], transport: str) -> RemoteKernel:
-        """Stage, submit, wait for RUNNING, then attach a monitor on the node through the login node."""
-        launcher, request_file, answer_file, output = await self._stage(
-            login, self._launch_request(request, transport)
-        )
+        """Reuse the job kept from a restart, else stage, submit and wait for RUNNING; then
+        attach a monitor to the kernel on the node."""
+        request = dict(self._launch_request(request, transport), restart_window=self.restart_window)
+        kept, self._kept_job = self._kept_job, None
+        if kept is not None:
+            job_id, token, node = kept
+            state = (await SlurmQueue.of(login).query([job_id])).get(job_id)
+            if state is not None and state.state == RUNNING:
+                _, _, answer_file, _ = await self._stage(login, request, token)
+                log.info("kernel %s restarts inside job %s (allocation kept)", self.kernel_id, job_id)
+                return await self._attach(login, job_id, node, answer_file)
+            log.info("job %s of kernel %s has ended; submitting a new one", job_id, self.kernel_id)
+        token = secrets.token_hex(8)
+        launcher, request_file, answer_file, output = await self._stage(login, request, token)
+        job_name = f"jupyter-{getattr(self.kernel_spec, 'name', '') or 'kernel'}"
         script = render_batch_script(
             self.batch_template,
-            job_name=f"jupyter-{self.kernel_spec.name if hasattr(self.kernel_spec, 'name') else 'kernel'}",
+            job_name=job_name,
             output=output,
             extra_directives=list(self.extra_directives),
             remote_python=self.remote_python,
@@ -141,31 +161,36 @@ class SlurmProvisioner(SSHProvisioner):
             request_file=request_file,
             answer_file=answer_file,
         )
-        argv = sbatch_argv(self.sbatch_options(), f"jupyter-{getattr(self.kernel_spec, 'name', 'kernel')}")
-        job_id = await submit(login, argv, script)
+        job_id = await submit(login, sbatch_argv(self.sbatch_options(), job_name), script)
         log.info("kernel %s submitted as job %s on %s", self.kernel_id, job_id, login.target.host)
         try:
             state = await self._wait_running(login, job_id)
-            attach = {"op": "attach", "answer_file": answer_file, "lease": self.lease,
-                      "ready_timeout": self.launch_timeout}
-            if self.node_access == "direct":
-                step = ["srun", f"--jobid={job_id}", "--overlap", "--nodes=1", "--ntasks=1",
-                        f"--nodelist={state.nodes}", "--quiet"]
-                remote = await RemoteKernel.start(login, self.remote_python, attach, self.launch_timeout + 5, step)
-            else:
-                node = await self._node_connection(login, state.nodes)
-                remote = await RemoteKernel.start(node, self.remote_python, attach, self.launch_timeout + 5)
+            remote = await self._attach(login, job_id, state.nodes, answer_file)
         except BaseException:
             await asyncio.shield(cancel(login, job_id))
             raise
-        remote.job_id = job_id
+        self._job_token = token
         return remote
 
-    async def _stage(self, login: SiteConnection, request: dict[str, Any]) -> tuple[str, str, str, str]:
+    async def _attach(self, login: SiteConnection, job_id: str, node: str, answer_file: str) -> RemoteKernel:
+        """A monitor on the node, for the kernel the job publishes in ``answer_file``."""
+        attach = {"op": "attach", "answer_file": answer_file, "lease": self.lease,
+                  "ready_timeout": self.launch_timeout}
+        if self.node_access == "direct":
+            step = ["srun", f"--jobid={job_id}", "--overlap", "--nodes=1", "--ntasks=1",
+                    f"--nodelist={node}", "--quiet"]
+            remote = await RemoteKernel.start(login, self.remote_python, attach, self.launch_timeout + 5, step)
+        else:
+            connection = await self._node_connection(login, node)
+            remote = await RemoteKernel.start(connection, self.remote_python, attach, self.launch_timeout + 5)
+        remote.job_id = job_id
+        remote.node = node
+        return remote
+
+    async def _stage(self, login: SiteConnection, request: dict[str, Any], token: str) -> tuple[str, str, str, str]:
         """Put the launcher (once per version) and this kernel's 0600 request file in ~/.jupyter-hpc."""
         source = launcher_source()
         digest = hashlib.sha256(source).hexdigest()[:12]
-        token = secrets.token_hex(8)
         async with login.sftp() as sftp:
             home = await sftp.realpath(".")
             base = f"{home}/{STAGE_DIR}"
@@ -180,9 +205,11 @@ class SlurmProvisioner(SSHProvisioner):
                     await handle.write(source)
                 await sftp.rename(partial, launcher)
             request_file = f"{base}/jobs/{token}.request.json"
-            async with sftp.open(request_file, "wb", asyncssh.SFTPAttrs(permissions=0o600)) as handle:
+            partial = f"{request_file}.partial"
+            async with sftp.open(partial, "wb", asyncssh.SFTPAttrs(permissions=0o600)) as handle:
                 await handle.write(json.dumps(request).encode())
-            await sftp.chmod(request_file, 0o600)
+            await sftp.chmod(partial, 0o600)
+            await sftp.posix_rename(partial, request_file)  # the job sees it whole, or not at all
         return launcher, request_file, f"{base}/jobs/{token}.answer.json", f"{base}/jobs/slurm-%j.out"
 
     async def _wait_running(self, login: SiteConnection, job_id: str) -> JobState:
@@ -234,12 +261,17 @@ class SlurmProvisioner(SSHProvisioner):
         )
         return await get_pool().connect(target)
 
-    async def _stop_kernel(self, remote: RemoteKernel) -> None:
-        """Stop the kernel (its job then ends), then cancel what is left: TERM, then scancel."""
+    async def _stop_kernel(self, remote: RemoteKernel, restart: bool = False) -> None:
+        """Stop the kernel; on restart keep its job for the next kernel, else cancel the job
+        (TERM to its steps, then scancel)."""
         await remote.cleanup()
-        if remote.job_id is not None:
-            login = await get_pool().connect(self.ssh_target())
-            await cancel(login, remote.job_id)
+        if remote.job_id is None:
+            return
+        if restart and self.restart_window > 0:
+            self._kept_job = (remote.job_id, self._job_token, remote.node)
+            return
+        login = await get_pool().connect(self.ssh_target())
+        await cancel(login, remote.job_id)
 
     async def get_provisioner_info(self) -> dict[str, Any]:
         """Adds the job id to ``SSHProvisioner``'s ids (calls ``super()``)."""

@@ -287,7 +287,8 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
             login, self.remote_python, self._launch_request(request, transport), self.launch_timeout
         )
 
-    async def _stop_kernel(self, remote: RemoteKernel) -> None:
+    async def _stop_kernel(self, remote: RemoteKernel, restart: bool = False) -> None:
+        """Stop the kernel and remove its files; ``restart`` says another kernel follows."""
         await remote.cleanup()
 
     def _first_transport(self, stream_local: bool | None) -> str:
@@ -395,17 +396,17 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         """
         remote, listeners = self._remote, self._listeners or []
         self._remote, self._listeners = None, None
-        await run_in_ssh_loop(self._close(remote, listeners))
+        await run_in_ssh_loop(self._close(remote, listeners, restart))
         if not restart:
             self._local_endpoints = None
             if self.local_transport == "ipc":
                 shutil.rmtree(self._local_ipc_dir(), ignore_errors=True)
 
-    async def _close(self, remote: RemoteKernel | None, listeners: list) -> None:
+    async def _close(self, remote: RemoteKernel | None, listeners: list, restart: bool) -> None:
         for listener in listeners:
             listener.close()
         if remote is not None:
-            await self._stop_kernel(remote)
+            await self._stop_kernel(remote, restart)
 
     # -- persistence -----------------------------------------------------------------------
 
