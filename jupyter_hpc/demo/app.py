@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import importlib.util
 import logging
+import os
 import shutil
 import signal
 import subprocess
@@ -41,6 +42,11 @@ log = logging.getLogger("jupyter_hpc.demo")
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
+
+
+def has_display() -> bool:
+    """Whether a browser could open here: a desktop session, not a server reached over SSH."""
+    return sys.platform == "darwin" or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 class Demo:
     """One run of ``jupyter hpc demo``; :meth:`run` returns the exit status."""
@@ -146,7 +152,7 @@ class Demo:
         self.say("    Only the SSH path sets it: a local \"Python 3\" kernel has no SSH_CONNECTION.")
         self.say("  * Run `while True: pass`, interrupt it (the stop button), restart the kernel.")
         self.say("Ctrl-C stops the demo and removes everything it made (notebooks included).")
-        if self.open_browser:
+        if self.open_browser and has_display():
             self._start_browser(self.lab.url)
 
     def _start_browser(self, url: str) -> None:
