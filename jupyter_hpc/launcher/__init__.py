@@ -11,7 +11,7 @@ import asyncio
 import concurrent.futures
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -88,6 +88,9 @@ class RemoteKernel:
         self.exit_status: int | None = None
         self.job_id: str | None = None  # the batch job the kernel runs in, if any
         self.node: str | None = None  # that job's batch host
+        # Called (in the SSH loop) when the channel drops while the kernel runs; None: it is lost.
+        self.on_lost: Callable[[RemoteKernel], Awaitable[None]] | None = None
+        self._closing = False
         self.done: concurrent.futures.Future[int] = concurrent.futures.Future()
         self._cleaned = asyncio.Event()
         self._reader = asyncio.ensure_future(self._read_events())
@@ -154,8 +157,15 @@ class RemoteKernel:
         except (asyncssh.Error, OSError) as exc:
             log.warning("monitor channel of kernel %s lost: %s", self.answer.get("pid"), exc)
         finally:
-            self._set_exit(CONNECTION_LOST)
             self._cleaned.set()
+            if self.exit_status is None and self.on_lost is not None and not self._closing:
+                asyncio.ensure_future(self.on_lost(self))  # the owner reconnects, or gives up
+            else:
+                self._set_exit(CONNECTION_LOST)
+
+    def give_up(self) -> None:
+        """Declare the kernel lost for good (a reconnection failed for the whole lease)."""
+        self._set_exit(CONNECTION_LOST)
 
     def _set_exit(self, status: int) -> None:
         if self.exit_status is None:
@@ -174,6 +184,7 @@ class RemoteKernel:
 
     async def cleanup(self, timeout: float = 10.0) -> None:
         """Ask the monitor to stop the kernel and remove its files; wait for the word."""
+        self._closing = True
         if not self._cleaned.is_set():
             self._send({"op": "cleanup"})
             try:

@@ -165,7 +165,9 @@ def kernel_environment(request, environ=None):
     base = dict(env)
     for name, value in (request.get("env") or {}).items():
         env[str(name)] = string.Template(str(value)).safe_substitute(base)
-    env.setdefault("JPY_PARENT_PID", str(os.getpid()))
+    # Not JPY_PARENT_PID: ipykernel would exit when its parent (this launcher) does, and a
+    # kernel must outlive its launcher while a new monitor takes it over (lease, reattach).
+    env.pop("JPY_PARENT_PID", None)
     return env
 
 

@@ -122,6 +122,11 @@ class SlurmProvisioner(SSHProvisioner):
             request["ip"] = "node"
         return request
 
+    def _reconnectable(self) -> bool:
+        # A dropped connection to the node ends the kernel with its lease; reconnecting through
+        # the login node to the node (or a new srun step) is not built yet.
+        return False
+
     def sbatch_options(self) -> dict[str, object]:
         return {
             "partition": self.partition,

@@ -25,13 +25,14 @@ import shutil
 import signal
 from typing import Any
 
+import asyncssh
 import zmq
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning import KernelProvisionerBase
 from jupyter_core.paths import jupyter_runtime_dir
 from traitlets import Bool, CaselessStrEnum, Dict, Float, Int, List, Unicode, default, validate
 
-from ..errors import HPCError, TransportRefusedError
+from ..errors import HPCError, KernelLaunchError, TransportRefusedError
 from ..launcher import RemoteKernel
 from ..launcher.remote_launcher import CHANNELS
 from ..ssh import SiteConnection, SSHTarget, get_pool, run_in_ssh_loop
@@ -170,9 +171,12 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
 
     async def wait(self) -> int | None:
         """Reached from ``KernelManager.finish_shutdown``: resolves when the kernel has ended."""
-        if self._remote is None:
-            return None
-        return await asyncio.wrap_future(self._remote.done)
+        while self._remote is not None:
+            remote = self._remote
+            status = await asyncio.wrap_future(remote.done)
+            if self._remote is remote:  # not replaced by a reconnection meanwhile
+                return status
+        return None
 
     async def send_signal(self, signum: int) -> None:
         """Reached from ``KernelManager.interrupt_kernel`` (SIGINT) and ``signal_kernel``.
@@ -267,7 +271,47 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
             "kernel %s started on %s (pid %s, %s transport)",
             self.kernel_id, remote.answer.get("host"), remote.pid, transport,
         )
+        if self._reconnectable():
+            remote.on_lost = self._reconnect
         return remote, info
+
+    def _reconnectable(self) -> bool:
+        """Whether a dropped connection is worth reconnecting: the kernel waits out its lease."""
+        return self.lease > 0
+
+    async def _reconnect(self, lost: RemoteKernel) -> None:
+        """In the SSH loop: the connection dropped under a live kernel. Reconnect with backoff,
+        take the kernel over again on the same local endpoints, within its lease."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.lease
+        delay = 0.25
+        log.warning("kernel %s: connection to %s lost; reconnecting", self.kernel_id, self.host)
+        started = loop.time()
+        while loop.time() < deadline and self._remote is lost:
+            for listener in self._listeners or []:
+                listener.close()
+            request = {"op": "attach", "pid": lost.pid, "kernel_dir": lost.answer["kernel_dir"], "lease": self.lease}
+            try:
+                remote, info = await asyncio.wait_for(
+                    self._reattach(self.ssh_target(), request), max(1.0, deadline - loop.time())
+                )
+            except KernelLaunchError as exc:  # reached the host: the kernel itself has ended
+                log.warning("kernel %s is gone: %s", self.kernel_id, exc)
+                break
+            except (HPCError, OSError, asyncssh.Error, asyncio.TimeoutError) as exc:
+                log.info("kernel %s: reconnect failed (%s); retrying in %.1f s", self.kernel_id, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            if self._remote is not lost:  # shut down meanwhile
+                await remote.cleanup()
+                return
+            remote.on_lost = self._reconnect
+            self._remote, self.connection_info = remote, info
+            log.warning("kernel %s reconnected after %.1f s", self.kernel_id, loop.time() - started)
+            lost.give_up()
+            return
+        lost.give_up()
 
     def _stream_local_hint(self, login: SiteConnection) -> bool | None:
         """What is known of stream-local forwarding where the kernel will run: the login node."""
@@ -456,6 +500,7 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
             log.warning("kernel %s cannot be reattached: %s", self.kernel_id, exc)
 
     async def _reattach(self, target: SSHTarget, request: dict[str, Any]) -> tuple[RemoteKernel, dict]:
+        """Attach a new monitor to a running kernel and forward on the saved local endpoints."""
         connection = await get_pool().connect(target)
         remote = await RemoteKernel.start(connection, self.remote_python, request, self.launch_timeout)
         secrets = {
@@ -464,6 +509,12 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         }
         if isinstance(secrets.get("key"), str):
             secrets["key"] = secrets["key"].encode()
-        info = await self._forward(connection, remote.answer, secrets)
+        try:
+            info = await self._forward(connection, remote.answer, secrets)
+        except BaseException:
+            remote.process.close()
+            raise
+        if self._reconnectable():
+            remote.on_lost = self._reconnect
         log.info("kernel %s reattached on %s (pid %s)", self.kernel_id, remote.answer.get("host"), remote.pid)
         return remote, info

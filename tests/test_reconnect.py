@@ -1,0 +1,80 @@
+"""A dropped SSH connection under a running kernel: reconnect, same endpoints, state intact."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from kernel_helpers import execute, provisioner_info, running_kernel
+from remote_inspect import process_alive
+
+
+def sshd_connection_processes(daemon_pid: int) -> list[int]:
+    """The per-connection sshd processes (privileged monitor and session) under the daemon:
+    killing them is what a dropped network looks like to both ends. The kernel, also a
+    descendant, is spared."""
+    parents, names = {}, {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    stat = handle.read()
+            except OSError:
+                continue
+            names[int(entry)] = stat[stat.index("(") + 1 : stat.rindex(")")]
+            parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+
+    def descends(pid: int) -> bool:
+        while pid > 1:
+            pid = parents.get(pid, 0)
+            if pid == daemon_pid:
+                return True
+        return False
+
+    return [pid for pid, name in names.items() if name == "sshd" and pid != daemon_pid and descends(pid)]
+
+
+def test_kernel_survives_a_dropped_connection(ssh_spec, sshd):
+    with running_kernel(ssh_spec(lease=30)) as (km, client):
+        execute(client, "x = 'before the drop'")
+        before = provisioner_info(km)
+        connections = sshd_connection_processes(sshd.process.pid)
+        assert connections
+        for pid in connections:
+            os.kill(pid, signal.SIGKILL)  # the network goes away under the kernel
+        dropped = time.monotonic()
+        time.sleep(0.5)
+        assert km.is_alive(), "a dropped connection must not look like a dead kernel"
+        # A client connecting after the drop (as jupyter_server does when the browser's
+        # websocket reconnects) reaches the same kernel, its state intact. Sockets that were
+        # connected through the dropped connection do not recover yet: see the issue's note.
+        fresh = km.client()
+        fresh.start_channels()
+        fresh.wait_for_ready(timeout=30)
+        out = execute(fresh, "print(x)", timeout=30)
+        recovered = time.monotonic() - dropped
+        fresh.stop_channels()
+        assert out["stdout"].strip() == "before the drop"
+        assert recovered < 10
+        after = provisioner_info(km)
+        assert after["pid"] == before["pid"]
+        assert after["connection_info"] == before["connection_info"]
+        assert after["local_endpoints"] == before["local_endpoints"]
+    assert not process_alive(before["pid"])
+    assert not os.path.exists(before["kernel_dir"])
+
+
+def test_without_lease_a_drop_ends_the_kernel(ssh_spec, sshd):
+    with running_kernel(ssh_spec()) as (km, client):
+        pid = provisioner_info(km)["pid"]
+        for conn in sshd_connection_processes(sshd.process.pid):
+            os.kill(conn, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while km.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not km.is_alive()
+        deadline = time.monotonic() + 5
+        while process_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not process_alive(pid)
