@@ -1,0 +1,120 @@
+"""A real jupyter_server, SIGKILLed under a running remote kernel, and the server started after it.
+
+The kernel outlives its server for its lease. With HPCMappingKernelManager the next server takes
+it back (same kernel id, state intact, over the REST API and websockets) or reaps it, by
+``reattach_policy``; a kernel that has ended meanwhile is dropped from the record, named in a
+warning. Nothing is left running on the "cluster" afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+
+import pytest
+
+from demo_helpers import KernelSocket
+from remote_inspect import process_alive
+from server_helpers import Server, record_path, recorded_kernels
+
+
+def wait_gone(pid: int, timeout: float) -> float:
+    started = time.monotonic()
+    while process_alive(pid) and time.monotonic() - started < timeout:
+        time.sleep(0.1)
+    assert not process_alive(pid), f"kernel process {pid} still runs after {timeout} s"
+    return time.monotonic() - started
+
+
+@pytest.fixture
+def servers(tmp_path):
+    """Start servers in the test's directory; any still running at the end are stopped."""
+    started: list[Server] = []
+
+    def start(*args: str) -> Server:
+        server = Server(tmp_path, *args, name=f"server{len(started) + 1}")
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def kernel_with_state(server: Server, name: str) -> tuple[str, dict]:
+    """A kernel started over REST holding x = 'kept'; its record entry."""
+    kernel_id = server.api("POST", "kernels", json={"name": name}).json()["id"]
+    ws = KernelSocket(server, kernel_id)
+    try:
+        assert ws.execute("x = 'kept'")["error"] is None
+    finally:
+        ws.close()
+    return kernel_id, recorded_kernels()[kernel_id]
+
+
+def test_killed_server_kernel_is_reattached_with_state(ssh_spec, servers):
+    name = ssh_spec(lease=30)
+    first = servers()
+    kernel_id, entry = kernel_with_state(first, name)
+    assert entry["kernel_name"] == name
+    assert stat.S_IMODE(os.stat(record_path()).st_mode) == 0o600  # it holds the signing key
+    pid = entry["provisioner_info"]["pid"]
+    first.kill()
+    assert process_alive(pid)
+
+    second = servers()
+    print(f"restarted server answered after {second.ready_after:.1f} s")
+    assert second.kernel_ids() == [kernel_id]
+    assert "Reattached remote kernel " + kernel_id in second.log
+    ws = KernelSocket(second, kernel_id)
+    try:
+        started = time.monotonic()
+        assert ws.execute("print(x)")["stdout"].strip() == "kept"
+        print(f"first cell after reattach: {time.monotonic() - started:.2f} s")
+    finally:
+        ws.close()
+    assert recorded_kernels()[kernel_id]["provisioner_info"]["pid"] == pid
+
+    second.api("DELETE", f"kernels/{kernel_id}")
+    wait_gone(pid, 10)
+    assert not os.path.exists(entry["provisioner_info"]["kernel_dir"])
+    assert recorded_kernels() == {}
+
+
+def test_reap_policy_ends_the_left_kernel(ssh_spec, servers):
+    first = servers()
+    kernel_id, entry = kernel_with_state(first, ssh_spec(lease=30))
+    pid = entry["provisioner_info"]["pid"]
+    first.kill()
+    assert process_alive(pid)
+
+    second = servers("--HPCMappingKernelManager.reattach_policy=reap")
+    print(f"server with reap policy answered after {second.ready_after:.1f} s")
+    assert second.kernel_ids() == []
+    wait_gone(pid, 5)
+    assert recorded_kernels() == {}
+    assert "Reaped remote kernel " + kernel_id in second.log
+
+
+def test_ended_kernel_is_dropped_with_a_warning(ssh_spec, servers):
+    first = servers()
+    kernel_id, entry = kernel_with_state(first, ssh_spec(lease=1))
+    first.kill()
+    wait_gone(entry["provisioner_info"]["pid"], 10)  # the lease ran out with no server
+
+    second = servers()
+    assert second.kernel_ids() == []
+    assert recorded_kernels() == {}
+    assert f"Remote kernel {kernel_id}" in second.log and "dropped from the record" in second.log
+
+
+def test_a_second_live_server_does_not_take_the_kernels(ssh_spec, servers):
+    first = servers()
+    kernel_id, entry = kernel_with_state(first, ssh_spec(lease=30))
+    second = servers()
+    assert second.kernel_ids() == []
+    assert "Another running server holds the kernel record" in second.log
+    assert first.kernel_ids() == [kernel_id]
+    first.api("DELETE", f"kernels/{kernel_id}")
+    wait_gone(entry["provisioner_info"]["pid"], 10)
