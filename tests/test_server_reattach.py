@@ -118,3 +118,52 @@ def test_a_second_live_server_does_not_take_the_kernels(ssh_spec, servers):
     assert first.kernel_ids() == [kernel_id]
     first.api("DELETE", f"kernels/{kernel_id}")
     wait_gone(entry["provisioner_info"]["pid"], 10)
+
+
+# -- SLURM: the kernel runs in a job on a compute node --------------------------------------
+
+def wait_no_jobs(slurm, user: str, timeout: float) -> float:
+    started = time.monotonic()
+    while slurm.jobs(user) and time.monotonic() - started < timeout:
+        time.sleep(0.2)
+    assert slurm.jobs(user) == [], f"jobs {slurm.jobs(user)} still queued after {timeout} s"
+    return time.monotonic() - started
+
+
+def test_killed_server_slurm_kernel_and_job_end_with_the_lease(slurm_spec, slurm, kernel_user, servers):
+    lease, window = 3.0, 2.0
+    first = servers()
+    kernel_id, entry = kernel_with_state(first, slurm_spec(lease=lease, restart_window=window))
+    info = entry["provisioner_info"]
+    assert slurm.jobs(kernel_user.pw_name) == [info["job_id"]]
+    first.kill()
+    killed = time.monotonic()
+    wait_gone(info["pid"], lease + 5)
+    wait_no_jobs(slurm, kernel_user.pw_name, lease + window + 5)
+    print(f"SLURM kernel gone and job {info['job_id']} out of squeue {time.monotonic() - killed:.1f} s "
+          f"after SIGKILL (lease {lease:.0f} s + restart_window {window:.0f} s)")
+
+
+@pytest.mark.parametrize("node_access", ["jump", "direct"])
+def test_killed_server_slurm_kernel_is_reattached_on_its_node(slurm_spec, slurm, kernel_user, servers, node_access):
+    first = servers()
+    kernel_id, entry = kernel_with_state(first, slurm_spec(lease=30, node_access=node_access))
+    info = entry["provisioner_info"]
+    assert info["node"] and info["job_id"]
+    first.kill()
+
+    second = servers()
+    print(f"restarted server answered after {second.ready_after:.1f} s (SLURM kernel)")
+    assert second.kernel_ids() == [kernel_id]
+    ws = KernelSocket(second, kernel_id)
+    try:
+        out = ws.execute("import os; print(x, os.environ['SLURM_JOB_ID'])")["stdout"].split()
+    finally:
+        ws.close()
+    assert out == ["kept", info["job_id"]]
+    assert slurm.jobs(kernel_user.pw_name) == [info["job_id"]]
+
+    second.api("DELETE", f"kernels/{kernel_id}")
+    wait_gone(info["pid"], 10)
+    wait_no_jobs(slurm, kernel_user.pw_name, 10)
+    assert recorded_kernels() == {}

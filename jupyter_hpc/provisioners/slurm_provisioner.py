@@ -6,6 +6,8 @@ is submitted with ``sbatch --parsable`` (each setting one argv element), and onc
 runs, a monitor is attached to the kernel over SSH to the node, jumping through the login
 node, so that ZMQ stays inside SSH and the kernel on Unix sockets, as on the login node.
 Shutdown stops the kernel, which ends the job, and cancels whatever remains of it.
+After a server restart, ``load_provisioner_info`` attaches a new monitor on the node, in the
+same way, while squeue shows the job running.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 import asyncssh
 from traitlets import CaselessStrEnum, Float, Int, List, Unicode, validate
 
-from ..errors import SlurmError
+from ..errors import KernelLaunchError, SlurmError
 from ..launcher import RemoteKernel, launcher_source
 from ..ssh import SiteConnection, SSHTarget, get_pool
 from .slurm_jobs import (
@@ -107,6 +109,7 @@ class SlurmProvisioner(SSHProvisioner):
     queue_state: JobState | None = None  # the job's latest state while it waits, for progress
     _kept_job: tuple[str, str, str] | None = None  # (job id, staging token, node) across a restart
     _job_token: str | None = None
+    _saved_job: tuple[str, str] | None = None  # (job id, node) from load_provisioner_info
 
     def start_deadline(self) -> float:
         return self.queue_timeout + 2 * self.launch_timeout + 5
@@ -181,6 +184,24 @@ class SlurmProvisioner(SSHProvisioner):
         """A monitor on the node, for the kernel the job publishes in ``answer_file``."""
         attach = {"op": "attach", "answer_file": answer_file, "lease": self.lease,
                   "ready_timeout": self.launch_timeout}
+        return await self._monitor_on_node(login, job_id, node, attach)
+
+    async def _monitor_existing(self, target: SSHTarget, request: dict[str, Any]) -> RemoteKernel:
+        """Reattach (``load_provisioner_info``) to a kernel in a job: on its node, through the
+        login node (jump) or as a job step (direct), once squeue shows the job still running."""
+        if self._saved_job is None:
+            raise KernelLaunchError("no SLURM job id or node was saved for this kernel")
+        job_id, node = self._saved_job
+        login = await get_pool().connect(target)
+        state = (await SlurmQueue.of(login).query([job_id])).get(job_id)
+        if state is None or state.state != RUNNING:
+            raise KernelLaunchError(
+                f"its job {job_id} is {state.state if state is not None else 'no longer in the queue'}"
+            )
+        return await self._monitor_on_node(login, job_id, node, dict(request, ready_timeout=self.launch_timeout))
+
+    async def _monitor_on_node(self, login: SiteConnection, job_id: str, node: str, attach: dict[str, Any]) -> RemoteKernel:
+        """Run the launcher's ``attach`` where the job's kernel runs."""
         if self.node_access == "direct":
             step = ["srun", f"--jobid={job_id}", "--overlap", "--nodes=1", "--ntasks=1",
                     f"--nodelist={node}", "--quiet"]
@@ -282,4 +303,14 @@ class SlurmProvisioner(SSHProvisioner):
         """Adds the job id to ``SSHProvisioner``'s ids (calls ``super()``)."""
         info = await super().get_provisioner_info()
         info["job_id"] = self._remote.job_id if self._remote is not None else None
+        info["node"] = self._remote.node if self._remote is not None else None
+        info["job_token"] = self._job_token  # names the job's request file, for a restart in the allocation
         return info
+
+    async def load_provisioner_info(self, provisioner_info: dict) -> None:
+        """Reattach to the kernel in the saved job, on its node (see ``_monitor_existing``);
+        calls ``super()``. A job that has ended leaves ``has_process`` false, the reason logged."""
+        job_id, node = provisioner_info.get("job_id"), provisioner_info.get("node")
+        self._saved_job = (str(job_id), str(node)) if job_id and node else None
+        self._job_token = provisioner_info.get("job_token")
+        await super().load_provisioner_info(provisioner_info)

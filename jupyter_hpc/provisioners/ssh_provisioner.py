@@ -501,8 +501,7 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
 
     async def _reattach(self, target: SSHTarget, request: dict[str, Any]) -> tuple[RemoteKernel, dict]:
         """Attach a new monitor to a running kernel and forward on the saved local endpoints."""
-        connection = await get_pool().connect(target)
-        remote = await RemoteKernel.start(connection, self.remote_python, request, self.launch_timeout)
+        remote = await self._monitor_existing(target, request)
         secrets = {
             name: value for name, value in self.connection_info.items()
             if name in ("key", "signature_scheme", "curve_publickey", "curve_secretkey")
@@ -510,7 +509,7 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         if isinstance(secrets.get("key"), str):
             secrets["key"] = secrets["key"].encode()
         try:
-            info = await self._forward(connection, remote.answer, secrets)
+            info = await self._forward(remote.connection, remote.answer, secrets)
         except BaseException:
             remote.process.close()
             raise
@@ -518,3 +517,9 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
             remote.on_lost = self._reconnect
         log.info("kernel %s reattached on %s (pid %s)", self.kernel_id, remote.answer.get("host"), remote.pid)
         return remote, info
+
+    async def _monitor_existing(self, target: SSHTarget, request: dict[str, Any]) -> RemoteKernel:
+        """In the SSH loop: a new monitor for the running kernel ``request`` names, where it runs:
+        here, on the login node. Subclasses choose elsewhere."""
+        connection = await get_pool().connect(target)
+        return await RemoteKernel.start(connection, self.remote_python, request, self.launch_timeout)
