@@ -82,6 +82,19 @@ def test_killed_server_kernel_is_reattached_with_state(ssh_spec, servers):
     assert recorded_kernels() == {}
 
 
+
+def test_record_follows_a_restart_and_a_shutdown(ssh_spec, servers):
+    server = servers()
+    kernel_id, entry = kernel_with_state(server, ssh_spec(lease=30))
+    old_pid = entry["provisioner_info"]["pid"]
+    server.api("POST", f"kernels/{kernel_id}/restart")
+    new_pid = recorded_kernels()[kernel_id]["provisioner_info"]["pid"]
+    assert new_pid != old_pid and process_alive(new_pid)
+    wait_gone(old_pid, 10)
+    server.api("DELETE", f"kernels/{kernel_id}")
+    assert recorded_kernels() == {}
+    wait_gone(new_pid, 10)
+
 def test_reap_policy_ends_the_left_kernel(ssh_spec, servers):
     first = servers()
     kernel_id, entry = kernel_with_state(first, ssh_spec(lease=30))
