@@ -16,10 +16,22 @@ from jupyter_hpc.launcher import BOOTSTRAP, launcher_stdin, parse_answer
 from jupyter_hpc.launcher import remote_launcher as rl
 
 
+# A stand-in kernel: listens on the five ports of its connection file, as a kernel would.
+FAKE_KERNEL = """
+import json, socket, sys, time
+info = json.load(open(sys.argv[1]))
+held = []
+for name in ("shell", "iopub", "stdin", "control", "hb"):
+    s = socket.socket(); s.bind((info["ip"], info[name + "_port"])); s.listen(5); held.append(s)
+print(sys.argv[1], flush=True)
+time.sleep(60)
+"""
+
+
 def request(tmp_path, **extra) -> dict:
     body = {
         "op": "launch",
-        "argv": [sys.executable, "-c", "import sys, time; print(sys.argv[1], flush=True); time.sleep(60)", "{connection_file}"],
+        "argv": [sys.executable, "-c", FAKE_KERNEL, "{connection_file}"],
         "key": "s3cret-signing-key",
         "runtime_dir": str(tmp_path / "run"),
         "transport": "tcp",
@@ -105,6 +117,26 @@ def test_malformed_requests_are_answered_not_crashed(tmp_path):
         proc = subprocess.run([sys.executable, rl.__file__], input=payload, capture_output=True, timeout=20)
         answer = json.loads(proc.stdout.splitlines()[0])
         assert answer["ok"] is False and answer["error"]
+
+
+def test_a_port_taken_before_the_kernel_binds_it_is_picked_again(tmp_path, monkeypatch):
+    """Ports are chosen, released, then bound by the kernel: another process can win the race."""
+    import socket as socketlib
+
+    squatter = socketlib.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen(1)
+    taken = squatter.getsockname()[1]
+    picks = iter([[taken] * 5])
+    real = rl.pick_tcp_ports
+    monkeypatch.setattr(rl, "pick_tcp_ports", lambda ip: next(picks, None) or real(ip))
+    monitor = rl.Monitor(request(tmp_path), None, None)
+    try:
+        answer = monitor.launch()
+        assert answer["ok"] and taken not in answer["ports"].values()
+    finally:
+        monitor.cleanup()
+        squatter.close()
 
 
 def test_ipc_paths_and_setup_command(tmp_path):

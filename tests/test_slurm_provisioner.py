@@ -21,7 +21,7 @@ def test_kernel_runs_in_the_job_squeue_shows(slurm_spec, slurm, kernel_user):
         assert slurm.jobs(kernel_user.pw_name) == [job_id]
         info = provisioner_info(km)
         assert info["job_id"] == job_id
-        msg_id = client.execute("while True: pass")
+        msg_id = client.execute("while True: pass", stop_on_error=False)
         time.sleep(0.5)
         km.interrupt_kernel()
         reply = client.get_shell_msg(timeout=5)
@@ -135,7 +135,7 @@ def test_direct_mode_without_ssh_to_the_node(slurm_spec, slurm, kernel_user, ssh
         out = execute(client, "import os; print(os.environ['SLURM_JOB_ID'])")
         assert out["stdout"].strip() == info["job_id"]
         assert len(tcp_listeners(info["pid"])) >= 5
-        msg_id = client.execute("while True: pass")
+        msg_id = client.execute("while True: pass", stop_on_error=False)
         time.sleep(0.5)
         km.interrupt_kernel()
         reply = client.get_shell_msg(timeout=5)

@@ -181,18 +181,35 @@ def tail(path, limit=2000):
         return ""
 
 
+def listening(info):
+    """Whether the kernel accepts connections on all its channels (ipc paths or TCP ports)."""
+    if info["transport"] == "ipc":
+        return all(os.path.exists(path) for path in socket_paths(info))
+    for name in CHANNELS:
+        try:
+            socket.create_connection((info["ip"], info[name + "_port"]), timeout=0.5).close()
+        except OSError:
+            return False
+    return True
+
+
+class PortTaken(LaunchFailure):
+    """Another process bound one of the TCP ports between choosing and binding them."""
+
+
 def wait_until_bound(process, info, log_path, timeout):
-    """Wait for an ipc kernel to create its sockets; fail early if the kernel dies first."""
-    paths = socket_paths(info)
+    """Wait for the kernel to listen on its channels; fail early if the kernel dies first."""
     deadline = time.monotonic() + timeout
     while True:
         status = process.poll()
         if status is not None:
-            raise LaunchFailure(
+            output = tail(log_path)
+            failure = PortTaken if "Address already in use" in output else LaunchFailure
+            raise failure(
                 "the kernel exited with status %d before it was ready. Its output:\n%s"
-                % (status, tail(log_path) or "(none)")
+                % (status, output or "(none)")
             )
-        if all(os.path.exists(path) for path in paths):
+        if listening(info):
             return
         if time.monotonic() > deadline:
             raise LaunchFailure(
@@ -257,11 +274,20 @@ class Monitor:
             except (BrokenPipeError, ValueError, OSError):
                 pass
 
-    def launch(self):
+    def launch(self, attempts=3):
+        """Start the kernel and wait until it listens; TCP ports lost to a race are re-picked."""
         request = self.request
         runtime_dir = request.get("runtime_dir") or private_runtime_dir()
         _make_private_dir(runtime_dir)
         self.kernel_dir = make_kernel_dir(runtime_dir, request.get("kernel_id", ""))
+        for attempt in range(attempts):
+            try:
+                return self._start(request)
+            except PortTaken:
+                if attempt == attempts - 1:
+                    raise
+
+    def _start(self, request):
         info = connection_info(request, self.kernel_dir)
         connection_file = os.path.join(self.kernel_dir, CONNECTION_FILE)
         write_private_file(connection_file, json.dumps(info, indent=1))
@@ -286,8 +312,7 @@ class Monitor:
             raise LaunchFailure("cannot run %s: %s" % (argv[0], exc.strerror or exc))
         finally:
             os.close(log_fd)
-        if info["transport"] == "ipc":
-            wait_until_bound(self.process, info, log_path, float(request.get("ready_timeout", 60)))
+        wait_until_bound(self.process, info, log_path, float(request.get("ready_timeout", 60)))
         self.claim()
         return self.answer(info)
 
