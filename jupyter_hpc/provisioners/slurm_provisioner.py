@@ -125,6 +125,9 @@ class SlurmProvisioner(SSHProvisioner):
             request["ip"] = "node"
         return request
 
+    def _kernel_pool(self, target, login, request, transport):  # type: ignore[override]
+        return None  # a pool of batch jobs would hold allocations idle; not offered
+
     def _reconnectable(self) -> bool:
         # A dropped connection to the node ends the kernel with its lease; reconnecting through
         # the login node to the node (or a new srun step) is not built yet.

@@ -19,6 +19,7 @@ below await it across threads, so forwarding flows even while the caller's loop 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import shutil
@@ -36,6 +37,7 @@ from ..errors import HPCError, KernelLaunchError, TransportRefusedError
 from ..launcher import RemoteKernel
 from ..launcher.remote_launcher import CHANNELS
 from ..ssh import SiteConnection, SSHTarget, get_pool, run_in_ssh_loop
+from .kernel_pool import KernelPool
 
 log = logging.getLogger("jupyter_hpc.provisioners")
 
@@ -105,6 +107,17 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         help="Where the server's side listens: 'tcp' (ephemeral 127.0.0.1 ports) or 'ipc' "
         "(Unix sockets in a 0700 runtime directory; use it when the server's host is shared, "
         "e.g. JupyterLab running on a login node).",
+    )
+    pool_size = Int(
+        0, config=True,
+        help="Kernels of each kernelspec kept pre-started on the login node, so that a start "
+        "costs only the attach. They run as you, are never shared, are topped up in the "
+        "background and stopped on exit. 0: no pool.",
+    )
+    pool_idle_lifetime = Float(
+        600.0, config=True,
+        help="Seconds a pre-started kernel may wait unused before it is stopped (and not "
+        "replaced until the next start).",
     )
     lease = Float(
         0.0, config=True,
@@ -255,15 +268,24 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         """
         login = await get_pool().connect(target)
         transport = self._first_transport(self._stream_local_hint(login))
-        remote = await self._start_kernel(login, request, transport)
+        restarting = self._local_endpoints is not None
+        pool = None if restarting else self._kernel_pool(target, login, request, transport)
+        taken = pool.take() if pool is not None else None
+        if taken is not None:
+            remote, pool_key = taken
+        else:
+            remote = await self._start_kernel(login, request, transport)
         if transport == "ipc" and remote.connection.stream_local is None:
             shell_socket = f"{remote.answer['ip']}-{remote.answer['ports']['shell']}"
             if not await remote.connection.probe_stream_local(shell_socket):
                 await self._stop_kernel(remote)
                 transport = self._first_transport(False)
                 remote = await self._start_kernel(login, request, transport)
+        secrets = self._session_secrets()  # after the transport is settled: it may add Curve keys
+        if taken is not None:
+            secrets["key"] = pool_key.encode()  # the manager adopts the pre-started kernel's key
         try:
-            info = await self._forward(remote.connection, remote.answer, self._session_secrets())
+            info = await self._forward(remote.connection, remote.answer, secrets)
         except BaseException:
             await self._stop_kernel(remote)
             raise
@@ -273,6 +295,8 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         )
         if self._reconnectable():
             remote.on_lost = self._reconnect
+        if not restarting and (pool := self._kernel_pool(target, login, request, transport)) is not None:
+            pool.top_up()  # the site is now known to take Unix sockets: fill the pool for next time
         return remote, info
 
     def _reconnectable(self) -> bool:
@@ -312,6 +336,31 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
             lost.give_up()
             return
         lost.give_up()
+
+    def _kernel_pool(
+        self, target: SSHTarget, login: SiteConnection, request: dict[str, Any], transport: str
+    ) -> KernelPool | None:
+        """The pool of pre-started kernels for this launch, when one may serve it.
+
+        Only once the site is known to take Unix-socket forwarding, and never on restart (the
+        caller's check: the manager's clients keep the old signing key). Pool kernels miss the per-kernel
+        ``JPY_*`` variables, such as the notebook's session name.
+        """
+        if self.pool_size <= 0 or transport != "ipc" or login.stream_local is not True:
+            return None
+        template = {
+            name: value for name, value in request.items() if name not in ("key", "kernel_id", "env")
+        }
+        template["env"] = {k: v for k, v in request.get("env", {}).items() if not k.startswith("JPY_")}
+        template.update(transport="ipc", kernel_id="pool")
+        remote_python, timeout = self.remote_python, self.launch_timeout
+
+        async def start(key: str) -> RemoteKernel:
+            connection = await get_pool().connect(target)
+            return await RemoteKernel.start(connection, remote_python, dict(template, key=key), timeout)
+
+        pool_key = (target.pool_key(), remote_python, json.dumps(template, sort_keys=True))
+        return KernelPool.for_launch(pool_key, self.pool_size, self.pool_idle_lifetime, start)
 
     def _stream_local_hint(self, login: SiteConnection) -> bool | None:
         """What is known of stream-local forwarding where the kernel will run: the login node."""

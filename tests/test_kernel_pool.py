@@ -1,0 +1,54 @@
+"""Pre-started kernels: a start takes one and costs only the attach; idle ones are stopped."""
+
+from __future__ import annotations
+
+import time
+
+import jupyter_client
+
+from jupyter_hpc.provisioners.kernel_pool import KernelPool
+from jupyter_hpc.ssh import run_in_ssh_loop_sync
+from kernel_helpers import execute, provisioner_info, running_kernel
+from remote_inspect import process_alive
+
+
+def ready_pids(timeout: float = 30, count: int = 2) -> set[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pids = {remote.pid for pool in KernelPool._pools.values() for remote, _, _ in pool.ready}
+        if len(pids) >= count:
+            return pids
+        time.sleep(0.1)
+    raise AssertionError("the pool did not fill")
+
+
+def test_a_start_takes_a_pre_started_kernel(ssh_spec):
+    run_in_ssh_loop_sync(KernelPool.drain_all())
+    name = ssh_spec(pool_size=2, pool_idle_lifetime=60)
+    with running_kernel(name) as (first, _):
+        pooled = ready_pids()
+        with running_kernel(name) as (km, client):
+            pid = provisioner_info(km)["pid"]
+            assert pid in pooled  # started before it was asked for
+            out = execute(client, "import os; x = 7; print(os.getpid())")
+            assert int(out["stdout"]) == pid
+            key = km.session.key
+            km.restart_kernel()  # a restart keeps the manager's key: a fresh kernel, not the pool's
+            client.wait_for_ready(timeout=60)
+            assert execute(client, "print('x' in dir())")["stdout"].strip() == "False"
+            assert km.session.key == key and provisioner_info(km)["pid"] not in pooled
+        refill = ready_pids()  # topped up again after the take
+    run_in_ssh_loop_sync(KernelPool.drain_all())
+    time.sleep(0.5)
+    assert not any(process_alive(p) for p in pooled | refill)
+
+
+def test_unused_kernels_are_stopped_after_their_idle_lifetime(ssh_spec):
+    run_in_ssh_loop_sync(KernelPool.drain_all())
+    name = ssh_spec(pool_size=2, pool_idle_lifetime=1.5)
+    with running_kernel(name):
+        pooled = ready_pids()
+        time.sleep(4)
+        assert not any(process_alive(p) for p in pooled)
+        assert all(not pool.ready for pool in KernelPool._pools.values())
+    run_in_ssh_loop_sync(KernelPool.drain_all())
