@@ -8,6 +8,8 @@ user) against the same sshd, in one run, interleaved round by round:
 * ``hpc-ssh cold``  the SSH pool is closed before each start: TCP connect, key exchange and
                     login are in the timing.
 * ``hpc-ssh warm``  the pooled connection is kept: only the launch and the forwards.
+* ``hpc-ssh pre-started`` with ``pool_size=2``: the kernel is already running when asked
+                    for (the pool is given time to refill between rounds): only the attach.
 
 One timing runs from ``AsyncKernelManager.start_kernel()`` to the first ``execute_reply`` of
 ``pass`` (no ``wait_for_ready``: its fixed 0.2 s iopub flush would hide the differences);
@@ -83,6 +85,19 @@ async def stop(pairs) -> None:
     await asyncio.gather(*(one(km, client) for km, client in pairs))
 
 
+async def pool_refilled(timeout: float = 60) -> None:
+    """Wait until every kernel pool holds a ready kernel (the refill is not what is timed)."""
+    from jupyter_hpc.provisioners.kernel_pool import KernelPool
+
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        pools = list(KernelPool._pools.values())
+        if pools and all(pool.ready and not pool.starting for pool in pools):
+            if all(remote.exit_status is None for pool in pools for remote, _, _ in pool.ready):
+                return
+        await asyncio.sleep(0.05)
+
+
 async def single_starts(names: dict[str, str], rounds: int) -> dict[str, dict[str, list[float]]]:
     results = {variant: {"ready": [], "started": []} for variant in names}
     # One untimed start each: imports, first connection, the OS's file cache.
@@ -96,6 +111,8 @@ async def single_starts(names: dict[str, str], rounds: int) -> dict[str, dict[st
             elif variant == "hpc-ssh warm" and pool_connections() == 0:
                 km, client, *_ = await start_one(kernel_name, False)  # reopen, untimed
                 await stop([(km, client)])
+            elif variant == "hpc-ssh pre-started":
+                await pool_refilled()
             km, client, started, ready = await start_one(kernel_name, variant == "local")
             await stop([(km, client)])
             results[variant]["ready"].append(ready)
@@ -144,6 +161,7 @@ async def run(args) -> None:
             "local": bed.kernelspec("bench-local"),
             "hpc-ssh cold": bed.kernelspec("bench-ssh", bed.ssh_config()),
             "hpc-ssh warm": "bench-ssh",
+            "hpc-ssh pre-started": bed.kernelspec("bench-ssh-pool", bed.ssh_config(pool_size=2)),
         }
         t0 = time.perf_counter()
         results = await single_starts(names, args.rounds)

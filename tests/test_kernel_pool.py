@@ -52,3 +52,23 @@ def test_unused_kernels_are_stopped_after_their_idle_lifetime(ssh_spec):
         assert not any(process_alive(p) for p in pooled)
         assert all(not pool.ready for pool in KernelPool._pools.values())
     run_in_ssh_loop_sync(KernelPool.drain_all())
+
+
+def test_a_pre_started_kernel_that_dies_is_replaced(ssh_spec):
+    import os
+    import signal
+
+    run_in_ssh_loop_sync(KernelPool.drain_all())
+    name = ssh_spec(pool_size=2, pool_idle_lifetime=60)
+    with running_kernel(name):
+        pooled = ready_pids()
+        victim = sorted(pooled)[0]
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            now = ready_pids()
+            if victim not in now and len(now) == 2:
+                break
+            time.sleep(0.1)
+        assert victim not in now and len(now) == 2
+    run_in_ssh_loop_sync(KernelPool.drain_all())

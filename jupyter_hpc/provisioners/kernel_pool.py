@@ -72,9 +72,18 @@ class KernelPool:
             return
         finally:
             self.starting -= 1
-        self.ready.append((remote, key, asyncio.get_running_loop().time()))
+        loop = asyncio.get_running_loop()
+        self.ready.append((remote, key, loop.time()))
+        remote.done.add_done_callback(lambda _: loop.call_soon_threadsafe(self._replace, remote))
         if self._expiry is None or self._expiry.done():
             self._expiry = asyncio.ensure_future(self._expire())
+
+    def _replace(self, remote: RemoteKernel) -> None:
+        """A ready kernel died on its own (or with its connection): start another in its place."""
+        entries = [entry for entry in self.ready if entry[0] is remote]
+        if entries:
+            self.ready.remove(entries[0])
+            self.top_up()
 
     async def _expire(self) -> None:
         """Stop kernels nobody took within ``idle_lifetime``; demand brings them back."""
