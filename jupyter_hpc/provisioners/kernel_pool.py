@@ -98,6 +98,8 @@ class KernelPool:
                 await entry[0].cleanup()
 
     async def drain(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
         ready, self.ready = self.ready, []
         await asyncio.gather(*(remote.cleanup() for remote, _, _ in ready), return_exceptions=True)
 
