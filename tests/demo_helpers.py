@@ -29,6 +29,7 @@ from pathlib import Path
 import requests
 import websocket
 
+from jupyter_rest import rest
 from testbed.users import ensure_user
 
 REPO = Path(__file__).resolve().parent.parent
@@ -214,12 +215,7 @@ class Demo:
     # -- jupyter_server's REST API ----------------------------------------------------------
 
     def api(self, method: str, path: str, **kwargs) -> requests.Response:
-        response = requests.request(
-            method, f"http://127.0.0.1:{self.port}/api/{path}",
-            headers={"Authorization": f"token {self.token}"}, timeout=60, **kwargs,
-        )
-        response.raise_for_status()
-        return response
+        return rest(self.port, self.token, method, path, timeout=60, **kwargs)
 
     def state_dir(self) -> Path:
         """Read from the Cori kernelspec the server offers: its client key lives there."""

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import requests
 
+from jupyter_rest import rest
+
 MANAGER = "jupyter_hpc.server.HPCMappingKernelManager"
 RECORD = "jupyter-hpc-kernels.json"
 
@@ -66,12 +68,7 @@ class Server:
         raise AssertionError(f"the server did not answer within {timeout} s:\n{self.log}")
 
     def api(self, method: str, path: str, **kwargs) -> requests.Response:
-        response = requests.request(
-            method, f"http://127.0.0.1:{self.port}/api/{path}",
-            headers={"Authorization": f"token {self.token}"}, timeout=120, **kwargs,
-        )
-        response.raise_for_status()
-        return response
+        return rest(self.port, self.token, method, path, timeout=120, **kwargs)
 
     def kernel_ids(self) -> list[str]:
         return [kernel["id"] for kernel in self.api("GET", "kernels").json()]
