@@ -22,7 +22,6 @@ import asyncio
 import json
 import logging
 import os
-import shutil
 import signal
 from typing import Any
 
@@ -35,8 +34,8 @@ from traitlets import Bool, CaselessStrEnum, Dict, Float, Int, List, Unicode, de
 
 from ..errors import HPCError, KernelLaunchError, TransportRefusedError
 from ..launcher import RemoteKernel
-from ..launcher.remote_launcher import CHANNELS
 from ..ssh import SiteConnection, SSHTarget, get_pool, run_in_ssh_loop
+from .endpoints import LocalEndpoints
 from .kernel_pool import KernelPool
 
 log = logging.getLogger("jupyter_hpc.provisioners")
@@ -146,8 +145,7 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         return value
 
     _remote: RemoteKernel | None = None
-    _listeners: list | None = None
-    _local_endpoints: dict[str, Any] | None = None
+    _endpoints: LocalEndpoints | None = None
 
     # -- what the connection knows ---------------------------------------------------------
 
@@ -268,7 +266,7 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         """
         login = await get_pool().connect(target)
         transport = self._first_transport(self._stream_local_hint(login))
-        restarting = self._local_endpoints is not None
+        restarting = self._endpoints is not None and self._endpoints.ports is not None
         pool = None if restarting else self._kernel_pool(target, login, request, transport)
         taken = pool.take() if pool is not None else None
         if taken is not None:
@@ -312,8 +310,6 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         log.warning("kernel %s: connection to %s lost; reconnecting", self.kernel_id, self.host)
         started = loop.time()
         while loop.time() < deadline and self._remote is lost:
-            for listener in self._listeners or []:
-                listener.close()
             request = {"op": "attach", "pid": lost.pid, "kernel_dir": lost.answer["kernel_dir"], "lease": self.lease}
             try:
                 remote, info = await asyncio.wait_for(
@@ -426,57 +422,16 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         return secrets
 
     async def _forward(self, connection: SiteConnection, answer: dict, secrets: dict) -> dict[str, Any]:
-        """Open one local listener per channel, on the endpoints of any previous launch.
+        """In the SSH loop: forward the kernel's channels from this kernel's local endpoints
+        (the same ones as before, on a restart or a reconnection); return the connection info."""
+        if self._endpoints is None:
+            self._endpoints = self._new_endpoints()
+        await self._endpoints.open(connection, answer)
+        return self._endpoints.connection_info(secrets, getattr(self.kernel_spec, "name", ""))
 
-        Returns the local connection info: ``secrets`` plus where the listeners are.
-        """
-        endpoints = self._local_endpoints or {}
-        listeners = []
-        ports: dict[str, Any] = {}
-        try:
-            for channel in CHANNELS:
-                remote_port = int(answer["ports"][channel])
-                remote_path = f"{answer['ip']}-{remote_port}"
-                if self.local_transport == "ipc":
-                    local_path = endpoints.get(channel) or f"{self._local_ipc_prefix()}-{CHANNELS.index(channel) + 1}"
-                    if os.path.exists(local_path):
-                        os.unlink(local_path)
-                    if answer["transport"] == "ipc":
-                        listener = await connection.forward_path_to_path(local_path, remote_path)
-                    else:
-                        listener = await connection.forward_path_to_port(local_path, remote_port, answer["ip"])
-                    ports[channel] = local_path
-                else:
-                    local_port = int(endpoints.get(channel) or 0)
-                    if answer["transport"] == "ipc":
-                        listener = await connection.forward_port_to_path(remote_path, local_port)
-                    else:
-                        listener = await connection.forward_port(remote_port, local_port, answer["ip"])
-                    ports[channel] = listener.get_port()
-                listeners.append(listener)
-        except BaseException:
-            for listener in listeners:
-                listener.close()
-            raise
-        self._listeners = listeners
-        self._local_endpoints = ports
-        info: dict[str, Any] = dict(secrets, kernel_name=getattr(self.kernel_spec, "name", ""))
-        if self.local_transport == "ipc":
-            info.update(transport="ipc", ip=self._local_ipc_prefix())
-            info.update({f"{ch}_port": CHANNELS.index(ch) + 1 for ch in CHANNELS})
-        else:
-            info.update(transport="tcp", ip="127.0.0.1")
-            info.update({f"{ch}_port": ports[ch] for ch in CHANNELS})
-        return info
-
-    def _local_ipc_dir(self) -> str:
-        return os.path.join(jupyter_runtime_dir(), f"hpc-{str(self.kernel_id)[:8]}")
-
-    def _local_ipc_prefix(self) -> str:
-        path = self._local_ipc_dir()
-        os.makedirs(path, mode=0o700, exist_ok=True)
-        os.chmod(path, 0o700)
-        return os.path.join(path, "k")
+    def _new_endpoints(self) -> LocalEndpoints:
+        ipc_dir = os.path.join(jupyter_runtime_dir(), f"hpc-{str(self.kernel_id)[:8]}")
+        return LocalEndpoints(self.local_transport, ipc_dir)
 
     # -- ending ----------------------------------------------------------------------------
 
@@ -487,17 +442,14 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         local listeners close. On restart the local endpoints are remembered and reopened by
         the next launch, so the manager's clients reconnect to the new kernel.
         """
-        remote, listeners = self._remote, self._listeners or []
-        self._remote, self._listeners = None, None
-        await run_in_ssh_loop(self._close(remote, listeners, restart))
+        remote, self._remote = self._remote, None
+        await run_in_ssh_loop(self._close(remote, restart))
         if not restart:
-            self._local_endpoints = None
-            if self.local_transport == "ipc":
-                shutil.rmtree(self._local_ipc_dir(), ignore_errors=True)
+            self._endpoints = None
 
-    async def _close(self, remote: RemoteKernel | None, listeners: list, restart: bool) -> None:
-        for listener in listeners:
-            listener.close()
+    async def _close(self, remote: RemoteKernel | None, restart: bool) -> None:
+        if self._endpoints is not None:
+            self._endpoints.close() if restart else self._endpoints.remove()
         if remote is not None:
             await self._stop_kernel(remote, restart)
 
@@ -516,7 +468,7 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
             kernel_dir=answer.get("kernel_dir"),
             remote_transport=answer.get("transport"),
             local_transport=self.local_transport,
-            local_endpoints=self._local_endpoints,
+            local_endpoints=self._endpoints.ports if self._endpoints is not None else None,
         )
         return info
 
@@ -532,7 +484,9 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         self.port = provisioner_info.get("port", self.port)
         self.username = provisioner_info.get("username", self.username)
         self.local_transport = provisioner_info.get("local_transport", self.local_transport)
-        self._local_endpoints = provisioner_info.get("local_endpoints")
+        if provisioner_info.get("local_endpoints"):
+            self._endpoints = self._new_endpoints()
+            self._endpoints.ports = provisioner_info["local_endpoints"]
         if not (provisioner_info.get("pid") and provisioner_info.get("kernel_dir")):
             return
         request = {
