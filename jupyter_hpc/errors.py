@@ -9,13 +9,26 @@ actionable sentence while the log keeps everything an admin needs.
 from __future__ import annotations
 
 import shlex
+import unicodedata
 from collections.abc import Sequence
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters escaped (newlines and tabs kept): remote output such as
+    a kernel's colored traceback or a terminal escape must reach a user as text, not as codes."""
+    def keep(c: str) -> bool:
+        return c in "\n\t" or unicodedata.category(c) not in ("Cc", "Cs")
+
+    if all(map(keep, text)):
+        return text
+    return "".join(c if keep(c) else c.encode("unicode_escape").decode() for c in text)
 
 
 class HPCError(Exception):
     """Root of every jupyter_hpc error."""
 
     def __init__(self, message: str, *, log_detail: str = "") -> None:
+        message = printable(message)
         super().__init__(message)
         self.message = message
         self.log_detail = log_detail
