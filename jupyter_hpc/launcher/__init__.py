@@ -20,6 +20,7 @@ import asyncssh
 
 from ..errors import KernelLaunchError
 from ..ssh import SiteConnection
+from .remote_launcher import CHANNELS
 
 log = logging.getLogger("jupyter_hpc.launcher")
 
@@ -58,7 +59,7 @@ def parse_answer(line: bytes, *, host: str, remote_python: str, exit_status: int
         )
     try:
         answer = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: deeply nested garbage
         raise KernelLaunchError(
             f"The remote launcher on {host} answered with something that is not JSON: "
             f"{line[:200]!r}. Is {remote_python} a real Python, and does the login print "
@@ -66,12 +67,29 @@ def parse_answer(line: bytes, *, host: str, remote_python: str, exit_status: int
         ) from None
     if not isinstance(answer, dict) or "ok" not in answer:
         raise KernelLaunchError(f"The remote launcher on {host} gave a malformed answer: {answer!r:.200}")
-    if not answer["ok"]:
-        raise KernelLaunchError(f"The kernel could not start on {host}: {answer.get('error')}")
+    if answer["ok"] is not True:
+        raise KernelLaunchError(f"The kernel could not start on {host}: {answer.get('error') or 'no reason given'}")
     missing = {"pid", "transport", "ip", "ports", "kernel_dir"} - set(answer)
     if missing:
         raise KernelLaunchError(f"The remote launcher on {host} answered without {sorted(missing)}")
+    problem = _answer_problem(answer)
+    if problem:
+        raise KernelLaunchError(f"The remote launcher on {host} gave a malformed answer ({problem}): {answer!r:.200}")
     return answer
+
+
+def _answer_problem(answer: dict) -> str:
+    """What is wrong with a successful answer's fields, so that no later step trips on a type."""
+    pid, ports = answer["pid"], answer["ports"]
+    if type(pid) is not int or pid <= 0:
+        return "pid is not a process id"
+    if answer["transport"] not in ("ipc", "tcp"):
+        return "transport is neither ipc nor tcp"
+    if not isinstance(answer["ip"], str) or not isinstance(answer["kernel_dir"], str):
+        return "ip or kernel_dir is not text"
+    if not isinstance(ports, dict) or any(type(ports.get(name)) is not int for name in CHANNELS):
+        return "ports lack a channel's number"
+    return ""
 
 
 class RemoteKernel:

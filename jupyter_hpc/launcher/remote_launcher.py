@@ -44,6 +44,18 @@ class LaunchFailure(Exception):
     """A request the launcher cannot carry out; its text is what the user reads."""
 
 
+def seconds(request, name, default):
+    """A duration from the request: a finite number >= 0 (NaN or infinity would wait forever)."""
+    value = request.get(name, default)
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        number = float("nan")
+    if isinstance(value, bool) or not 0 <= number < 1e9:
+        raise LaunchFailure("%s must be a number of seconds, not %r" % (name, value))
+    return number
+
+
 def private_runtime_dir(environ=None):
     """A directory only this user can enter: $XDG_RUNTIME_DIR/jupyter-hpc or ~/.jupyter-hpc/run."""
     environ = os.environ if environ is None else environ
@@ -312,7 +324,7 @@ class Monitor:
             raise LaunchFailure("cannot run %s: %s" % (argv[0], exc.strerror or exc))
         finally:
             os.close(log_fd)
-        wait_until_bound(self.process, info, log_path, float(request.get("ready_timeout", 60)))
+        wait_until_bound(self.process, info, log_path, seconds(request, "ready_timeout", 60))
         self.claim()
         return self.answer(info)
 
@@ -348,7 +360,7 @@ class Monitor:
         """
         request = self.request
         if request.get("answer_file"):
-            request = dict(request, **read_batch_answer(request["answer_file"], float(request.get("ready_timeout", 60))))
+            request = dict(request, **read_batch_answer(request["answer_file"], seconds(request, "ready_timeout", 60)))
         runtime_dir = os.path.realpath(request.get("runtime_dir") or private_runtime_dir())
         kernel_dir = os.path.realpath(str(request["kernel_dir"]))
         if os.path.dirname(kernel_dir) != runtime_dir or not os.path.isdir(kernel_dir):
@@ -406,7 +418,7 @@ class Monitor:
                 self.cleanup()
                 self.send({"event": "cleaned"})
                 return
-        deadline = time.monotonic() + float(self.request.get("lease", 0))
+        deadline = time.monotonic() + seconds(self.request, "lease", 0)
         while time.monotonic() < deadline and not self.exited.is_set():
             if self.claimed_by_another():
                 return  # reattached: the new monitor owns the kernel now
@@ -421,7 +433,7 @@ def main(stdin=None, stdout=None):
     line = stdin.readline()
     try:
         request = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: deeply nested garbage
         request = None
     if not isinstance(request, dict) or request.get("op") not in ("launch", "attach"):
         stdout.write(b'{"ok": false, "error": "expected a JSON launch or attach request"}\n')
@@ -429,6 +441,8 @@ def main(stdin=None, stdout=None):
         return 2
     monitor = Monitor(request, stdin, stdout)
     try:
+        for name, default in (("ready_timeout", 60), ("lease", 0), ("restart_window", 0)):
+            seconds(request, name, default)  # refuse a bad duration now, not after the launch
         answer = monitor.launch() if request["op"] == "launch" else monitor.attach()
     except (LaunchFailure, KeyError, OSError, ValueError) as exc:
         if request["op"] == "launch":
@@ -505,7 +519,7 @@ def batch_main(request_path, answer_path):
             return 1
         status = monitor.process.wait()
         monitor.cleanup()
-        if not wait_for_file(request_path, float(request.get("restart_window", 0))):
+        if not wait_for_file(request_path, seconds(request, "restart_window", 0)):
             break
     return status if status >= 0 else 128 - status
 
