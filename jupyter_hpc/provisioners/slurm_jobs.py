@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import shlex
 import time
+import unicodedata
 import weakref
 from collections.abc import AsyncIterator, Sequence
 
@@ -48,8 +49,17 @@ class JobState:
 def checked_value(name: str, value: object) -> str:
     """A scheduler setting as text, refused if it could break out of its one argument/line."""
     text = str(value)
-    if not text or any(ord(c) < 32 or c == "\x7f" for c in text):
+    if not text or any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in text):
         raise ValueError(f"{name}={text!r} is empty or holds control characters; give a plain value")
+    return text
+
+
+def directive_word(name: str, value: object) -> str:
+    """A value the template puts into an ``#SBATCH`` line itself: sbatch splits those lines at
+    whitespace, so a space would add options of its own."""
+    text = checked_value(name, value)
+    if any(c.isspace() for c in text):
+        raise ValueError(f"{name}={text!r} holds whitespace, which sbatch would read as more options")
     return text
 
 
@@ -67,6 +77,9 @@ def render_batch_script(template: str, **values: object) -> str:
     directives = values.get("extra_directives") or []
     for directive in directives:
         checked_value("extra_directives", directive)
+    for name in ("job_name", "output"):
+        if name in values:
+            directive_word(name, values[name])
     environment = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
     environment.filters["q"] = lambda value: shlex.quote(str(value))
     return environment.from_string(template).render(**values)
@@ -75,7 +88,7 @@ def render_batch_script(template: str, **values: object) -> str:
 def parse_job_id(stdout: str) -> str:
     """``sbatch --parsable`` prints ``jobid`` or ``jobid;cluster``."""
     job_id = stdout.strip().split(";")[0]
-    if not job_id.isdigit():
+    if not (job_id.isascii() and job_id.isdigit()):
         raise SlurmError(f"sbatch answered {stdout.strip()!r} instead of a job id")
     return job_id
 
