@@ -30,7 +30,9 @@ NODE_STATES = (
     "powering_down", "powering_up", "reboot_issued", "reboot_requested", "reserved", "unknown",
 )
 
-_DURATION = re.compile(r"^(?:(\d+)-)?(?:(\d+):)?(\d+):(\d+)(?:\.(\d+))?$")
+EPOCH_LIMIT = 9.2e9  # seconds: past this (the year 2261) a datetime64[ns] overflows
+
+_DURATION = re.compile(r"^(?:(\d+)-)?(?:(\d+):)?(\d+):(\d+)(?:\.(\d+))?$", re.ASCII)
 
 
 def duration(text: str) -> pd.Timedelta:
@@ -41,18 +43,21 @@ def duration(text: str) -> pd.Timedelta:
     text = text.strip()
     if text in MISSING or text in UNLIMITED:
         return pd.NaT
-    if text.isdigit():
-        return pd.Timedelta(minutes=int(text))
-    match = _DURATION.match(text)
-    if not match:
+    try:
+        if text.isascii() and text.isdigit():
+            return pd.Timedelta(minutes=int(text))
+        match = _DURATION.match(text)
+        if not match:
+            return pd.NaT
+        days, hours, minutes, seconds, fraction = match.groups()
+        if hours is None and days is not None:  # "D-HH:MM" is not a SLURM output form; days-hours only
+            hours, minutes, seconds = minutes, seconds, "0"
+        total = pd.Timedelta(days=int(days or 0), hours=int(hours or 0), minutes=int(minutes), seconds=int(seconds))
+        if fraction:
+            total += pd.Timedelta(float("0." + fraction), unit="s")
+        return total
+    except (OverflowError, ValueError):  # beyond what a Timedelta holds (~292 years)
         return pd.NaT
-    days, hours, minutes, seconds, fraction = match.groups()
-    if hours is None and days is not None:  # "D-HH:MM" is not a SLURM output form; days-hours only
-        hours, minutes, seconds = minutes, seconds, "0"
-    total = pd.Timedelta(days=int(days or 0), hours=int(hours or 0), minutes=int(minutes), seconds=int(seconds))
-    if fraction:
-        total += pd.Timedelta(float("0." + fraction), unit="s")
-    return total
 
 
 def durations(values: Iterable[str]) -> pd.Series:
@@ -62,8 +67,13 @@ def durations(values: Iterable[str]) -> pd.Series:
 
 
 def integers(values: Iterable) -> pd.Series:
+    """Whole numbers as Int64; words, fractions and numbers beyond int64 → <NA>."""
     series = pd.Series(list(values), dtype="object")
-    return pd.to_numeric(series.where(~series.isin(MISSING)), errors="coerce").astype("Int64")
+    numeric = pd.to_numeric(series.where(~series.isin(MISSING)), errors="coerce")
+    if numeric.dtype.kind != "i":  # floats, or uint64 past int64: keep only what Int64 holds
+        numeric = numeric.astype("float64")
+        numeric = numeric.where((numeric.abs() < 2**63) & (numeric == numeric.round()))
+    return numeric.astype("Int64")
 
 
 def floats(values: Iterable) -> pd.Series:
@@ -78,7 +88,7 @@ def timestamps(values: Iterable) -> pd.Series:
     series = series.where(~series.isin(MISSING))
     numeric = pd.to_numeric(series, errors="coerce")
     if series.notna().sum() == numeric.notna().sum():
-        numeric = numeric.where(numeric > 0)
+        numeric = numeric.where((numeric > 0) & (numeric < EPOCH_LIMIT))
         return pd.to_datetime(numeric, unit="s", utc=True).astype("datetime64[ns, UTC]")
     return pd.to_datetime(series, format="ISO8601", errors="coerce").astype("datetime64[ns]")
 

@@ -15,11 +15,13 @@ contains in practice, rather than ``|``, which they may; times are asked for as 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
 from collections.abc import Callable, Sequence
 
 from . import convert
+from ..errors import SlurmError
 
 SEP = "\x1f"
 EPOCH_ENV = {"SLURM_TIME_FORMAT": "%s"}
@@ -103,6 +105,28 @@ _NODE_SUFFIX = {"*": "NOT_RESPONDING", "~": "POWERED_DOWN", "#": "POWERING_UP", 
 _FORMAT_OPTIONS = re.compile(r"^(-o|-O|--format|--Format)(=|$)|^-[oO].")
 
 
+def reads(command: str):
+    """Mark a parser of ``command``'s output: output it cannot make sense of (a SLURM that
+    prints something else, a wrapper script's chatter) becomes a :class:`SlurmError` that
+    quotes it, instead of a traceback from deep inside the parser."""
+
+    def wrap(parse):
+        @functools.wraps(parse)
+        def parse_or_explain(*args, **kwargs):
+            try:
+                return parse(*args, **kwargs)
+            except (ValueError, TypeError, AttributeError, KeyError, IndexError, OverflowError, RecursionError) as exc:
+                text = next((a for a in args if isinstance(a, str)), "")
+                raise SlurmError(
+                    f"Could not read what {command} printed ({type(exc).__name__}: {exc}): {text[:300]!r}",
+                    argv=[command.split()[0]], stderr=text[:2000],
+                ) from exc
+
+        return parse_or_explain
+
+    return wrap
+
+
 def has_format_option(args: Sequence[str]) -> bool:
     return any(_FORMAT_OPTIONS.match(arg) for arg in args)
 
@@ -145,6 +169,7 @@ class Slurm:
         return Query(["scontrol", "show", "job", str(job_id)], self.parse_job_status)
 
     # -- parsers --------------------------------------------------------------------------
+    @reads("squeue")
     def parse_squeue(self, text: str):
         rows = _rows(text, SEP)
         width = len(SQUEUE_FIELDS)
@@ -152,6 +177,7 @@ class Slurm:
         columns = list(zip(*rows)) if rows else [()] * width
         return _frame({name: conv(values) for (name, _, conv), values in zip(SQUEUE_FIELDS, columns)})
 
+    @reads("sacct")
     def parse_sacct(self, text: str, sep: str = SEP):
         lines = [line for line in text.splitlines() if line]
         if not lines:
@@ -179,9 +205,11 @@ class Slurm:
                 out[name] = _SACCT_CONVERT.get(name, convert.text)(values)
         return _frame(out)
 
+    @reads("sinfo")
     def parse_sinfo(self, text: str):
         records = []
         for row in _rows(text, SEP):
+            row = row + [""] * (8 - len(row))  # a short row (an older sinfo, a cut line): blanks
             partition, node, state, cpus, aiot, memory, free, load, reason = row[:8] + [SEP.join(row[8:])]
             base, flags = state, []
             while base and base[-1] in _NODE_SUFFIX:
@@ -210,12 +238,14 @@ class Slurm:
         })
 
     @staticmethod
+    @reads("sbatch --parsable")
     def parse_sbatch(text: str) -> int:
         """``--parsable`` prints ``<id>`` or ``<id>;<cluster>``."""
         first = text.strip().splitlines()[-1] if text.strip() else ""
         return int(first.split(";", 1)[0])
 
     @staticmethod
+    @reads("scontrol show job")
     def parse_job_status(text: str) -> JobStatus:
         """Read keys from ``scontrol show job``'s multi-line form. Keys are matched at the start
         of a line, so a job name such as ``x JobState=COMPLETED`` (on the first line, after
@@ -278,12 +308,14 @@ class SlurmJSON(Slurm):
             return delimited
         return Query(["sinfo", "--json"], self.parse_sinfo_json, fallback=delimited)
 
+    @reads("sinfo --json")
     def parse_sinfo_json(self, text: str):
         records = []
         for node in json.loads(text).get("nodes", []):
             state = str(node.get("state", "")).lower()
-            flags = ",".join(node.get("state_flags") or [])
+            flags = ",".join(map(str, node.get("state_flags") or []))
             load = node.get("cpu_load")
+            load = load if isinstance(load, (int, float)) else None
             for partition in node.get("partitions") or [""]:
                 records.append((
                     partition, node.get("name", ""), state, flags, node.get("cpus"),
