@@ -19,6 +19,7 @@ below await it across threads, so forwarding flows even while the caller's loop 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -39,6 +40,9 @@ from .endpoints import LocalEndpoints
 from .kernel_pool import KernelPool
 
 log = logging.getLogger("jupyter_hpc.provisioners")
+
+RECONNECT_ATTEMPT_TIMEOUT = 5.0  # seconds one reconnection attempt may take before the next
+ZMQ_RECONNECT_GRACE = 1.0  # seconds for clients' sockets to rejoin reopened endpoints
 
 
 class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
@@ -303,18 +307,23 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
 
     async def _reconnect(self, lost: RemoteKernel) -> None:
         """In the SSH loop: the connection dropped under a live kernel. Reconnect with backoff,
-        take the kernel over again on the same local endpoints, within its lease."""
+        take the kernel over again on the same local endpoints, within its lease.
+
+        Meanwhile jupyter_server's kernel model says ``reconnecting`` (GET /api/kernels), not
+        dead: poll() keeps answering "alive" until the lease is spent.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.lease
         delay = 0.25
         log.warning("kernel %s: connection to %s lost; reconnecting", self.kernel_id, self.host)
+        before = self._show_state("reconnecting")
         started = loop.time()
+        target = dataclasses.replace(self.ssh_target(), connect_timeout=RECONNECT_ATTEMPT_TIMEOUT)
+        request = {"op": "attach", "pid": lost.pid, "kernel_dir": lost.answer["kernel_dir"], "lease": self.lease}
         while loop.time() < deadline and self._remote is lost:
-            request = {"op": "attach", "pid": lost.pid, "kernel_dir": lost.answer["kernel_dir"], "lease": self.lease}
+            attempt = min(RECONNECT_ATTEMPT_TIMEOUT, max(0.5, deadline - loop.time()))
             try:
-                remote, info = await asyncio.wait_for(
-                    self._reattach(self.ssh_target(), request), max(1.0, deadline - loop.time())
-                )
+                remote, info = await asyncio.wait_for(self._reattach(target, request), attempt)
             except KernelLaunchError as exc:  # reached the host: the kernel itself has ended
                 log.warning("kernel %s is gone: %s", self.kernel_id, exc)
                 break
@@ -328,10 +337,23 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
                 return
             remote.on_lost = self._reconnect
             self._remote, self.connection_info = remote, info
+            # ZMQ clients retry every 100 ms; give their iopub time to resubscribe before the
+            # state invites the next cell, whose output would otherwise go unheard.
+            await asyncio.sleep(ZMQ_RECONNECT_GRACE)
+            self._show_state(before or "idle")
             log.warning("kernel %s reconnected after %.1f s", self.kernel_id, loop.time() - started)
             lost.give_up()
             return
+        self._show_state("dead")
         lost.give_up()
+
+    def _show_state(self, state: str) -> str | None:
+        """Set the kernel's execution_state where the manager has one (jupyter_server's)."""
+        km = self.parent
+        if km is None or not km.has_trait("execution_state"):
+            return None
+        before, km.execution_state = km.execution_state, state
+        return before
 
     def _kernel_pool(
         self, target: SSHTarget, login: SiteConnection, request: dict[str, Any], transport: str
