@@ -147,10 +147,29 @@ def write_private_file(path, text):
         handle.write(text)
 
 
+def read_connection_file(path):
+    """A kernel's connection file as the launcher wrote it, or a failure that names the file."""
+    try:
+        with open(path, "rb") as handle:
+            info = json.loads(handle.read().decode("utf-8"))
+    except (ValueError, RecursionError) as exc:
+        raise LaunchFailure("the kernel's connection file %s is unreadable (%s)" % (path, exc))
+    wanted = ["transport", "ip"] + [name + "_port" for name in CHANNELS]
+    if not isinstance(info, dict) or any(name not in info for name in wanted):
+        raise LaunchFailure("the kernel's connection file %s lacks %s" % (path, ", ".join(wanted)))
+    return info
+
+
 def socket_paths(info):
     if info["transport"] != "ipc":
         return []
     return ["%s-%d" % (info["ip"], info[name + "_port"]) for name in CHANNELS]
+
+
+# A login bash runs ~/.bash_logout when a setup line calls `exit`; Debian's default one ends in
+# `[ -x clear_console ] && clear_console`, which fails without a console and, under `set -e`,
+# turns every `exit N` into exit status 1. `exit` therefore drops `set -e` before leaving.
+SETUP_PREAMBLE = 'exit() { local status=$?; set +e; builtin exit "${1:-$status}"; }\nset -e\n'
 
 
 def kernel_command(request, connection_file):
@@ -166,7 +185,7 @@ def kernel_command(request, connection_file):
     setup = request.get("setup") or []
     if not setup:
         return argv
-    script = "set -e\n" + "\n".join(setup) + '\nexec "$@"\n'
+    script = SETUP_PREAMBLE + "\n".join(setup) + '\nexec "$@"\n'
     shell = request.get("setup_shell") or ["/bin/bash", "-l", "-c"]
     return list(shell) + [script, "jupyter-hpc-kernel"] + argv
 
@@ -366,8 +385,7 @@ class Monitor:
         if os.path.dirname(kernel_dir) != runtime_dir or not os.path.isdir(kernel_dir):
             raise LaunchFailure("no kernel directory %s in %s: the kernel has ended" % (kernel_dir, runtime_dir))
         connection_file = os.path.join(kernel_dir, CONNECTION_FILE)
-        with open(connection_file) as handle:
-            info = json.load(handle)
+        info = read_connection_file(connection_file)
         process = AttachedProcess(int(request["pid"]))
         if process.poll() is not None or connection_file.encode() not in process.cmdline():
             raise LaunchFailure("kernel process %s is no longer running" % request["pid"])
