@@ -15,6 +15,7 @@ import string
 import subprocess
 import sys
 import tempfile
+import time
 import unicodedata
 from unittest import mock
 
@@ -221,6 +222,46 @@ def test_launcher_answers_garbage_with_one_json_error_line_and_leaves_nothing(da
         assert files_under(root) == []
 
 
+def connection_files() -> st.SearchStrategy[bytes]:
+    good = {"transport": "ipc", "ip": "/run/k", "key": "k", "signature_scheme": "hmac-sha256",
+            **{name + "_port": i + 1 for i, name in enumerate(rl.CHANNELS)}}
+    retyped = st.tuples(st.sampled_from(sorted(good)), json_values(3)).map(lambda kv: dict(good, **{kv[0]: kv[1]}))
+    dropped = st.sampled_from(sorted(good)).map(lambda key: {k: v for k, v in good.items() if k != key})
+    text = st.one_of(st.just(good), retyped, dropped, json_values()).map(lambda v: json.dumps(v).encode())
+    return st.one_of(text, st.binary(max_size=100), text.flatmap(lambda t: st.integers(0, len(t)).map(lambda n: t[:n])))
+
+
+@settings(max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(contents=connection_files())
+@example(contents=b"\xff\xfe garbage")
+@example(contents=b"[" * 100_000)
+def test_attach_to_a_kernel_with_any_connection_file_answers_usably_or_clearly(contents):
+    """Reattaching reads the remote kernel.json: whatever it holds, the answer either passes
+    the server's checks or is an error naming the file."""
+    with private_home():
+        kernel_dir = rl.make_kernel_dir(rl.private_runtime_dir(), "fuzz")
+        connection_file = os.path.join(kernel_dir, rl.CONNECTION_FILE)
+        with open(connection_file, "wb") as handle:
+            handle.write(contents)
+        kernel = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", connection_file],
+                                  start_new_session=True)
+        try:
+            while connection_file.encode() not in rl.AttachedProcess(kernel.pid).cmdline():
+                time.sleep(0.002)  # until the 'kernel' has exec'd
+            request = {"op": "attach", "kernel_dir": kernel_dir, "pid": kernel.pid, "lease": 0}
+            status, lines = run_launcher(json.dumps(request).encode() + b"\n")
+            try:
+                parse_answer(lines[0], host="login1", remote_python="python3", exit_status=None, stderr="")
+            except KernelLaunchError as exc:
+                assert status == 1 and len(lines) == 1 and is_clear(exc.message)
+                assert connection_file in exc.message
+            else:
+                assert status == 0 and not os.path.exists(kernel_dir)  # the channel's end cleaned up
+        finally:
+            kernel.kill()
+            kernel.wait()
+
+
 # -- argv and env stay data on their way to the kernel ---------------------------------------
 
 plain_args = st.lists(shellish(), max_size=5)
@@ -239,7 +280,7 @@ def test_kernel_argv_is_passed_to_the_setup_shell_as_positional_args(args, setup
     shell, script, name, positional = argv[:3], argv[3], argv[4], argv[5:]
     assert shell == ["/bin/bash", "-l", "-c"] and name == "jupyter-hpc-kernel"
     assert positional == expected  # each element verbatim, none folded into the script's text
-    assert script == "set -e\n" + "\n".join(setup) + '\nexec "$@"\n'
+    assert script == rl.SETUP_PREAMBLE + "\n".join(setup) + '\nexec "$@"\n'
 
 
 @SLOW
