@@ -68,7 +68,7 @@ def test_kernel_survives_a_dropped_connection(ssh_spec, sshd):
 
 
 def test_without_lease_a_drop_ends_the_kernel(ssh_spec, sshd):
-    with running_kernel(ssh_spec()) as (km, client):
+    with running_kernel(ssh_spec(lease=0)) as (km, client):
         pid = provisioner_info(km)["pid"]
         for conn in sshd_connection_processes(sshd.process.pid):
             os.kill(conn, signal.SIGKILL)

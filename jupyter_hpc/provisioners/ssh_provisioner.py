@@ -123,9 +123,10 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         "replaced until the next start).",
     )
     lease = Float(
-        0.0, config=True,
-        help="Seconds the remote kernel outlives a dropped SSH connection before it is killed "
-        "and its files removed. 0 ends it at once.",
+        300.0, config=True,
+        help="Seconds the remote kernel outlives a dropped SSH connection: the server reconnects "
+        "within it, or a restarted server takes the kernel over. Past it, the kernel (and its "
+        "SLURM job) is killed and its files removed, so nothing is orphaned. 0 ends it at once.",
     )
 
     @default("username")
