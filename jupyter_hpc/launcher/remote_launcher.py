@@ -154,9 +154,12 @@ def read_connection_file(path):
             info = json.loads(handle.read().decode("utf-8"))
     except (ValueError, RecursionError) as exc:
         raise LaunchFailure("the kernel's connection file %s is unreadable (%s)" % (path, exc))
-    wanted = ["transport", "ip"] + [name + "_port" for name in CHANNELS]
-    if not isinstance(info, dict) or any(name not in info for name in wanted):
-        raise LaunchFailure("the kernel's connection file %s lacks %s" % (path, ", ".join(wanted)))
+    ports = [name + "_port" for name in CHANNELS]
+    if not (
+        isinstance(info, dict) and info.get("transport") in ("ipc", "tcp") and isinstance(info.get("ip"), str)
+        and all(type(info.get(name)) is int for name in ports)
+    ):
+        raise LaunchFailure("the kernel's connection file %s lacks a transport, ip or %s" % (path, ", ".join(ports)))
     return info
 
 
