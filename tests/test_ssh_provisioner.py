@@ -167,3 +167,17 @@ def test_every_provisioner_hook_in_order(ssh_spec):
     finally:
         client.stop_channels()
         km.cleanup_resources()
+
+
+def test_jupyter_clients_transport_encryption_reaches_the_remote_kernel(kernelspecs, sshd, kernel_user, remote_python):
+    """jupyter_client's own CurveZMQ option keeps working: its keys are in the remote file."""
+    import json
+
+    config = sshd.provisioner_config(kernel_user.pw_name, remote_python=remote_python)
+    name = kernelspecs("curve", config, metadata={"supported_encryption": ["curve"]})
+    with running_kernel(name, transport_encryption="required") as (km, client):
+        assert km.curve_publickey is not None
+        info = provisioner_info(km)
+        remote = json.load(open(os.path.join(info["kernel_dir"], "kernel.json")))
+        assert remote["curve_publickey"] == km.curve_publickey.decode()
+        assert execute(client, "print('encrypted')")["stdout"].strip() == "encrypted"

@@ -386,9 +386,11 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         return login.stream_local
 
     def _launch_request(self, request: dict[str, Any], transport: str) -> dict[str, Any]:
+        """The launch request for ``transport``, with the manager's Curve keys when it has any
+        (our TCP fallback's, or jupyter_client's ``transport_encryption``)."""
         km = self.parent
         request = dict(request, transport=transport)
-        if transport == "tcp" and km is not None and km.curve_publickey is not None:
+        if km is not None and km.curve_publickey is not None:
             request["curve_publickey"] = km.curve_publickey.decode()
             request["curve_secretkey"] = km.curve_secretkey.decode()
         return request
