@@ -78,14 +78,27 @@ class Bed:
     """The user, the remote python, an sshd (and one refusing stream-local forwarding),
     and a private JUPYTER_PATH with one kernelspec per variant."""
 
-    def __init__(self, *, fallback_sshd: bool = False) -> None:
+    def __init__(self, *, fallback_sshd: bool = False, namespace: bool = False) -> None:
+        """``namespace``: the sshd runs in a network namespace of its own, on 10.231.0.2:22
+        (``_netns.py``), instead of a free port on 127.0.0.1."""
         if os.geteuid() != 0:
             raise SystemExit("benchmarks must run as root: they create the test user and start sshd")
         self.user = ensure_user(BENCH_USER)
         self.remote_python = ensure_remote_python()
         self.root = Path(tempfile.mkdtemp(prefix="jupyter-hpc-bench-"))
         os.chmod(self.root, 0o755)
-        self.sshd = SSHDaemon(self.root / "sshd", users=[self.user.pw_name]).start()
+        self.namespace = None
+        if namespace:
+            from _netns import Namespace, namespaced_sshd
+
+            self.namespace = Namespace().create()
+            try:
+                self.sshd = namespaced_sshd(self.root / "sshd", [self.user.pw_name], self.namespace)
+            except BaseException:
+                self.namespace.close()
+                raise
+        else:
+            self.sshd = SSHDaemon(self.root / "sshd", users=[self.user.pw_name]).start()
         self.sshd_nosl = None
         if fallback_sshd:
             self.sshd_nosl = SSHDaemon(
@@ -98,8 +111,9 @@ class Bed:
 
     # -- kernelspecs -----------------------------------------------------------------------
 
-    def kernelspec(self, name: str, provisioner_config: dict | None = None) -> str:
-        """Write a kernelspec running the remote python's ipykernel; hpc-ssh if a config is given."""
+    def kernelspec(self, name: str, provisioner_config: dict | None = None, provisioner: str = "hpc-ssh") -> str:
+        """Write a kernelspec running the remote python's ipykernel; ``provisioner`` (hpc-ssh) if a
+        config is given."""
         directory = self.jupyter_path / "kernels" / name
         directory.mkdir(parents=True, exist_ok=True)
         body = {
@@ -110,7 +124,7 @@ class Bed:
             "metadata": {},
         }
         if provisioner_config is not None:
-            body["metadata"] = {"kernel_provisioner": {"provisioner_name": "hpc-ssh", "config": provisioner_config}}
+            body["metadata"] = {"kernel_provisioner": {"provisioner_name": provisioner, "config": provisioner_config}}
         (directory / "kernel.json").write_text(json.dumps(body))
         return name
 
@@ -200,6 +214,52 @@ class Bed:
                 kernel.kill()
             shutil.rmtree(directory, ignore_errors=True)
 
+    def leftover_processes(self, grace: float = 10.0) -> list[str]:
+        """Processes of the bed's own user still running (after every kernel was shut down):
+        their command lines, for the report; then each is ended by its pid. The user is the
+        benchmarks' own, so these are ours."""
+        import collections
+        import signal
+
+        def ours() -> dict[int, str]:
+            found = {}
+            for entry in Path("/proc").iterdir():
+                if not entry.name.isdigit():
+                    continue
+                try:
+                    if entry.stat().st_uid != self.user.pw_uid:
+                        continue
+                    cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+                except OSError:
+                    continue
+                if cmd:  # zombies have none
+                    found[int(entry.name)] = cmd
+            return found
+
+        deadline = time.monotonic() + grace
+        found = ours()
+        while found and time.monotonic() < deadline:
+            time.sleep(0.2)
+            found = ours()
+        for pid in found:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        def label(cmd: str) -> str:
+            if "jupyter-hpc-launcher" in cmd:
+                return "hpc-ssh launcher/monitor (python -I -S -c …)"
+            if "ipykernel_launcher" in cmd and "/pool-" in cmd:
+                return "ipykernel of hpc-ssh's pre-started pool"
+            if "launch_ipykernel.py" in cmd:
+                return "gateway's launch_ipykernel.py"
+            if cmd.startswith("sleep 600"):
+                return "sleep 600 (remote_ikernel's tunnel command)"
+            return cmd[:100]
+
+        counts = collections.Counter(label(cmd) for cmd in found.values())
+        return [f"{n}× {cmd}" for cmd, n in counts.most_common()]
+
     def log_tail(self, lines: int = 15) -> str:
         """The last lines of each sshd's log, to explain a failure."""
         out = []
@@ -213,5 +273,7 @@ class Bed:
         for daemon in (self.sshd, self.sshd_nosl):
             if daemon is not None:
                 daemon.stop()
+        if self.namespace is not None:
+            self.namespace.close()
         shutil.rmtree(self.root, ignore_errors=True)
 

@@ -1,8 +1,10 @@
 #!/usr/bin/env python
-"""Kernel start to first execute_reply, and many kernels at once: local vs hpc-ssh.
+"""Kernel start to first execute_reply, and many kernels at once: local vs hpc-ssh vs the peers.
 
 Every variant runs the same ipykernel (the test bed's venv python, run by the benchmark's own
-user) against the same sshd, in one run, interleaved round by round:
+user) against the same sshd, in one run, interleaved round by round. The sshd runs in a network
+namespace of its own (``_netns.py``: 10.231.0.2 port 22, over a veth pair from 10.231.0.1), so
+that no peer sees the remote host as local (``--loopback``: a loopback sshd, without peers):
 
 * ``local``         LocalProvisioner: the floor.
 * ``hpc-ssh cold``  the SSH pool is closed before each start: TCP connect, key exchange and
@@ -10,6 +12,16 @@ user) against the same sshd, in one run, interleaved round by round:
 * ``hpc-ssh warm``  the pooled connection is kept: only the launch and the forwards.
 * ``hpc-ssh pre-started`` with ``pool_size=2``: the kernel is already running when asked
                     for (the pool is given time to refill between rounds): only the attach.
+* ``remote_ikernel``  remote_ikernel 0.4.6 ``--interface ssh`` with an OpenSSH config Host entry
+                    (``_peers.py``): ``ssh`` into a login shell, the connection file ``echo``-ed,
+                    then ``ssh -L`` for the five ports.
+* ``gateway DistributedProvisioner``  gateway_provisioners 0.5.0, kernelspec from its
+                    ``jupyter-ssh-spec install --remote-hosts 10.231.0.2``: paramiko runs the
+                    launcher with ``nohup``, which answers over TCP to the response address.
+
+The peers live in their own venv (``/opt/jupyter-hpc-bench/peers``, with this Python's
+packages visible); the script re-executes itself with that venv's python. A peer that cannot
+be installed or started becomes a row with its error.
 
 One timing runs from ``AsyncKernelManager.start_kernel()`` to the first ``execute_reply`` of
 ``pass`` (no ``wait_for_ready``: its fixed 0.2 s iopub flush would hide the differences);
@@ -20,13 +32,15 @@ the last first-reply, this process's RSS growth, and the number of SSH connectio
 pool (and logins sshd accepted). The pool is closed before each hpc-ssh fan-out, so
 concurrent first use is part of it.
 
-Usage (as root): ``python benchmarks/kernel_start.py [--quick] [--rounds 7] [--fanout 1,10,30]``.
+Usage (as root): ``python benchmarks/kernel_start.py [--quick] [--rounds 7] [--fanout 1,10,30]
+[--no-peers] [--loopback]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import subprocess
 import sys
 import time
@@ -46,6 +60,16 @@ def pool_connections() -> int:
     return run_in_ssh_loop_sync(count())
 
 
+def drain_pools() -> None:
+    from jupyter_hpc.provisioners.kernel_pool import KernelPool
+    from jupyter_hpc.ssh import run_in_ssh_loop_sync
+
+    try:
+        run_in_ssh_loop_sync(KernelPool.drain_all(), timeout=30)
+    except Exception as exc:  # noqa: BLE001 - reported, the bed is closed anyway
+        print(f"kernel pool not drained: {exc}", file=sys.stderr)
+
+
 def close_pool() -> None:
     from jupyter_hpc.ssh import get_pool, run_in_ssh_loop_sync
 
@@ -56,6 +80,10 @@ def close_pool() -> None:
             await connection.wait_closed()
 
     run_in_ssh_loop_sync(close(), timeout=30)
+
+
+PEERS = ("remote_ikernel", "gateway DistributedProvisioner")
+QUIET = ("local", "remote_ikernel")  # a local process whose output would land in the table
 
 
 async def start_one(kernel_name: str, local: bool) -> tuple[object, object, float, float]:
@@ -98,12 +126,21 @@ async def pool_refilled(timeout: float = 60) -> None:
         await asyncio.sleep(0.05)
 
 
-async def single_starts(names: dict[str, str], rounds: int) -> dict[str, dict[str, list[float]]]:
-    results = {variant: {"ready": [], "started": []} for variant in names}
-    # One untimed start each: imports, first connection, the OS's file cache.
-    for variant, kernel_name in names.items():
-        km, client, *_ = await start_one(kernel_name, variant == "local")
-        await stop([(km, client)])
+async def single_starts(bed: Bed, names: dict[str, str], rounds: int,
+                        errors: dict[str, str]) -> dict[str, dict[str, list[float]]]:
+    # One untimed start each: imports, first connection, the OS's file cache. A peer that
+    # fails here is reported with its error and left out of the rounds.
+    for variant, kernel_name in list(names.items()):
+        try:
+            km, client, *_ = await asyncio.wait_for(start_one(kernel_name, variant in QUIET), 90)
+            await stop([(km, client)])
+        except Exception as exc:  # noqa: BLE001
+            if variant not in PEERS:
+                raise
+            lines = str(exc).strip().splitlines() or [""]
+            errors[variant] = f"start failed: {type(exc).__name__}: {lines[-1][:300]}"
+            del names[variant]
+    results = {variant: {"ready": [], "started": [], "logins": []} for variant in names}
     for _ in range(rounds):
         for variant, kernel_name in names.items():
             if variant == "hpc-ssh cold":
@@ -113,7 +150,9 @@ async def single_starts(names: dict[str, str], rounds: int) -> dict[str, dict[st
                 await stop([(km, client)])
             elif variant == "hpc-ssh pre-started":
                 await pool_refilled()
-            km, client, started, ready = await start_one(kernel_name, variant == "local")
+            logins = bed.sshd.accepted_logins()
+            km, client, started, ready = await start_one(kernel_name, variant in QUIET)
+            results[variant]["logins"].append(bed.sshd.accepted_logins() - logins)
             await stop([(km, client)])
             results[variant]["ready"].append(ready)
             results[variant]["started"].append(started)
@@ -154,8 +193,36 @@ async def fan_out(bed: Bed, names: dict[str, str], counts: list[int]) -> list[li
     return rows
 
 
+def peer_specs(bed: Bed, names: dict[str, str], errors: dict[str, str], peers_error: str | None) -> None:
+    """Add the peers' kernelspecs to ``names`` (or their setup error to ``errors``)."""
+    import _peers
+
+    if peers_error:
+        for variant in PEERS:
+            errors[variant] = f"not installed: {peers_error}"
+        return
+    from _bed import free_port
+
+    os.environ["HOME"] = str(_peers.private_home(bed))  # paramiko reads only ~/.ssh
+    os.environ.update(GP_REMOTE_USER=bed.user.pw_name, GP_SSH_PORT=str(bed.sshd.port),
+                      GP_RESPONSE_IP=_netns_host_addr(), GP_RESPONSE_PORT=str(free_port(_netns_host_addr())))
+    for variant, make in zip(PEERS, (_peers.remote_ikernel_spec, _peers.gateway_spec)):
+        try:
+            names[variant] = make(bed)
+        except Exception as exc:  # noqa: BLE001
+            detail = getattr(exc, "stderr", "") or str(exc)
+            errors[variant] = f"setup failed: {type(exc).__name__}: {str(detail).strip()[-300:]}"
+
+
+def _netns_host_addr() -> str:
+    from _netns import HOST_ADDR
+
+    return HOST_ADDR
+
+
 async def run(args) -> None:
-    bed = Bed()
+    bed = Bed(namespace=not args.loopback)
+    errors: dict[str, str] = {}
     try:
         names = {
             "local": bed.kernelspec("bench-local"),
@@ -163,32 +230,56 @@ async def run(args) -> None:
             "hpc-ssh warm": "bench-ssh",
             "hpc-ssh pre-started": bed.kernelspec("bench-ssh-pool", bed.ssh_config(pool_size=2)),
         }
+        if args.peers and not args.loopback:
+            peer_specs(bed, names, errors, args.peers_error)
         t0 = time.perf_counter()
-        results = await single_starts(names, args.rounds)
+        results = await single_starts(bed, names, args.rounds, errors)
         fan_rows = await fan_out(bed, names, args.fanout)
         elapsed = time.perf_counter() - t0
     except BaseException:
         print(bed.log_tail(), file=sys.stderr)
         raise
     finally:
+        drain_pools()  # while the sshd and the namespace still exist (atexit would be too late)
+        close_pool()
+        leftovers = bed.leftover_processes()
         bed.close()
 
     local = summarize(results["local"]["ready"])
     rows = []
     for variant, data in results.items():
         s, split = summarize(data["ready"]), summarize(data["started"])
+        logins = sorted(set(data["logins"]))
         rows.append([
             variant, f"{s['p50']:.3f}", f"{s['p90']:.3f}", f"{s['min']:.3f}–{s['max']:.3f}",
             f"{s['p50'] / local['p50']:.2f}×", f"{s['p50'] - local['p50']:+.3f}", f"{split['p50']:.3f}",
+            "–" if variant == "local" else "/".join(map(str, logins)),
         ])
-    print(f"\n#### Kernel start → first execute_reply, {args.rounds} rounds, interleaved\n")
-    print(table(["variant", "p50 s", "p90 s", "min–max s", "ratio", "minus local s", "start_kernel p50 s"], rows))
+    for variant, error in errors.items():
+        rows.append([variant, "–", "–", "–", "–", "–", "–", f"ERROR {error}"])
+    versions = []
+    for package in ("remote_ikernel", "gateway_provisioners", "paramiko"):
+        try:
+            from importlib.metadata import version
+
+            versions.append(f"{package} {version(package)}")
+        except Exception:  # noqa: BLE001 - not installed: its row says so
+            pass
+    if versions:
+        print(f"\nPeers: {', '.join(versions)} (venv {sys.prefix})")
+    where = "loopback sshd" if args.loopback else f"sshd in a network namespace at {bed.sshd.host}:{bed.sshd.port}"
+    print(f"\n#### Kernel start → first execute_reply, {args.rounds} rounds, interleaved ({where})\n")
+    print(table(["variant", "p50 s", "p90 s", "min–max s", "ratio", "minus local s", "start_kernel p50 s",
+                 "sshd logins per start"], rows))
     print("\n#### Fan-out: kernels started at once (asyncio.gather), to the last first execute_reply\n")
     print(table(
         ["variant", "kernels", "wall s", "vs 1 kernel", "vs local", "start_kernel s (min–max)", "first reply s (min–max)", "RSS Δ MB", "RSS MB",
          "SSH connections", "sshd logins"],
         fan_rows,
     ))
+    if leftovers:
+        print("\nStill running as the bed's user after every kernel had been shut down (then ended): "
+              + "; ".join(f"`{line}`" for line in leftovers))
     print(f"\n(whole run {elapsed:.0f} s)")
 
 
@@ -197,8 +288,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="fewer rounds, fan-out 1 and 10")
     parser.add_argument("--rounds", type=int, help="timed starts per variant (default 7, quick 3)")
     parser.add_argument("--fanout", help="comma-separated kernel counts (default 1,10,30; quick 1,10)")
+    parser.add_argument("--no-peers", dest="peers", action="store_false", help="leave out remote_ikernel and gateway")
+    parser.add_argument("--loopback", action="store_true", help="sshd on 127.0.0.1, no namespace (and no peers)")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
+    args.peers_error = None
+    if args.peers and not args.loopback:
+        import _peers
+
+        args.peers_error = _peers.peers_importable()
+        if args.peers_error and os.environ.get("JUPYTER_HPC_BENCH_REEXEC") != "1":
+            try:
+                python = _peers.ensure_peers_venv()
+            except Exception as exc:  # noqa: BLE001 - reported in the table
+                args.peers_error = f"pip install {' '.join(_peers.PEER_PACKAGES)} failed: {exc}"
+            else:
+                os.environ["JUPYTER_HPC_BENCH_REEXEC"] = "1"
+                os.execv(str(python), [str(python), str(Path(__file__).resolve()), *(sys.argv[1:] if argv is None else argv)])
     args.rounds = args.rounds or (3 if args.quick else 7)
     args.fanout = [int(n) for n in (args.fanout or ("1,10" if args.quick else "1,10,30")).split(",")]
     quiet_logs(args.verbose)
