@@ -97,8 +97,6 @@ def test_hostile_but_plain_values_reach_slurm_verbatim(slurm_spec, slurm, kernel
         assert job_name.startswith("jupyter-") and shown_comment == comment
 
 
-@pytest.mark.xfail(strict=True, reason="slurm_provisioner stages the request file (signing key inside) before "
-                   "sbatch, and leaves it in ~/.jupyter-hpc/jobs when sbatch refuses the job")
 def test_refused_job_leaves_no_staged_request(slurm_spec, kernel_user, no_job_left):
     jobs_dir = os.path.join(os.path.expanduser(f"~{kernel_user.pw_name}"), ".jupyter-hpc", "jobs")
     before = set(os.listdir(jobs_dir)) if os.path.isdir(jobs_dir) else set()

@@ -138,9 +138,7 @@ def test_hostile_remote_python_is_not_found(ssh_spec, canary, remote_python):
 
 @pytest.mark.parametrize("username", [
     "hpcuser; touch {canary}", "$(touch {canary})",
-    pytest.param("hpcuser\ntouch {canary}", marks=pytest.mark.xfail(
-        strict=True, reason="asyncssh's SASLPrepError (a bare ValueError: \"Prohibited character: '\\n'\") "
-        "escapes ssh/pool.py's _open, which turns only OSError/asyncssh.Error into SSHConnectError")),
+    "hpcuser\ntouch {canary}",
 ])
 def test_hostile_username_is_refused_by_ssh(ssh_spec, canary, username):
     error = start_error(ssh_spec(username=username.replace("{canary}", canary), launch_timeout=10))

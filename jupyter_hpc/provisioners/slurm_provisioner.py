@@ -16,6 +16,8 @@ import asyncio
 import hashlib
 import json
 import logging
+import math
+import re
 import secrets
 from typing import Any
 
@@ -93,9 +95,16 @@ class SlurmProvisioner(SSHProvisioner):
         value = proposal["value"]
         return checked_value(proposal["trait"].name, value) if value else value
 
+    @validate("restart_window")
+    def _finite(self, proposal: dict) -> float:
+        value = float(proposal["value"])
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"restart_window must be a finite number of seconds, not {proposal['value']!r}")
+        return value
+
     @validate("queue_timeout", "poll_interval")
     def _positive(self, proposal: dict) -> float:
-        if float(proposal["value"]) <= 0:
+        if not math.isfinite(float(proposal["value"])) or float(proposal["value"]) <= 0:
             raise ValueError(f"{proposal['trait'].name} must be positive")
         return float(proposal["value"])
 
@@ -160,25 +169,29 @@ class SlurmProvisioner(SSHProvisioner):
                 return await self._attach(login, job_id, node, answer_file)
             log.info("job %s of kernel %s has ended; submitting a new one", job_id, self.kernel_id)
         token = secrets.token_hex(8)
+        job_name = "jupyter-" + (re.sub(r"[^A-Za-z0-9._-]", "_", self.kernel_name()) or "kernel")
         launcher, request_file, answer_file, output = await self._stage(login, request, token)
-        job_name = f"jupyter-{getattr(self.kernel_spec, 'name', '') or 'kernel'}"
-        script = render_batch_script(
-            self.batch_template,
-            job_name=job_name,
-            output=output,
-            extra_directives=list(self.extra_directives),
-            remote_python=self.remote_python,
-            launcher=launcher,
-            request_file=request_file,
-            answer_file=answer_file,
-        )
-        job_id = await submit(login, sbatch_argv(self.sbatch_options(), job_name), script)
-        log.info("kernel %s submitted as job %s on %s", self.kernel_id, job_id, login.target.host)
+        job_id = None
         try:
+            script = render_batch_script(
+                self.batch_template,
+                job_name=job_name,
+                output=output,
+                extra_directives=list(self.extra_directives),
+                remote_python=self.remote_python,
+                launcher=launcher,
+                request_file=request_file,
+                answer_file=answer_file,
+            )
+            job_id = await submit(login, sbatch_argv(self.sbatch_options(), job_name), script)
+            log.info("kernel %s submitted as job %s on %s", self.kernel_id, job_id, login.target.host)
             state = await self._wait_running(login, job_id)
             remote = await self._attach(login, job_id, state.nodes, answer_file)
         except BaseException:
-            await asyncio.shield(cancel(login, job_id))
+            if job_id is not None:
+                await asyncio.shield(cancel(login, job_id))
+            # A job that never ran leaves its request (signing key inside) behind: remove it.
+            await asyncio.shield(self._unstage(login, request_file, answer_file))
             raise
         self._job_token = token
         return remote
@@ -240,6 +253,15 @@ class SlurmProvisioner(SSHProvisioner):
             await sftp.chmod(partial, 0o600)
             await sftp.posix_rename(partial, request_file)  # the job sees it whole, or not at all
         return launcher, request_file, f"{base}/jobs/{token}.answer.json", f"{base}/jobs/slurm-%j.out"
+
+    @staticmethod
+    async def _unstage(login: SiteConnection, *paths: str) -> None:
+        async with login.sftp() as sftp:
+            for path in paths:
+                try:
+                    await sftp.remove(path)
+                except asyncssh.SFTPError:
+                    pass  # consumed by the job, or never written
 
     async def _wait_running(self, login: SiteConnection, job_id: str) -> JobState:
         """Follow the job through the queue, logging each state change with SLURM's Reason."""

@@ -22,6 +22,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import math
 import os
 import signal
 from typing import Any
@@ -142,12 +143,16 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
             raise ValueError(f"port must be between 1 and 65535, not {value}")
         return value
 
-    @validate("launch_timeout")
-    def _valid_timeout(self, proposal: dict) -> float:
-        value = float(proposal["value"])
-        if value <= 0:
-            raise ValueError("launch_timeout must be positive")
+    @validate("launch_timeout", "lease", "pool_idle_lifetime")
+    def _valid_seconds(self, proposal: dict) -> float:
+        name, value = proposal["trait"].name, float(proposal["value"])
+        if not math.isfinite(value) or value < 0 or (name == "launch_timeout" and value == 0):
+            raise ValueError(f"{name} must be a finite number of seconds, not {proposal['value']!r}")
         return value
+
+    def kernel_name(self) -> str:
+        """The kernelspec's name, as the manager knows it (the spec itself may not)."""
+        return getattr(self.parent, "kernel_name", "") or getattr(self.kernel_spec, "name", "") or ""
 
     _remote: RemoteKernel | None = None
     _endpoints: LocalEndpoints | None = None
@@ -248,7 +253,7 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
             "setup": list(self.setup),
             "key": km.session.key.decode() if km is not None else "",
             "signature_scheme": km.session.signature_scheme if km is not None else "hmac-sha256",
-            "kernel_name": self.kernel_spec.name if hasattr(self.kernel_spec, "name") else "",
+            "kernel_name": self.kernel_name(),
             "kernel_id": self.kernel_id,
             "lease": self.lease,
             "ready_timeout": self.launch_timeout,
@@ -452,7 +457,7 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         if self._endpoints is None:
             self._endpoints = self._new_endpoints()
         await self._endpoints.open(connection, answer)
-        return self._endpoints.connection_info(secrets, getattr(self.kernel_spec, "name", ""))
+        return self._endpoints.connection_info(secrets, self.kernel_name())
 
     def _new_endpoints(self) -> LocalEndpoints:
         ipc_dir = os.path.join(jupyter_runtime_dir(), f"hpc-{str(self.kernel_id)[:8]}")

@@ -169,6 +169,10 @@ class ConnectionPool:
                 f"with the configured key: {exc.reason}. Check that the key (or certificate) "
                 "is the one the site knows and has not expired.",
             ) from exc
+        except ValueError as exc:  # e.g. asyncssh's SASLprep refusing a user name
+            raise SSHConnectError(
+                f"Cannot log in to {where} as {target.username!r}: {exc}. Check the user name.",
+            ) from exc
         except (OSError, asyncio.TimeoutError, asyncssh.Error) as exc:
             reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
             raise SSHConnectError(
