@@ -5,9 +5,10 @@ Usage (as root)::
 
     python benchmarks/run_all.py [--quick] [--update-readme]
 
-``--quick`` is passed on to each script. ``--update-readme`` replaces the block between the
+``--quick`` is passed on to each script. ``kernel_start.py`` re-executes itself in the peers'
+venv (``_peers.py``); ``slurm_start.py`` prints "not run" while pytest sessions use SLURM. ``--update-readme`` replaces the block between the
 ``results`` markers of benchmarks/README.md with this run's tables, the date and the machine.
-A full run takes about two minutes on two cores; ``--quick`` about half a minute.
+A full run takes about seven minutes on two cores (SLURM's three 60 s windows); ``--quick`` about two.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["transport.py", "kernel_start.py"]
+SCRIPTS = ["transport.py", "kernel_start.py", "slurm_start.py"]
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 
