@@ -7,7 +7,7 @@ namespace of its own (``_netns.py``: 10.231.0.2 port 22, over a veth pair from 1
 that no peer sees the remote host as local (``--loopback``: a loopback sshd, without peers):
 
 * ``local``         LocalProvisioner: the floor.
-* ``hpc-ssh cold``  the SSH pool is closed before each start: TCP connect, key exchange and
+* ``hpc-ssh cold``  its pooled connection is closed before each start: TCP connect, key exchange and
                     login are in the timing.
 * ``hpc-ssh warm``  the pooled connection is kept: only the launch and the forwards.
 * ``hpc-ssh pre-started`` with ``pool_size=2``: the kernel is already running when asked
@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -70,12 +71,20 @@ def drain_pools() -> None:
         print(f"kernel pool not drained: {exc}", file=sys.stderr)
 
 
-def close_pool() -> None:
+def close_pool(known_hosts: str | None = None) -> None:
+    """Close every pooled SSH connection, or only those verified against ``known_hosts``: the
+    cold variant closes its own connection only, so the pre-started pool's kernels (on a
+    connection of their own) are not orphaned and restarted during the cold start."""
     from jupyter_hpc.ssh import get_pool, run_in_ssh_loop_sync
 
     async def close() -> None:
         connections = get_pool().connections()
-        await get_pool().close()
+        if known_hosts is None:
+            await get_pool().close()
+        else:
+            connections = [c for c in connections if c.target.known_hosts == known_hosts]
+            for connection in connections:
+                connection.conn.close()
         for connection in connections:
             await connection.wait_closed()
 
@@ -144,7 +153,7 @@ async def single_starts(bed: Bed, names: dict[str, str], rounds: int,
     for _ in range(rounds):
         for variant, kernel_name in names.items():
             if variant == "hpc-ssh cold":
-                close_pool()
+                close_pool(str(bed.sshd.known_hosts))
             elif variant == "hpc-ssh warm" and pool_connections() == 0:
                 km, client, *_ = await start_one(kernel_name, False)  # reopen, untimed
                 await stop([(km, client)])
@@ -228,12 +237,15 @@ async def run(args) -> None:
             "local": bed.kernelspec("bench-local"),
             "hpc-ssh cold": bed.kernelspec("bench-ssh", bed.ssh_config()),
             "hpc-ssh warm": "bench-ssh",
-            "hpc-ssh pre-started": bed.kernelspec("bench-ssh-pool", bed.ssh_config(pool_size=2)),
+            # known_hosts of its own: its own pooled connection, which the cold variant leaves open
+            "hpc-ssh pre-started": bed.kernelspec("bench-ssh-pool", bed.ssh_config(
+                pool_size=2, known_hosts=str(shutil.copy(bed.sshd.known_hosts, bed.root / "known_hosts.pool")))),
         }
         if args.peers and not args.loopback:
             peer_specs(bed, names, errors, args.peers_error)
         t0 = time.perf_counter()
         results = await single_starts(bed, names, args.rounds, errors)
+        drain_pools()  # before fan-out closes every connection (their kernels would wait out the lease)
         fan_rows = await fan_out(bed, names, args.fanout)
         elapsed = time.perf_counter() - t0
     except BaseException:
