@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import queue
 import shutil
 import subprocess
 import sys
@@ -95,7 +96,8 @@ PEERS = ("remote_ikernel", "gateway DistributedProvisioner")
 QUIET = ("local", "remote_ikernel")  # a local process whose output would land in the table
 
 
-async def start_one(kernel_name: str, local: bool) -> tuple[object, object, float, float]:
+async def start_one(kernel_name: str, local: bool, reply_timeout: float = 120,
+                    tolerate_no_reply: bool = False) -> tuple[object, object, float, float | None]:
     """Start a kernel, send ``pass``, wait for the reply; return (km, client, t_started, t_reply)."""
     from jupyter_client import AsyncKernelManager
 
@@ -107,8 +109,14 @@ async def start_one(kernel_name: str, local: bool) -> tuple[object, object, floa
     client = km.client()
     client.start_channels()
     msg_id = client.execute("pass", store_history=False)
+    deadline = start + reply_timeout
     while True:
-        msg = await client.get_shell_msg(timeout=120)
+        try:
+            msg = await client.get_shell_msg(timeout=max(0.1, deadline - time.perf_counter()))
+        except queue.Empty:
+            if not tolerate_no_reply:
+                raise
+            return km, client, started, None  # reported as a failed start
         if msg["parent_header"].get("msg_id") == msg_id:
             break
     return km, client, started, time.perf_counter() - start
@@ -180,8 +188,9 @@ async def fan_out(bed: Bed, names: dict[str, str], counts: list[int]) -> list[li
             logins = bed.sshd.accepted_logins()
             rss_before = rss_mb()
             start = time.perf_counter()
-            outcomes = await asyncio.gather(*(start_one(kernel_name, variant == "local") for _ in range(count)))
+            outcomes = await asyncio.gather(*(start_one(kernel_name, variant == "local", 60, True) for _ in range(count)))
             wall = time.perf_counter() - start
+            failed = sum(1 for *_, ready in outcomes if ready is None)
             rss_after = rss_mb()
             connections = pool_connections() if variant == "hpc-ssh" else 0
             logins = bed.sshd.accepted_logins() - logins
@@ -189,7 +198,7 @@ async def fan_out(bed: Bed, names: dict[str, str], counts: list[int]) -> list[li
             single.setdefault(variant, wall)
             if variant == "local":
                 local_wall[count] = wall
-            per_kernel = sorted(ready for *_, ready in outcomes)
+            per_kernel = sorted(ready for *_, ready in outcomes if ready is not None) or [float("nan")]
             launched = sorted(started for _, _, started, _ in outcomes)
             rows.append([
                 variant, str(count), f"{wall:.2f}", f"{wall / single[variant]:.2f}×",
@@ -198,6 +207,7 @@ async def fan_out(bed: Bed, names: dict[str, str], counts: list[int]) -> list[li
                 f"{rss_after - rss_before:+.1f}", f"{rss_after:.0f}",
                 str(connections) if variant == "hpc-ssh" else "–",
                 str(logins) if variant == "hpc-ssh" else "–",
+                str(failed),
             ])
     return rows
 
@@ -286,7 +296,7 @@ async def run(args) -> None:
     print("\n#### Fan-out: kernels started at once (asyncio.gather), to the last first execute_reply\n")
     print(table(
         ["variant", "kernels", "wall s", "vs 1 kernel", "vs local", "start_kernel s (min–max)", "first reply s (min–max)", "RSS Δ MB", "RSS MB",
-         "SSH connections", "sshd logins"],
+         "SSH connections", "sshd logins", "no reply in 60 s"],
         fan_rows,
     ))
     if leftovers:
