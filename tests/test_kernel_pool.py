@@ -72,3 +72,31 @@ def test_a_pre_started_kernel_that_dies_is_replaced(ssh_spec):
             time.sleep(0.1)
         assert victim not in now and len(now) == 2
     run_in_ssh_loop_sync(KernelPool.drain_all())
+
+
+def test_a_taken_kernel_gets_its_owners_lease_and_waiting_ones_none(ssh_spec, sshd):
+    """After a drop the taken kernel is reconnected, state intact; the waiting ones just end."""
+    import os
+    import signal
+
+    from test_reconnect import sshd_connection_processes
+
+    run_in_ssh_loop_sync(KernelPool.drain_all())
+    name = ssh_spec(pool_size=2, pool_idle_lifetime=60, lease=30)
+    with running_kernel(name):
+        pooled = ready_pids()
+        with running_kernel(name) as (km, client):
+            assert provisioner_info(km)["pid"] in pooled
+            execute(client, "x = 'taken'")
+            time.sleep(2)  # the pool's refill, after the take, has finished
+            waiting = ready_pids()
+            for pid in sshd_connection_processes(sshd.process.pid):
+                os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and any(process_alive(p) for p in waiting):
+                time.sleep(0.1)
+            assert not any(process_alive(p) for p in waiting)
+            assert km.is_alive()
+            client.get_iopub_msg(timeout=10)  # rejoined (iopub_welcome), see test_reconnect
+            assert execute(client, "print(x)", timeout=20)["stdout"].strip() == "taken"
+    run_in_ssh_loop_sync(KernelPool.drain_all())

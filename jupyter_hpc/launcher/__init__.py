@@ -194,6 +194,10 @@ class RemoteKernel:
         if self.exit_status is None:
             self._send({"op": "signal", "signum": int(signum)})
 
+    def set_lease(self, seconds: float) -> None:
+        """How long the kernel outlives this channel, should it drop (0: not at all)."""
+        self._send({"op": "lease", "seconds": float(seconds)})
+
     def _send(self, message: dict[str, Any]) -> None:
         try:
             self.process.stdin.write(json.dumps(message).encode() + b"\n")

@@ -13,7 +13,8 @@ Protocol (one JSON object per line):
 * out: the answer, ``{"ok": true, "pid": ..., "host": ..., "transport": ..., "ip": ...,
   "ports": {...}, "kernel_dir": ..., "connection_file": ...}`` or ``{"ok": false, "error":
   ...}``.
-* then in: ``{"op": "signal", "signum": N}`` or ``{"op": "cleanup"}``; out:
+* then in: ``{"op": "signal", "signum": N}``, ``{"op": "lease", "seconds": N}`` or
+  ``{"op": "cleanup"}``; out:
   ``{"event": "exited", "status": N}`` when the kernel ends and ``{"event": "cleaned"}``.
 
 The launcher stays alive as the kernel's monitor: the server learns of the kernel's exit the
@@ -435,6 +436,11 @@ class Monitor:
             op = message.get("op")
             if op == "signal":
                 self.signal(int(message["signum"]))
+            elif op == "lease":  # a pre-started kernel, taken: it gets its owner's lease
+                try:
+                    self.request["lease"] = seconds(message, "seconds", 0)
+                except LaunchFailure:
+                    pass
             elif op == "cleanup":
                 self.cleanup()
                 self.send({"event": "cleaned"})

@@ -25,6 +25,7 @@ from ..ssh.loop import in_ssh_loop
 log = logging.getLogger("jupyter_hpc.provisioners")
 
 StartKernel = Callable[[str], Awaitable[RemoteKernel]]
+REFILL_DELAY = 1.0  # seconds after a take before the pool starts a replacement
 
 
 class KernelPool:
@@ -55,7 +56,9 @@ class KernelPool:
             remote, key, _ = self.ready.pop(0)
             if remote.exit_status is None:
                 taken = remote, key
-        self.top_up()
+        # Refill a moment later: a kernel starting now would compete with the attach for the
+        # SSH loop (and, on one machine, for the CPU).
+        asyncio.get_running_loop().call_later(REFILL_DELAY, self.top_up)
         return taken
 
     def top_up(self) -> None:

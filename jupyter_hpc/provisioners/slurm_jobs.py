@@ -17,6 +17,7 @@ import unicodedata
 import weakref
 from collections.abc import AsyncIterator, Sequence
 
+import asyncssh
 import jinja2
 
 from ..errors import RemoteCommandError, SlurmError
@@ -112,21 +113,29 @@ async def node_address(connection: SiteConnection, node: str) -> str:
 
 
 async def cancel(connection: SiteConnection, job_id: str, grace: float = 5.0) -> None:
-    """Ask the job to end (SIGTERM to its steps), then cancel it outright if it is still there."""
+    """Ask the job to end (SIGTERM to its steps), then cancel it outright if it is still there.
+
+    Never raises: it runs while something else already failed (or is being cancelled), and a
+    scheduler that cannot be asked still gets the plain ``scancel``.
+    """
     queue = SlurmQueue.of(connection)
-    state = (await queue.query([job_id])).get(job_id)
-    if state is None:
-        return
-    if state.state in WAITING:  # nothing runs yet that a signal could reach
-        await connection.run(["scancel", job_id], check=False)
-        return
-    await connection.run(["scancel", "--signal=TERM", "--full", job_id], check=False)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if (await queue.query([job_id])).get(job_id) is None:
+    try:
+        state = (await queue.query([job_id])).get(job_id)
+        if state is None:
             return
-        await asyncio.sleep(0.5)
-    await connection.run(["scancel", job_id], check=False)
+        if state.state not in WAITING:  # a pending job has nothing a signal could reach
+            await connection.run(["scancel", "--signal=TERM", "--full", job_id], check=False)
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline:
+                if (await queue.query([job_id])).get(job_id) is None:
+                    return
+                await asyncio.sleep(0.5)
+    except (SlurmError, asyncssh.Error, OSError) as exc:
+        log.warning("job %s: %s; cancelling it outright", job_id, exc)
+    try:
+        await connection.run(["scancel", job_id], check=False)
+    except (asyncssh.Error, OSError) as exc:
+        log.error("job %s could not be cancelled (%s); its lease will end its kernel", job_id, exc)
 
 
 class SlurmQueue:

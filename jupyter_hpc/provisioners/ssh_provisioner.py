@@ -281,6 +281,7 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         taken = pool.take() if pool is not None else None
         if taken is not None:
             remote, pool_key = taken
+            remote.set_lease(self.lease)
         else:
             remote = await self._start_kernel(login, request, transport)
         if transport == "ipc" and remote.connection.stream_local is None:
@@ -376,7 +377,7 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
             name: value for name, value in request.items() if name not in ("key", "kernel_id", "env")
         }
         template["env"] = {k: v for k, v in request.get("env", {}).items() if not k.startswith("JPY_")}
-        template.update(transport="ipc", kernel_id="pool")
+        template.update(transport="ipc", kernel_id="pool", lease=0)
         remote_python, timeout = self.remote_python, self.launch_timeout
 
         async def start(key: str) -> RemoteKernel:

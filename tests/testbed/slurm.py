@@ -14,6 +14,7 @@ stdin: never on a command line, never in a log.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pwd
 import secrets
@@ -29,6 +30,7 @@ from testbed.users import KERNEL_USER, NEIGHBOUR_USER
 CONF = Path("/etc/slurm/slurm.conf")
 DBD_CONF = Path("/etc/slurm/slurmdbd.conf")
 MUNGE_KEY = Path("/etc/munge/munge.key")
+LOCK = "/run/lock/jupyter-hpc-slurm-testbed.lock"
 ROOT_MARK = "/jupyter-hpc-slurm-"  # the prefix of the fixture's temporary root (conftest)
 CLUSTER = "test"
 ACCOUNT = "testbed"
@@ -201,6 +203,10 @@ class SlurmCluster:
         return "".join(f"{key}={value}\n" for key, value in lines.items())
 
     def start(self) -> "SlurmCluster":
+        # One bed at a time on this machine: a second test session (or benchmark) waits here
+        # instead of killing the first one's daemons. The lock dies with its holder.
+        self._lock = open(LOCK, "w")
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
         ensure_munge()
         self.root.mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o755)
@@ -336,6 +342,9 @@ class SlurmCluster:
         self.processes.clear()
         DBD_CONF.unlink(missing_ok=True)
         shutil.rmtree(self.root, ignore_errors=True)
+        if getattr(self, "_lock", None) is not None:
+            self._lock.close()  # releases the flock
+            self._lock = None
 
 
 def _user_exists(name: str) -> bool:
