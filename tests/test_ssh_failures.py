@@ -101,3 +101,9 @@ def test_hostile_values_reach_the_remote_as_single_arguments(ssh_spec, tmp_path)
     error, _ = start_error(name)
     assert isinstance(error, KernelLaunchError)
     assert not os.path.exists(canary)
+
+
+def test_misspelt_setting_is_named(ssh_spec):
+    error, _ = start_error(ssh_spec(hots="cori.nersc.gov"))
+    assert isinstance(error, ValueError)
+    assert "'hots'" in str(error) and "host" in str(error)

@@ -157,6 +157,19 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
     _remote: RemoteKernel | None = None
     _endpoints: LocalEndpoints | None = None
 
+    def __init__(self, **kwargs: Any) -> None:
+        """Kernelspec config arrives as keyword arguments: a misspelt setting is an error that
+        names it, not a silently ignored value."""
+        unknown = sorted(set(kwargs) - set(self.class_trait_names()) - {"parent", "config", "log"})
+        if unknown:
+            settings = ", ".join(sorted(self.class_trait_names(config=True)))
+            raise ValueError(
+                f"Unknown setting(s) {', '.join(map(repr, unknown))} in the kernelspec's "
+                f"{type(self).__name__} config (metadata.kernel_provisioner.config). "
+                f"Known settings: {settings}."
+            )
+        super().__init__(**kwargs)
+
     # -- what the connection knows ---------------------------------------------------------
 
     @property
