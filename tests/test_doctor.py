@@ -15,9 +15,11 @@ def doctor(kernel: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_doctor_reports_unix_socket_transport(ssh_spec):
-    result = doctor(ssh_spec(display_name="Cori: Python 3 (login)"))
+def test_doctor_reports_unix_socket_transport(kernelspecs, sshd, kernel_user, remote_python):
+    config = sshd.provisioner_config(kernel_user.pw_name, remote_python=remote_python)
+    result = doctor(kernelspecs("cori-login", config, display_name="Cori: Python 3 (login)"))
     assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("Cori: Python 3 (login) (hpcuser@127.0.0.1):")
     assert "[ok  ] login" in result.stdout
     assert "[ok  ] transport      ipc: kernels listen on Unix sockets" in result.stdout
 
@@ -39,3 +41,8 @@ def test_doctor_stops_at_the_first_failure(ssh_spec):
 def test_doctor_names_unknown_kernels(kernelspecs):
     result = doctor("no-such-kernel")
     assert result.returncode == 2 and "jupyter kernelspec list" in result.stdout
+
+
+def test_doctor_names_a_misspelt_setting(ssh_spec):
+    result = doctor(ssh_spec(hots="cori"))
+    assert result.returncode == 2 and "'hots'" in result.stdout and "Traceback" not in result.stderr

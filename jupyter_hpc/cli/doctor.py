@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+from traitlets import TraitError
 
 from ..doctor import diagnose, render
 from ..provisioners import SSHProvisioner
@@ -32,8 +33,12 @@ def run(args: argparse.Namespace) -> int:
     if provisioner.get("provisioner_name") != "hpc-ssh":
         print(f"{args.kernel!r} is not a cluster kernel (its provisioner is not hpc-ssh).")
         return 2
-    settings = SSHProvisioner(kernel_id="doctor", kernel_spec=spec, **provisioner.get("config", {}))
-    target = settings.ssh_target()
+    try:
+        settings = SSHProvisioner(kernel_id="doctor", kernel_spec=spec, **provisioner.get("config", {}))
+        target = settings.ssh_target()
+    except (ValueError, TraitError) as exc:
+        print(f"{args.kernel!r} is misconfigured: {exc}")
+        return 2
     checks = run_in_ssh_loop_sync(
         diagnose(target, settings.remote_python, settings.allow_plaintext_loopback)
     )
