@@ -7,6 +7,7 @@ import os
 import pwd
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 
 import pytest
@@ -112,6 +113,18 @@ def slurm_spec(kernelspecs, sshd, kernel_user, remote_python, slurm):
 
     yield make
     slurm.cancel_all(kernel_user.pw_name)
+
+
+@pytest.fixture
+def canary():
+    """A path under /tmp, unique to the test, that the remote user could create: a hostile value
+    carries ``touch <canary>``, and the file must never appear."""
+    path = f"/tmp/jupyter-hpc-canary-{uuid.uuid4().hex}"
+    yield path
+    created = os.path.exists(path)
+    if created:
+        os.unlink(path)
+    assert not created, f"{path} was created: a value reached a shell as code"
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,15 +15,10 @@ from pathlib import Path
 import requests
 
 from jupyter_rest import rest
+from testbed.sshd import free_port
 
 MANAGER = "jupyter_hpc.server.HPCMappingKernelManager"
 RECORD = "jupyter-hpc-kernels.json"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Server:

@@ -20,7 +20,6 @@ import unicodedata
 from unittest import mock
 
 import pandas as pd
-import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 

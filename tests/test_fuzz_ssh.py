@@ -42,17 +42,6 @@ def hostile(canary: str) -> list[str]:
     ]
 
 
-@pytest.fixture
-def canary(kernel_user):
-    """A path under /tmp, unique to the test, that the remote user could create; it must not appear."""
-    path = f"/tmp/jupyter-hpc-canary-{uuid.uuid4().hex}"
-    yield path
-    created = os.path.exists(path)
-    if created:
-        os.unlink(path)
-    assert not created, f"{path} was created: a value reached a shell as code"
-
-
 def remote_json(client, expression: str):
     out = execute(client, f"import json, os, sys; print(json.dumps({expression}))")
     assert out["error"] is None, out

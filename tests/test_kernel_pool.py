@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import time
 
-import jupyter_client
-
 from jupyter_hpc.provisioners.kernel_pool import KernelPool
 from jupyter_hpc.ssh import run_in_ssh_loop_sync
 from kernel_helpers import execute, provisioner_info, running_kernel

@@ -12,7 +12,6 @@ import shutil
 import stat
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,6 @@ from jupyter_client import BlockingKernelClient
 from kernel_helpers import execute, provisioner_info, running_kernel
 from remote_inspect import all_cmdlines, tcp_listeners, unix_listeners
 from testbed import spy
-from testbed.sshd import SSHDaemon
 from testbed.users import NEIGHBOUR_USER, run_as
 
 SECRET = "SECRET-7f3a9c"

@@ -8,7 +8,6 @@ import stat
 import time
 
 import jupyter_client
-import pytest
 
 from jupyter_hpc.ssh import get_pool, run_in_ssh_loop_sync
 from kernel_helpers import execute, provisioner_info, running_kernel
