@@ -51,3 +51,15 @@ def provisioner_info(km) -> dict:
     from jupyter_core.utils import run_sync
 
     return run_sync(km.provisioner.get_provisioner_info)()
+
+
+def start_failure(kernel_name: str) -> tuple[Exception, float]:
+    """Start a kernel that must fail: the error, and how long the failure took to arrive."""
+    import pytest
+
+    km = jupyter_client.KernelManager(kernel_name=kernel_name)
+    started = time.monotonic()
+    with pytest.raises(Exception) as info:
+        km.start_kernel()
+    assert not km.has_kernel
+    return info.value, time.monotonic() - started

@@ -8,12 +8,11 @@ import os
 import subprocess
 import time
 
-import jupyter_client
 import pytest
 from traitlets import TraitError
 
 from jupyter_hpc.errors import SlurmError
-from kernel_helpers import execute, running_kernel
+from kernel_helpers import start_failure, execute, running_kernel
 from test_fuzz_pure import is_clear
 
 INJECTIONS = ["x; touch {canary}", "$(touch {canary}) `touch {canary}`", "x --wrap='touch {canary}'"]
@@ -37,11 +36,7 @@ def no_job_left(slurm, kernel_user):
 
 
 def start_error(kernel_name: str) -> Exception:
-    km = jupyter_client.KernelManager(kernel_name=kernel_name)
-    with pytest.raises(Exception) as info:
-        km.start_kernel()
-    assert not km.has_kernel
-    return info.value
+    return start_failure(kernel_name)[0]
 
 
 @pytest.mark.parametrize("setting", sorted(REFUSALS))

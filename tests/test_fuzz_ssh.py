@@ -16,14 +16,13 @@ import shutil
 import tempfile
 import uuid
 
-import jupyter_client
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from traitlets import TraitError
 
 from jupyter_hpc.errors import HPCError, KernelLaunchError, SSHConnectError
-from kernel_helpers import execute, running_kernel
+from kernel_helpers import start_failure, execute, running_kernel
 from test_fuzz_pure import ARG_CHARS, is_clear, json_values, shellish
 
 LAUNCH_KEEPING_ARGV = (
@@ -49,11 +48,7 @@ def remote_json(client, expression: str):
 
 
 def start_error(kernel_name: str) -> Exception:
-    km = jupyter_client.KernelManager(kernel_name=kernel_name)
-    with pytest.raises(Exception) as info:
-        km.start_kernel()
-    assert not km.has_kernel
-    return info.value
+    return start_failure(kernel_name)[0]
 
 
 def assert_clear(error: Exception, kind: type = HPCError) -> str:

@@ -10,7 +10,7 @@ import jupyter_client
 import pytest
 
 from jupyter_hpc.errors import SlurmError
-from kernel_helpers import execute, provisioner_info, running_kernel
+from kernel_helpers import start_failure, execute, provisioner_info, running_kernel
 from remote_inspect import process_alive
 
 
@@ -31,14 +31,6 @@ def test_kernel_runs_in_the_job_squeue_shows(slurm_spec, slurm, kernel_user):
         time.sleep(0.2)
     assert slurm.jobs(kernel_user.pw_name) == []
     assert not process_alive(info["pid"])
-
-
-def start_failure(kernel_name: str) -> tuple[Exception, float]:
-    km = jupyter_client.KernelManager(kernel_name=kernel_name)
-    started = time.monotonic()
-    with pytest.raises(Exception) as info:
-        km.start_kernel()
-    return info.value, time.monotonic() - started
 
 
 def test_nonexistent_partition_fails_with_sbatchs_message(slurm_spec, slurm, kernel_user):

@@ -3,23 +3,12 @@
 from __future__ import annotations
 
 import os
-import time
 
 import asyncssh
-import jupyter_client
-import pytest
 
 from jupyter_hpc.errors import HostKeyError, KernelLaunchError, SSHConnectError
 from testbed.sshd import free_port, write_private
-
-
-def start_error(kernel_name: str) -> tuple[Exception, float]:
-    km = jupyter_client.KernelManager(kernel_name=kernel_name)
-    started = time.monotonic()
-    with pytest.raises(Exception) as info:
-        km.start_kernel()
-    assert not km.has_kernel
-    return info.value, time.monotonic() - started
+from kernel_helpers import start_failure as start_error
 
 
 def test_changed_host_key_names_host_and_fingerprint(ssh_spec, tmp_path, sshd):
