@@ -156,3 +156,23 @@ def test_restart_keeps_the_allocation(slurm_spec, slurm, kernel_user):
     while slurm.jobs(kernel_user.pw_name) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert slurm.jobs(kernel_user.pw_name) == []
+
+
+@pytest.mark.parametrize("node_access", ["jump", "direct"])
+def test_kernel_in_a_job_survives_a_dropped_connection(slurm_spec, sshd, node_access):
+    import os
+    import signal
+
+    from test_reconnect import sshd_connection_processes
+
+    with running_kernel(slurm_spec(node_access=node_access, lease=30)) as (km, client):
+        execute(client, "x = 'in the job'")
+        before = provisioner_info(km)
+        for pid in sshd_connection_processes(sshd.process.pid):
+            os.kill(pid, signal.SIGKILL)
+        time.sleep(0.5)
+        assert km.is_alive()
+        client.get_iopub_msg(timeout=15)  # the iopub socket has rejoined (see test_reconnect)
+        assert execute(client, "print(x)", timeout=20)["stdout"].strip() == "in the job"
+        after = provisioner_info(km)
+        assert (after["pid"], after["job_id"]) == (before["pid"], before["job_id"])

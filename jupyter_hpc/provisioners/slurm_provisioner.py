@@ -118,7 +118,7 @@ class SlurmProvisioner(SSHProvisioner):
     queue_state: JobState | None = None  # the job's latest state while it waits, for progress
     _kept_job: tuple[str, str, str] | None = None  # (job id, staging token, node) across a restart
     _job_token: str | None = None
-    _saved_job: tuple[str, str] | None = None  # (job id, node) from load_provisioner_info
+    _saved_job: tuple[str, str] | None = None  # (job id, node): the running job, or a saved one
 
     def start_deadline(self) -> float:
         return self.queue_timeout + 2 * self.launch_timeout + 5
@@ -136,11 +136,6 @@ class SlurmProvisioner(SSHProvisioner):
 
     def _kernel_pool(self, target, login, request, transport):  # type: ignore[override]
         return None  # a pool of batch jobs would hold allocations idle; not offered
-
-    def _reconnectable(self) -> bool:
-        # A dropped connection to the node ends the kernel with its lease; reconnecting through
-        # the login node to the node (or a new srun step) is not built yet.
-        return False
 
     def sbatch_options(self) -> dict[str, object]:
         return {
@@ -200,7 +195,9 @@ class SlurmProvisioner(SSHProvisioner):
         """A monitor on the node, for the kernel the job publishes in ``answer_file``."""
         attach = {"op": "attach", "answer_file": answer_file, "lease": self.lease,
                   "ready_timeout": self.launch_timeout}
-        return await self._monitor_on_node(login, job_id, node, attach)
+        remote = await self._monitor_on_node(login, job_id, node, attach)
+        self._saved_job = (job_id, node)  # where a reconnection finds the kernel again
+        return remote
 
     async def _monitor_existing(self, target: SSHTarget, request: dict[str, Any]) -> RemoteKernel:
         """Reattach (``load_provisioner_info``) to a kernel in a job: on its node, through the
