@@ -32,10 +32,10 @@ from jupyter_hpc.provisioners.slurm_jobs import (
     JobState,
     SlurmQueue,
     checked_value,
-    parse_job_id,
     render_batch_script,
     sbatch_argv,
 )
+from jupyter_hpc.slurm_text import sbatch_job_id
 
 FAST = settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 SLOW = settings(max_examples=30, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
@@ -381,7 +381,7 @@ def test_render_batch_script_keeps_each_directive_on_its_own_line(directives, jo
 @example(stdout="١٢٣")
 def test_parse_job_id_is_ascii_digits_or_a_slurm_error(stdout):
     try:
-        job_id = parse_job_id(stdout)
+        job_id = sbatch_job_id(stdout)
     except SlurmError as exc:
         assert is_clear(exc.message)
         return

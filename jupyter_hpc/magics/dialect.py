@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 
 from . import convert
 from ..errors import SlurmError
+from ..slurm_text import sbatch_job_id
 
 SEP = "\x1f"
 EPOCH_ENV = {"SLURM_TIME_FORMAT": "%s"}
@@ -241,8 +242,7 @@ class Slurm:
     @reads("sbatch --parsable")
     def parse_sbatch(text: str) -> int:
         """``--parsable`` prints ``<id>`` or ``<id>;<cluster>``."""
-        first = text.strip().splitlines()[-1] if text.strip() else ""
-        return int(first.split(";", 1)[0])
+        return int(sbatch_job_id(text))
 
     @staticmethod
     @reads("scontrol show job")

@@ -21,6 +21,7 @@ import asyncssh
 import jinja2
 
 from ..errors import RemoteCommandError, SlurmError
+from ..slurm_text import sbatch_job_id
 from ..ssh import SiteConnection
 
 log = logging.getLogger("jupyter_hpc.slurm")
@@ -86,14 +87,6 @@ def render_batch_script(template: str, **values: object) -> str:
     return environment.from_string(template).render(**values)
 
 
-def parse_job_id(stdout: str) -> str:
-    """``sbatch --parsable`` prints ``jobid`` or ``jobid;cluster``."""
-    job_id = stdout.strip().split(";")[0]
-    if not (job_id.isascii() and job_id.isdigit()):
-        raise SlurmError(f"sbatch answered {stdout.strip()!r} instead of a job id")
-    return job_id
-
-
 async def submit(connection: SiteConnection, argv: Sequence[str], script: str) -> str:
     try:
         result = await connection.run(argv, input=script)
@@ -102,7 +95,7 @@ async def submit(connection: SiteConnection, argv: Sequence[str], script: str) -
             f"sbatch refused the kernel's job on {connection.target.host}: {exc.stderr or exc.message}",
             argv=exc.argv, exit_status=exc.exit_status, stderr=exc.stderr,
         ) from exc
-    return parse_job_id(str(result.stdout))
+    return sbatch_job_id(str(result.stdout))
 
 
 async def node_address(connection: SiteConnection, node: str) -> str:
