@@ -44,6 +44,7 @@ from pathlib import Path
 import requests
 
 from demo_helpers import KernelSocket, ensure_demo_venv, user_processes
+from jupyter_rest import wait_until_serving
 from testbed.remote_python import ensure_remote_python
 from testbed.sshd import SSHDaemon, free_port
 from testbed.users import ensure_user
@@ -149,17 +150,11 @@ class UserServer:
         return self.log_path.read_text(errors="replace")
 
     def wait_ready(self, timeout: float) -> float:
-        deadline = self.started + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"{self.user}'s server exited with {self.process.returncode}:\n{self.log}")
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(f"http://127.0.0.1:{self.port}/api/status", timeout=5,
-                                headers={"Authorization": f"token {self.token}"}).ok:
-                    self.ready_after = time.monotonic() - self.started
-                    return self.ready_after
-            time.sleep(0.2)
-        raise AssertionError(f"{self.user}'s server did not answer within {timeout} s:\n{self.log}")
+        self.ready_after = wait_until_serving(
+            self.process, self.port, self.token, self.started, timeout,
+            f"{self.user}'s server", lambda: self.log, interval=0.2,
+        )
+        return self.ready_after
 
     def api(self, method: str, path: str, **kwargs) -> requests.Response:
         response = requests.request(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import requests
 
-from jupyter_rest import rest
+from jupyter_rest import rest, wait_until_serving
 from testbed.sshd import free_port
 
 MANAGER = "jupyter_hpc.server.HPCMappingKernelManager"
@@ -50,16 +49,8 @@ class Server:
         return self.log_path.read_text()
 
     def _wait_ready(self, timeout: float = 90) -> float:
-        deadline = self.started + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"the server exited with {self.process.returncode}:\n{self.log}")
-            with contextlib.suppress(requests.ConnectionError):
-                if requests.get(f"http://127.0.0.1:{self.port}/api/status", timeout=5,
-                                headers={"Authorization": f"token {self.token}"}).ok:
-                    return time.monotonic() - self.started
-            time.sleep(0.1)
-        raise AssertionError(f"the server did not answer within {timeout} s:\n{self.log}")
+        return wait_until_serving(self.process, self.port, self.token, self.started, timeout,
+                                  "the server", lambda: self.log)
 
     def api(self, method: str, path: str, **kwargs) -> requests.Response:
         return rest(self.port, self.token, method, path, timeout=120, **kwargs)
