@@ -270,6 +270,18 @@ class KernelSocket:
             if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
                 return
 
+    def wait_ready(self, timeout: float = 60) -> None:
+        """After a restart, as JupyterLab does: ask for kernel_info until its answer arrives on
+        iopub too, so that no later output is lost to an iopub socket still rejoining."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.wait_idle_after(self.send("kernel_info_request", {}, channel="shell"), timeout=2)
+                return
+            except (AssertionError, websocket.WebSocketTimeoutException):
+                if time.monotonic() > deadline:
+                    raise
+
     def wait_idle_after(self, msg_id: str, timeout: float = 30) -> list[dict]:
         return list(self.messages_for(msg_id, timeout))
 

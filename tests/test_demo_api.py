@@ -84,6 +84,7 @@ def test_kernel_lifecycle_then_ctrl_c_leaves_nothing(demos):
     assert kernel.execute("print(x + 1)")["stdout"] == "42\n"
 
     demo.api("POST", f"kernels/{kernel.id}/restart")
+    kernel.wait_ready()
     assert kernel.execute("print('x' in dir())", timeout=60)["stdout"] == "False\n"
 
     kernel.close()
