@@ -14,6 +14,7 @@ installed in a venv of their own and given kernelspecs for the namespace's sshd.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -128,6 +129,29 @@ def gateway_spec(bed, name: str = "bench-gateway") -> str:
     spec_path.write_text(json.dumps(spec))
     subprocess.run(["chmod", "-R", "a+rX", str(directory)], check=True)
     return name
+
+
+@contextlib.contextmanager
+def gateway_response_manager_only_while_starting():
+    """Let gateway's ResponseManager poll only during gateway's own starts.
+
+    Once created it runs ``PeriodicCallback(_process_connections, 0.1)`` on the process's
+    event loop for good, and each call blocks that loop in ``accept()`` for up to
+    ``GP_SOCKET_TIMEOUT`` (0.01 s): every await of every other variant measured afterwards in
+    this process would wait up to 10 ms per wake-up (hpc-ssh pre-started went from 16 to 46 ms
+    in ``start_kernel``). So it is stopped after each gateway start and restarted before the next.
+    """
+    from gateway_provisioners.response_manager import ResponseManager
+
+    manager = ResponseManager._instance
+    if manager is not None and manager._connection_processor is None:
+        manager._start_response_manager()
+    try:
+        yield
+    finally:
+        manager = ResponseManager._instance
+        if manager is not None:
+            manager.stop_response_manager()
 
 
 def private_home(bed) -> Path:
