@@ -24,6 +24,7 @@ Times are wall-clock ``perf_counter`` in this process; no timed assertions anywh
 from __future__ import annotations
 
 import argparse
+import statistics
 import subprocess
 import sys
 import time
@@ -178,16 +179,16 @@ def start_variants(bed: Bed, with_plain: bool):
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer requests and bytes (about a minute)")
-    parser.add_argument("--requests", type=int, help="round trips per variant (default 300, quick 150)")
+    parser.add_argument("--requests", type=int, help="round trips per variant (default 1000, quick 300)")
     parser.add_argument("--mb", type=int, help="MB printed per throughput sample (default 100, quick 20)")
     parser.add_argument("--repeats", type=int, help="throughput samples per variant (default 3)")
     parser.add_argument("--no-plain", action="store_true", help="skip the plain-TCP ssh -L peer variant")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
-    requests = args.requests or (150 if args.quick else 300)
+    requests = args.requests or (300 if args.quick else 1000)
     nbytes = (args.mb or (20 if args.quick else 100)) * 1_000_000 // CHUNK * CHUNK
     repeats = args.repeats or 3
-    blocks = 3
+    blocks = 10
     quiet_logs(args.verbose)
 
     bed = Bed(fallback_sshd=True)
@@ -199,12 +200,15 @@ def main(argv: list[str] | None = None) -> None:
                 for _ in range(20):
                     round_trip(client)
             samples = {name: [] for name in variants}
+            block_p50s = {name: [] for name in variants}  # for the overhead, paired block by block
             for _ in range(blocks):
                 for name, client in variants.items():
                     try:
-                        samples[name] += [round_trip(client) for _ in range(requests // blocks)]
+                        block = [round_trip(client) for _ in range(requests // blocks)]
                     except Exception as exc:
                         raise RuntimeError(f"round trip through {name!r} failed") from exc
+                    samples[name] += block
+                    block_p50s[name].append(statistics.median(block))
             rates = {name: [] for name in variants}
             ceilings = {"OpenSSH ssh host head -c N /dev/zero": [], "asyncssh (hpc-ssh's connection), same command": []}
             cipher = "?"
@@ -216,7 +220,7 @@ def main(argv: list[str] | None = None) -> None:
                     for name, client in variants.items():
                         rates[name].append(iopub_throughput(client, nbytes))
         elapsed = time.perf_counter() - t0
-        report(samples, rates, ceilings, requests, nbytes, repeats, cipher, elapsed)
+        report(samples, block_p50s, rates, ceilings, requests, nbytes, repeats, cipher, elapsed)
     except BaseException:
         print(bed.log_tail(), file=sys.stderr)
         raise
@@ -224,18 +228,24 @@ def main(argv: list[str] | None = None) -> None:
         bed.close()
 
 
-def report(samples, rates, ceilings, requests, nbytes, repeats, cipher, elapsed) -> None:
+def report(samples, block_p50s, rates, ceilings, requests, nbytes, repeats, cipher, elapsed) -> None:
     local = summarize(samples["local"])
     rows = []
     for name, values in samples.items():
         s = summarize(values)
+        # Overhead paired block by block (a block's p50 minus local's p50 in the same pass), so
+        # load that comes and goes during the run falls on both sides of each difference.
+        paired = [(mine - theirs) * 1e3 for mine, theirs in zip(block_p50s[name], block_p50s["local"])]
         rows.append([
             name, f"{s['p50'] * 1e3:.3f}", f"{s['p90'] * 1e3:.3f}", f"{s['p99'] * 1e3:.3f}",
             f"{s['min'] * 1e3:.3f}–{s['max'] * 1e3:.2f}", f"{s['p50'] / local['p50']:.2f}×",
             f"{(s['p50'] - local['p50']) * 1e3:+.3f}",
+            f"{statistics.median(paired):+.3f}", f"{min(paired):+.3f} … {max(paired):+.3f}",
         ])
-    print(f"\n#### Execute round trip (`pass` → execute_reply), {len(samples['local'])} requests per variant\n")
-    print(table(["variant", "p50 ms", "p90 ms", "p99 ms", "min–max ms", "p50 ratio", "p50 overhead ms"], rows))
+    print(f"\n#### Execute round trip (`pass` → execute_reply), {len(samples['local'])} requests per variant "
+          f"in {len(block_p50s['local'])} interleaved blocks\n")
+    print(table(["variant", "p50 ms", "p90 ms", "p99 ms", "min–max ms", "p50 ratio", "p50 overhead ms",
+                 "overhead, median of blocks ms", "blocks min … max ms"], rows))
 
     raw = summarize(ceilings["OpenSSH ssh host head -c N /dev/zero"])["p50"]
     local_rate = summarize(rates["local"])["p50"]
