@@ -15,6 +15,7 @@ import _thread
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -160,7 +161,17 @@ def test_hostile_values_stay_data(shell, site, kernel_user):
     assert not os.path.exists(canary)
 
 
-def test_ctrl_c_while_waiting_names_the_job_or_cancels_it(shell, site, slurm, kernel_user, capsys):
+@pytest.fixture
+def python_sigint_handler():
+    """Ctrl-C as IPython sees it: Python's own SIGINT handler, whatever an earlier test in this
+    process left installed (``interrupt_main`` does nothing under SIG_IGN or SIG_DFL)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_while_waiting_names_the_job_or_cancels_it(shell, site, slurm, kernel_user, capsys,
+                                                          python_sigint_handler):
     def interrupt_soon():
         threading.Timer(3, _thread.interrupt_main).start()
 
