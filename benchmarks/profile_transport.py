@@ -63,7 +63,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="experiment: run the round trips from a second process (no GIL shared with the SSH loop)")
     parser.add_argument("--count-packets", action="store_true", help="count SSH packets sent and received per round trip")
     parser.add_argument("--pyinstrument", action="store_true", help="profile the SSH loop thread with pyinstrument")
+    parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop",
+                        help="the SSH thread's event loop (JUPYTER_HPC_SSH_LOOP; uvloop is the default where installed)")
     args = parser.parse_args(argv)
+    os.environ["JUPYTER_HPC_SSH_LOOP"] = args.loop
+    print(f"SSH thread event loop: {args.loop}")
     quiet_logs(False)
     if args.cipher:
         patch_cipher(args.cipher)
@@ -111,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
             stop_loop_profiler(profiler)
             profiler = None
         before, start = thread_cpu(), time.perf_counter()
-        rate = iopub_throughput(client, nbytes)
+        rate = iopub_throughput(client, nbytes, 65536)
         used = delta(before, thread_cpu())
         print(f"iopub {nbytes / 1e6:.0f} MB: {rate:.1f} MB/s")
         if counts is not None:

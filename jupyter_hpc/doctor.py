@@ -81,7 +81,7 @@ async def diagnose(target: SSHTarget, remote_python: str, allow_plaintext: bool 
 
 
 async def _transport_check(connection, remote_python: str, allow_plaintext: bool) -> Check:
-    process = await connection.start([remote_python, "-c", _SOCKET_PROBE])
+    connection, process = await connection.start([remote_python, "-c", _SOCKET_PROBE])
     try:
         path = (await asyncio.wait_for(process.stdout.readline(), 15)).strip()
         allowed = bool(path) and await connection.probe_stream_local(path)

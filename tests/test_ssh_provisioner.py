@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import stat
+import tempfile
 import time
+from pathlib import Path
 
 import jupyter_client
 
-from jupyter_hpc.ssh import get_pool, run_in_ssh_loop_sync
+from jupyter_hpc.ssh import get_pool, run_in_ssh_loop, run_in_ssh_loop_sync
 from kernel_helpers import execute, provisioner_info, running_kernel
+from testbed.sshd import SSHDaemon
 from remote_inspect import all_cmdlines, parent_chain, process_alive, tcp_listeners, unix_listeners
 
 
@@ -120,6 +124,50 @@ def test_ten_kernels_share_one_connection(ssh_spec, sshd):
     time.sleep(0.2)
     assert sshd.accepted_logins() - logins_before == 1
     assert len(get_pool().connections()) == 1
+
+
+def test_kernels_beyond_the_sites_session_limit_start_on_another_connection(kernelspecs, kernel_user, remote_python):
+    """OpenSSH allows MaxSessions (10 unless the site changes it) session channels per
+    connection, and each kernel's launcher holds one: here the limit is 3, and five kernels plus
+    a command run beside them must all work."""
+    root = Path(tempfile.mkdtemp(prefix="jupyter-hpc-sshd-max3-"))
+    daemon = SSHDaemon(root, users=[kernel_user.pw_name], options={"MaxSessions": "3"}).start()
+    try:
+        name = kernelspecs("hpc-max3", daemon.provisioner_config(kernel_user.pw_name, remote_python=remote_python))
+        run_in_ssh_loop_sync(get_pool().close())
+
+        async def five_kernels_and_a_command():
+            managers = [jupyter_client.AsyncKernelManager(kernel_name=name) for _ in range(5)]
+            await asyncio.gather(*(km.start_kernel() for km in managers))
+            try:
+                clients = [km.client() for km in managers]
+                replies = []
+                for client in clients:
+                    client.start_channels()
+                    reply = await client.execute_interactive("import os; print(os.getpid())", timeout=30, store_history=False)
+                    replies.append(reply["content"]["status"])
+                target = managers[0].provisioner.ssh_target()
+                beside = await run_in_ssh_loop(_whoami(target))
+                for client in clients:
+                    client.stop_channels()
+                return replies, beside
+            finally:
+                await asyncio.gather(*(km.shutdown_kernel(now=True) for km in managers))
+
+        replies, beside = asyncio.run(five_kernels_and_a_command())
+        assert replies == ["ok"] * 5
+        assert beside == kernel_user.pw_name
+        assert "no more sessions" in daemon.log.read_text()  # the limit was reached, and worked around
+        assert 2 <= daemon.accepted_logins() <= 3
+    finally:
+        run_in_ssh_loop_sync(get_pool().close())
+        daemon.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+async def _whoami(target) -> str:
+    connection = await get_pool().connect(target)
+    return str((await connection.run(["whoami"])).stdout).strip()
 
 
 def test_setup_lines_shape_the_kernel_environment(ssh_spec, tmp_path, remote_python):

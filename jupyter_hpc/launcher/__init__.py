@@ -133,7 +133,11 @@ class RemoteKernel:
         """
         # -I -S: the stdlib-only launcher needs no site packages, starts faster, and a cluster's
         # PYTHONPATH or PYTHONSTARTUP cannot break it; the kernel still gets the full environment.
-        process = await connection.start([*prefix, remote_python, "-I", "-S", "-c", BOOTSTRAP], encoding=None)
+        # On a sibling connection when the site allows no more sessions on this one: the
+        # kernel's forwards must go through the connection its launcher runs on.
+        connection, process = await connection.start(
+            [*prefix, remote_python, "-I", "-S", "-c", BOOTSTRAP], encoding=None
+        )
         process.stdin.write(launcher_stdin(request))
         try:
             line = await asyncio.wait_for(process.stdout.readline(), timeout)

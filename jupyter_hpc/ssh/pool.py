@@ -4,15 +4,22 @@ Kernel starts after the first pay no key exchange, and a site sees one login per
 than one per kernel. Concurrent first use awaits one shared connect per key, so ten kernels
 started at once still open a single connection. Everything here runs in the SSH loop
 (:mod:`jupyter_hpc.ssh.loop`).
+
+Each kernel holds one session channel (its launcher) for its lifetime, and OpenSSH allows
+``MaxSessions`` of those per connection, 10 unless the site changed it. When the server
+refuses another session, the connection opens a sibling (one more login, same credential)
+and starts the session there; forwards, which are not sessions, stay on the connection of
+the kernel they serve. So the eleventh kernel, or a ``%squeue`` beside ten kernels, works.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shlex
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import asyncssh
 
@@ -20,6 +27,8 @@ from ..errors import HostKeyError, RemoteCommandError, SSHConnectError
 from .target import SSHTarget
 
 log = logging.getLogger("jupyter_hpc.ssh")
+
+S = TypeVar("S", asyncssh.SSHClientProcess, asyncssh.SFTPClient)
 
 
 class SiteConnection:
@@ -29,10 +38,18 @@ class SiteConnection:
     shell; no caller ever joins user values into a command string.
     """
 
-    def __init__(self, target: SSHTarget, conn: asyncssh.SSHClientConnection) -> None:
+    def __init__(
+        self,
+        target: SSHTarget,
+        conn: asyncssh.SSHClientConnection,
+        open_sibling: Callable[[], Awaitable["SiteConnection"]] | None = None,
+    ) -> None:
         self.target = target
         self.conn = conn
         self._stream_local: bool | None = None
+        self._open_sibling = open_sibling
+        self._sibling: asyncio.Task[SiteConnection] | None = None
+        self.sessions = 0  # session channels open here now
 
     @property
     def closed(self) -> bool:
@@ -40,6 +57,56 @@ class SiteConnection:
 
     async def wait_closed(self) -> None:
         await self.conn.wait_closed()
+
+    def siblings(self) -> list["SiteConnection"]:
+        """The connections opened because this one's server allowed no more sessions."""
+        task = self._sibling
+        if task is None or not task.done() or task.cancelled() or task.exception() is not None:
+            return []
+        sibling = task.result()
+        return [sibling, *sibling.siblings()]
+
+    async def _in_session(self, open_here: Callable[["SiteConnection"], Awaitable[S]]) -> tuple["SiteConnection", S]:
+        """Open a session channel with ``open_here`` on this connection, or on a sibling when
+        the server refuses one more. A connection with no session of ours open that refuses is
+        an error of its own (a forced command, a policy) and is raised, not worked around.
+
+        A session counts from its request (so concurrent opens see each other) until its
+        channel closes."""
+        self.sessions += 1
+        try:
+            opened = await open_here(self)
+        except asyncssh.ChannelOpenError as exc:
+            self.sessions -= 1
+            if self.sessions == 0 or self._open_sibling is None:
+                raise
+            log.info(
+                "%s refused another session on a connection with %d (%s; sshd's MaxSessions is "
+                "10 by default): opening another connection", self.target.host, self.sessions, exc.reason,
+            )
+        except BaseException:
+            self.sessions -= 1
+            raise
+        else:
+            asyncio.ensure_future(opened.wait_closed()).add_done_callback(self._closed_session)
+            return self, opened
+        return await (await self._sibling_connection())._in_session(open_here)
+
+    async def _sibling_connection(self) -> "SiteConnection":
+        task = self._sibling
+        if task is not None and task.done() and (
+            task.cancelled() or task.exception() is not None or task.result().closed
+        ):
+            task = None
+        if task is None:
+            task = self._sibling = asyncio.ensure_future(self._open_sibling())
+        sibling = await asyncio.shield(task)
+        if sibling._stream_local is None:
+            sibling._stream_local = self._stream_local  # same server, same answer
+        return sibling
+
+    def _closed_session(self, _: Any) -> None:
+        self.sessions -= 1
 
     async def run(
         self,
@@ -51,7 +118,11 @@ class SiteConnection:
     ) -> asyncssh.SSHCompletedProcess:
         """Run ``argv`` on the remote; with ``check``, a non-zero exit raises with stderr."""
         command = shlex.join(argv)
-        result = await self.conn.run(command, input=input, check=False, timeout=timeout)
+        _, process = await self._in_session(lambda here: here.conn.create_process(command, input=input))
+        try:
+            result = await process.wait(check=False, timeout=timeout)
+        finally:
+            process.close()
         if check and result.exit_status != 0:
             stderr = str(result.stderr or "").strip()
             raise RemoteCommandError(
@@ -63,13 +134,23 @@ class SiteConnection:
             )
         return result
 
-    async def start(self, argv: Sequence[str], **kwargs: Any) -> asyncssh.SSHClientProcess:
-        """Start ``argv`` as a long-lived remote process with pipes (e.g. the launcher)."""
-        return await self.conn.create_process(shlex.join(argv), **kwargs)
+    async def start(self, argv: Sequence[str], **kwargs: Any) -> tuple["SiteConnection", asyncssh.SSHClientProcess]:
+        """Start ``argv`` as a long-lived remote process with pipes (e.g. the launcher).
 
-    def sftp(self) -> Any:
-        """An SFTP client on this connection: ``async with connection.sftp() as sftp: …``."""
-        return self.conn.start_sftp_client()
+        Returns the connection it runs on, which is a sibling of this one when this one's
+        server allowed no more sessions: reach what the process serves through that one.
+        """
+        command = shlex.join(argv)
+        return await self._in_session(lambda here: here.conn.create_process(command, **kwargs))
+
+    @contextlib.asynccontextmanager
+    async def sftp(self) -> AsyncIterator[asyncssh.SFTPClient]:
+        """An SFTP client (a session too): ``async with connection.sftp() as sftp: …``."""
+        _, client = await self._in_session(lambda here: here.conn.start_sftp_client())
+        try:
+            yield client
+        finally:
+            client.exit()
 
     async def forward_port_to_path(self, remote_path: str, local_port: int = 0) -> asyncssh.SSHListener:
         """Listen on 127.0.0.1:``local_port`` and forward each connection to a remote socket."""
@@ -136,7 +217,7 @@ class ConnectionPool:
                 del self._connecting[key]
             raise
 
-    def connections(self) -> list[SiteConnection]:
+    def primaries(self) -> list[SiteConnection]:
         return [
             task.result()
             for task in self._connecting.values()
@@ -147,6 +228,10 @@ class ConnectionPool:
         for connection in self.connections():
             connection.conn.close()
         self._connecting.clear()
+
+    def connections(self) -> list[SiteConnection]:
+        """Every open connection: one per key, and the siblings they opened."""
+        return [each for primary in self.primaries() for each in (primary, *primary.siblings()) if not each.closed]
 
     async def _open(self, target: SSHTarget) -> SiteConnection:
         tunnel = None
@@ -181,7 +266,7 @@ class ConnectionPool:
             ) from exc
         self.opened += 1
         log.info("SSH connection %d opened to %s as %s", self.opened, where, target.username)
-        return SiteConnection(target, conn)
+        return SiteConnection(target, conn, open_sibling=lambda: self._open(target))
 
 
 async def _offered_fingerprint(target: SSHTarget, tunnel: Any) -> str:
