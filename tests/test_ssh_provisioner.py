@@ -170,6 +170,41 @@ async def _whoami(target) -> str:
     return str((await connection.run(["whoami"])).stdout).strip()
 
 
+def standby_launchers(sshd) -> set[int]:
+    """Launchers under this sshd that have started no kernel: waiting for a request."""
+    cmdlines = all_cmdlines()
+    launchers = {pid for pid, cmd in cmdlines.items() if "jupyter-hpc-launcher" in cmd and "sshd" in parent_chain(pid)}
+    parents = {parent_pid(pid) for pid, cmd in cmdlines.items() if "ipykernel_launcher" in cmd}
+    return launchers - parents
+
+
+def parent_pid(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return int(handle.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError):
+        return 0
+
+
+def test_the_next_start_takes_the_launcher_waiting_on_standby_which_expires_unused(ssh_spec, sshd):
+    name = ssh_spec(launcher_standby=2.0)
+    run_in_ssh_loop_sync(get_pool().close())
+    with running_kernel(name) as (km, _):
+        first = provisioner_info(km)["pid"]
+        deadline = time.monotonic() + 10
+        while not (waiting := standby_launchers(sshd)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(waiting) == 1, "a launcher should wait on standby after a start"
+        km.restart_kernel(now=True)  # a restart is a launch too: it takes the waiting launcher
+        restarted = provisioner_info(km)["pid"]
+        assert restarted != first and parent_pid(restarted) in waiting
+    # Unused for launcher_standby seconds, the next one exits and leaves nothing running.
+    deadline = time.monotonic() + 10
+    while standby_launchers(sshd) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not standby_launchers(sshd)
+
+
 def test_setup_lines_shape_the_kernel_environment(ssh_spec, tmp_path, remote_python):
     venv = "/opt/jupyter-hpc-test/venv"
     name = ssh_spec(setup=["export HPC_GREETING='hello from setup'", f"source {venv}/bin/activate"])

@@ -20,6 +20,7 @@ import asyncssh
 
 from ..errors import KernelLaunchError
 from ..ssh import SiteConnection
+from . import standby as standby_launchers
 from .remote_launcher import CHANNELS
 
 log = logging.getLogger("jupyter_hpc.launcher")
@@ -36,10 +37,29 @@ def launcher_source() -> bytes:
     return resources.files(__package__).joinpath("remote_launcher.py").read_bytes()
 
 
-def launcher_stdin(request: dict[str, Any]) -> bytes:
-    """What the remote python reads: the source's length, the source, then the request line."""
+def launcher_stdin(request: dict[str, Any] | None = None) -> bytes:
+    """What the remote python reads: the source's length, the source, then the request line
+    (which a launcher on standby gets later)."""
     source = launcher_source()
-    return b"%d\n" % len(source) + source + json.dumps(request).encode() + b"\n"
+    loaded = b"%d\n" % len(source) + source
+    return loaded if request is None else loaded + json.dumps(request).encode() + b"\n"
+
+
+async def start_launcher(
+    connection: SiteConnection, remote_python: str, prefix: Sequence[str] = ()
+) -> tuple[SiteConnection, asyncssh.SSHClientProcess]:
+    """Start the launcher and send it its source; it then waits for its request on stdin.
+
+    Returns where it runs: on a sibling connection when the site allows no more sessions on
+    this one, and the kernel's forwards must go through the connection its launcher runs on.
+    """
+    # -I -S: the stdlib-only launcher needs no site packages, starts faster, and a cluster's
+    # PYTHONPATH or PYTHONSTARTUP cannot break it; the kernel still gets the full environment.
+    connection, process = await connection.start(
+        [*prefix, remote_python, "-I", "-S", "-c", BOOTSTRAP], encoding=None
+    )
+    process.stdin.write(launcher_stdin())
+    return connection, process
 
 
 def parse_answer(line: bytes, *, host: str, remote_python: str, exit_status: int | None, stderr: str) -> dict:
@@ -125,20 +145,22 @@ class RemoteKernel:
         request: dict[str, Any],
         timeout: float,
         prefix: Sequence[str] = (),
+        standby: float = 0.0,
     ) -> "RemoteKernel":
         """Send the launcher with ``request`` (launch, or attach to a running kernel).
 
         ``prefix`` runs the launcher through another command, e.g. ``srun --jobid=… --overlap``
-        to reach a compute node where the site allows no SSH to nodes.
+        to reach a compute node where the site allows no SSH to nodes. ``standby``: seconds a
+        launcher started after this one may wait on the connection for the next request
+        (:mod:`.standby`); one already waiting is used now.
         """
-        # -I -S: the stdlib-only launcher needs no site packages, starts faster, and a cluster's
-        # PYTHONPATH or PYTHONSTARTUP cannot break it; the kernel still gets the full environment.
-        # On a sibling connection when the site allows no more sessions on this one: the
-        # kernel's forwards must go through the connection its launcher runs on.
-        connection, process = await connection.start(
-            [*prefix, remote_python, "-I", "-S", "-c", BOOTSTRAP], encoding=None
-        )
-        process.stdin.write(launcher_stdin(request))
+        asked = connection
+        taken = None if prefix else standby_launchers.take(asked, remote_python)
+        if taken is None:
+            connection, process = await start_launcher(asked, remote_python, prefix)
+        else:
+            connection, process = taken
+        process.stdin.write(json.dumps(request).encode() + b"\n")
         try:
             line = await asyncio.wait_for(process.stdout.readline(), timeout)
         except asyncio.TimeoutError:
@@ -162,7 +184,12 @@ class RemoteKernel:
             )
         except KernelLaunchError:
             process.close()
+            if taken is not None and exit_status is not None and not line.strip():
+                # The standby died unseen (the node killed idle processes?): start afresh.
+                return await cls.start(asked, remote_python, request, timeout, prefix, standby)
             raise
+        if not prefix:
+            standby_launchers.prepare(asked, remote_python, standby, start_launcher)
         return cls(connection, process, answer)
 
     async def _read_events(self) -> None:

@@ -463,6 +463,8 @@ def main(stdin=None, stdout=None):
     stdin = stdin or sys.stdin.buffer
     stdout = stdout or sys.stdout.buffer
     line = stdin.readline()
+    if not line:  # dismissed from standby before any request: nothing was started
+        return 0
     try:
         request = json.loads(line)
     except (ValueError, RecursionError):  # RecursionError: deeply nested garbage
