@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _bed import Bed, quiet_logs, summarize, table  # noqa: E402
 
-CHUNK = 64 * 1024
+CHUNKS_KIB = "64,1024"  # the writes a cell makes: terminal-sized pieces, and whole MiB prints
 
 
 # -- one request, one stream ---------------------------------------------------------------
@@ -67,20 +67,20 @@ def round_trip(client) -> float:
     return elapsed
 
 
-def print_cell(nbytes: int) -> str:
+def print_cell(nbytes: int, chunk: int) -> str:
     return (
         "import sys\n"
-        f"_chunk = 'x' * {CHUNK}\n"
-        f"for _ in range({nbytes // CHUNK}):\n"
+        f"_chunk = 'x' * {chunk}\n"
+        f"for _ in range({nbytes // chunk}):\n"
         "    sys.stdout.write(_chunk)\n"
         "sys.stdout.flush()\n"
     )
 
 
-def iopub_throughput(client, nbytes: int) -> float:
+def iopub_throughput(client, nbytes: int, chunk: int) -> float:
     """MB/s from sending the printing cell to its idle status, counting received bytes."""
     start = time.perf_counter()
-    msg_id = client.execute(print_cell(nbytes), store_history=False)
+    msg_id = client.execute(print_cell(nbytes, chunk), store_history=False)
     received = drain_until_idle(client, msg_id, timeout=300)
     elapsed = time.perf_counter() - start
     if received != nbytes:
@@ -121,7 +121,7 @@ def asyncssh_cat(bed: Bed, nbytes: int) -> tuple[float, str]:
     async def cat() -> tuple[float, str]:
         connection = await get_pool().connect(target)
         start = time.perf_counter()
-        process = await connection.start(["head", "-c", str(nbytes), "/dev/zero"], encoding=None)
+        _, process = await connection.start(["head", "-c", str(nbytes), "/dev/zero"], encoding=None)
         received = 0
         while block := await process.stdout.read(1 << 20):
             received += len(block)
@@ -182,11 +182,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--requests", type=int, help="round trips per variant (default 1000, quick 300)")
     parser.add_argument("--mb", type=int, help="MB printed per throughput sample (default 100, quick 20)")
     parser.add_argument("--repeats", type=int, help="throughput samples per variant (default 3)")
+    parser.add_argument("--chunks", default=CHUNKS_KIB,
+                        help=f"comma-separated sizes in KiB of the cell's writes (default {CHUNKS_KIB})")
     parser.add_argument("--no-plain", action="store_true", help="skip the plain-TCP ssh -L peer variant")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     requests = args.requests or (300 if args.quick else 1000)
-    nbytes = (args.mb or (20 if args.quick else 100)) * 1_000_000 // CHUNK * CHUNK
+    chunks = [int(kib) * 1024 for kib in args.chunks.split(",")]
+    nbytes = (args.mb or (20 if args.quick else 100)) * 1_000_000 // max(chunks) * max(chunks)
     repeats = args.repeats or 3
     blocks = 10
     quiet_logs(args.verbose)
@@ -209,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
                         raise RuntimeError(f"round trip through {name!r} failed") from exc
                     samples[name] += block
                     block_p50s[name].append(statistics.median(block))
-            rates = {name: [] for name in variants}
+            rates = {(name, chunk): [] for chunk in chunks for name in variants}
             ceilings = {"OpenSSH ssh host head -c N /dev/zero": [], "asyncssh (hpc-ssh's connection), same command": []}
             cipher = "?"
             with bed.ssh_master() as control:
@@ -217,8 +220,9 @@ def main(argv: list[str] | None = None) -> None:
                     ceilings["OpenSSH ssh host head -c N /dev/zero"].append(openssh_cat(bed, control, nbytes))
                     rate, cipher = asyncssh_cat(bed, nbytes)
                     ceilings["asyncssh (hpc-ssh's connection), same command"].append(rate)
-                    for name, client in variants.items():
-                        rates[name].append(iopub_throughput(client, nbytes))
+                    for chunk in chunks:
+                        for name, client in variants.items():
+                            rates[name, chunk].append(iopub_throughput(client, nbytes, chunk))
         elapsed = time.perf_counter() - t0
         report(samples, block_p50s, rates, ceilings, requests, nbytes, repeats, cipher, elapsed)
     except BaseException:
@@ -248,17 +252,20 @@ def report(samples, block_p50s, rates, ceilings, requests, nbytes, repeats, ciph
                  "overhead, median of blocks ms", "blocks min … max ms"], rows))
 
     raw = summarize(ceilings["OpenSSH ssh host head -c N /dev/zero"])["p50"]
-    local_rate = summarize(rates["local"])["p50"]
     rows = []
-    for name, values in list(ceilings.items()) + list(rates.items()):
+    for name, values in ceilings.items():
         s = summarize(values)
+        rows.append([name, "–", f"{s['p50']:.1f}", f"{s['min']:.1f}–{s['max']:.1f}", f"{s['p50'] / raw:.0%}", "–"])
+    for (name, chunk), values in rates.items():
+        s = summarize(values)
+        local_rate = summarize(rates["local", chunk])["p50"]
         rows.append([
-            name, f"{s['p50']:.1f}", f"{s['min']:.1f}–{s['max']:.1f}",
+            name, f"{chunk // 1024} KiB", f"{s['p50']:.1f}", f"{s['min']:.1f}–{s['max']:.1f}",
             f"{s['p50'] / raw:.0%}", f"{s['p50'] / local_rate:.0%}",
         ])
-    print(f"\n#### iopub throughput: a cell writing {nbytes / 1e6:.0f} MB in {CHUNK // 1024} KiB chunks, "
-          f"{repeats} samples each (asyncssh cipher {cipher})\n")
-    print(table(["variant", "median MB/s", "min–max MB/s", "of raw OpenSSH", "of local"], rows))
+    print(f"\n#### iopub throughput: a cell writing {nbytes / 1e6:.0f} MB to stdout, {repeats} samples each "
+          f"(asyncssh cipher {cipher})\n")
+    print(table(["variant", "cell's writes", "median MB/s", "min–max MB/s", "of raw OpenSSH", "of local, same writes"], rows))
     print(f"\n(whole run {elapsed:.0f} s)")
 
 

@@ -7,7 +7,7 @@ three; callers await our work across threads with :func:`run_in_ssh_loop`.
 
 Every forwarded ZMQ message crosses this loop twice (local socket, SSH channel), so the loop
 itself is on each round trip's critical path: it is uvloop's where uvloop is installed (the
-SSH thread spent about 15 % less CPU per round trip in ``benchmarks/profile_transport.py``).
+SSH thread spent 10–15 % less CPU per round trip in ``benchmarks/profile_transport.py``).
 ``JUPYTER_HPC_SSH_LOOP=asyncio`` keeps the standard loop, for comparison or if uvloop misbehaves.
 """
 
