@@ -7,7 +7,7 @@ import time
 from jupyter_hpc.provisioners.kernel_pool import KernelPool
 from jupyter_hpc.ssh import run_in_ssh_loop_sync
 from kernel_helpers import execute, provisioner_info, running_kernel
-from remote_inspect import process_alive
+from remote_inspect import all_cmdlines, parent_chain, process_alive
 
 
 def ready_pids(timeout: float = 30, count: int = 2) -> set[int]:
@@ -39,6 +39,26 @@ def test_a_start_takes_a_pre_started_kernel(ssh_spec):
     run_in_ssh_loop_sync(KernelPool.drain_all())
     time.sleep(0.5)
     assert not any(process_alive(p) for p in pooled | refill)
+
+
+def test_a_drained_pool_starts_no_more_kernels(ssh_spec):
+    """Draining (the server exits) right after a take must not let the pending refill start a
+    kernel that no pool knows of, and that would then run on until its lease ends."""
+    run_in_ssh_loop_sync(KernelPool.drain_all())
+    name = ssh_spec(pool_size=1, pool_idle_lifetime=60)
+    with running_kernel(name) as (first, _):  # fills the pool
+        ready_pids(count=1)
+        with running_kernel(name) as (second, _):  # takes the pooled kernel: a refill is due in 1 s
+            run_in_ssh_loop_sync(KernelPool.drain_all())
+            mine = {provisioner_info(first)["pid"], provisioner_info(second)["pid"]}
+            time.sleep(1.0 + 1.5)  # past the refill's moment, and a kernel's start
+            assert kernels_under_sshd() == mine
+    time.sleep(0.5)
+    assert not kernels_under_sshd()
+
+
+def kernels_under_sshd() -> set[int]:
+    return {pid for pid, cmd in all_cmdlines().items() if "ipykernel_launcher" in cmd and "sshd" in parent_chain(pid)}
 
 
 def test_unused_kernels_are_stopped_after_their_idle_lifetime(ssh_spec):

@@ -39,6 +39,7 @@ class KernelPool:
         self._start = start
         self.ready: list[tuple[RemoteKernel, str, float]] = []  # kernel, its key, when it was ready
         self.starting = 0
+        self.drained = False  # no more kernels: a refill scheduled before the drain does nothing
         self._expiry: asyncio.Task | None = None
 
     @classmethod
@@ -62,6 +63,8 @@ class KernelPool:
         return taken
 
     def top_up(self) -> None:
+        if self.drained:
+            return
         for _ in range(self.size - len(self.ready) - self.starting):
             self.starting += 1
             asyncio.ensure_future(self._add())
@@ -75,6 +78,9 @@ class KernelPool:
             return
         finally:
             self.starting -= 1
+        if self.drained:  # drained while this one started
+            await remote.cleanup()
+            return
         loop = asyncio.get_running_loop()
         self.ready.append((remote, key, loop.time()))
         remote.done.add_done_callback(lambda _: loop.call_soon_threadsafe(self._replace, remote))
@@ -101,6 +107,7 @@ class KernelPool:
                 await entry[0].cleanup()
 
     async def drain(self) -> None:
+        self.drained = True
         if self._expiry is not None:
             self._expiry.cancel()
         ready, self.ready = self.ready, []
