@@ -19,6 +19,15 @@ def parent_chain(pid: int) -> list[str]:
     return names
 
 
+def parent_pid(pid: int) -> int:
+    """``pid``'s parent, or 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return int(handle.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError):
+        return 0
+
+
 def process_alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as handle:

@@ -15,7 +15,7 @@ import jupyter_client
 from jupyter_hpc.ssh import get_pool, run_in_ssh_loop, run_in_ssh_loop_sync
 from kernel_helpers import execute, provisioner_info, running_kernel
 from testbed.sshd import SSHDaemon
-from remote_inspect import all_cmdlines, parent_chain, process_alive, tcp_listeners, unix_listeners
+from remote_inspect import all_cmdlines, parent_chain, parent_pid, process_alive, tcp_listeners, unix_listeners
 
 
 def test_kernel_runs_as_the_remote_user_under_sshd(ssh_spec, kernel_user, sshd):
@@ -176,14 +176,6 @@ def standby_launchers(sshd) -> set[int]:
     launchers = {pid for pid, cmd in cmdlines.items() if "jupyter-hpc-launcher" in cmd and "sshd" in parent_chain(pid)}
     parents = {parent_pid(pid) for pid, cmd in cmdlines.items() if "ipykernel_launcher" in cmd}
     return launchers - parents
-
-
-def parent_pid(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return int(handle.read().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError):
-        return 0
 
 
 def test_the_next_start_takes_the_launcher_waiting_on_standby_which_expires_unused(ssh_spec, sshd):

@@ -42,7 +42,11 @@ def launcher_stdin(request: dict[str, Any] | None = None) -> bytes:
     (which a launcher on standby gets later)."""
     source = launcher_source()
     loaded = b"%d\n" % len(source) + source
-    return loaded if request is None else loaded + json.dumps(request).encode() + b"\n"
+    return loaded if request is None else loaded + request_line(request)
+
+
+def request_line(request: dict[str, Any]) -> bytes:
+    return json.dumps(request).encode() + b"\n"
 
 
 async def start_launcher(
@@ -160,7 +164,7 @@ class RemoteKernel:
             connection, process = await start_launcher(asked, remote_python, prefix)
         else:
             connection, process = taken
-        process.stdin.write(json.dumps(request).encode() + b"\n")
+        process.stdin.write(request_line(request))
         try:
             line = await asyncio.wait_for(process.stdout.readline(), timeout)
         except asyncio.TimeoutError:
@@ -184,8 +188,8 @@ class RemoteKernel:
             )
         except KernelLaunchError:
             process.close()
-            if taken is not None and exit_status is not None and not line.strip():
-                # The standby died unseen (the node killed idle processes?): start afresh.
+            if taken is not None and not line.strip():
+                # The standby had died unseen (the node reaps idle processes?): start afresh.
                 return await cls.start(asked, remote_python, request, timeout, prefix, standby)
             raise
         if not prefix:
@@ -231,7 +235,7 @@ class RemoteKernel:
 
     def _send(self, message: dict[str, Any]) -> None:
         try:
-            self.process.stdin.write(json.dumps(message).encode() + b"\n")
+            self.process.stdin.write(request_line(message))
         except (asyncssh.Error, OSError, BrokenPipeError):
             pass
 
