@@ -78,8 +78,10 @@ class Bed:
     """The user, the remote python, an sshd (and one refusing stream-local forwarding),
     and a private JUPYTER_PATH with one kernelspec per variant."""
 
-    def __init__(self, *, fallback_sshd: bool = False, namespace: bool = False) -> None:
-        """``namespace``: the sshd runs in a network namespace of its own, on 10.231.0.2:22
+    def __init__(self, *, fallback_sshd: bool = False, namespace: bool = False, stock_sessions_sshd: bool = False) -> None:
+        """``stock_sessions_sshd``: a second sshd with OpenSSH's default ``MaxSessions 10`` (the
+        test bed's allows 200), beside the first (port 2222 in the namespace).
+        ``namespace``: the sshd runs in a network namespace of its own, on 10.231.0.2:22
         (``_netns.py``), instead of a free port on 127.0.0.1."""
         if os.geteuid() != 0:
             raise SystemExit("benchmarks must run as root: they create the test user and start sshd")
@@ -99,6 +101,15 @@ class Bed:
                 raise
         else:
             self.sshd = SSHDaemon(self.root / "sshd", users=[self.user.pw_name]).start()
+        self.sshd_stock = None
+        if stock_sessions_sshd:
+            stock = {"MaxSessions": "10"}
+            if self.namespace is not None:
+                self.sshd_stock = namespaced_sshd(
+                    self.root / "sshd-stock", [self.user.pw_name], self.namespace, port=2222, options=stock
+                )
+            else:
+                self.sshd_stock = SSHDaemon(self.root / "sshd-stock", users=[self.user.pw_name], options=stock).start()
         self.sshd_nosl = None
         if fallback_sshd:
             self.sshd_nosl = SSHDaemon(
@@ -263,14 +274,14 @@ class Bed:
     def log_tail(self, lines: int = 15) -> str:
         """The last lines of each sshd's log, to explain a failure."""
         out = []
-        for daemon in (self.sshd, self.sshd_nosl):
+        for daemon in (self.sshd, self.sshd_nosl, self.sshd_stock):
             if daemon is not None and daemon.log.exists():
                 out.append(f"--- {daemon.log}")
                 out += daemon.log.read_text().splitlines()[-lines:]
         return "\n".join(out)
 
     def close(self) -> None:
-        for daemon in (self.sshd, self.sshd_nosl):
+        for daemon in (self.sshd, self.sshd_nosl, self.sshd_stock):
             if daemon is not None:
                 daemon.stop()
         if self.namespace is not None:

@@ -73,7 +73,8 @@ class Namespace:
 
 
 class NamespacedSSHD(SSHDaemon):
-    """tests/testbed's SSHDaemon, started by ``ip netns exec`` on the namespace's address, port 22."""
+    """tests/testbed's SSHDaemon, started by ``ip netns exec`` on the namespace's address (port 22
+    unless given)."""
 
     namespace: Namespace | None = None
 
@@ -93,7 +94,7 @@ class NamespacedSSHD(SSHDaemon):
         return self
 
 
-def namespaced_sshd(root: Path, users: list[str], namespace: Namespace, **kw) -> NamespacedSSHD:
-    daemon = NamespacedSSHD(root, users=users, host=NS_ADDR, port=22, **kw)
+def namespaced_sshd(root: Path, users: list[str], namespace: Namespace, port: int = 22, **kw) -> NamespacedSSHD:
+    daemon = NamespacedSSHD(root, users=users, host=NS_ADDR, port=port, **kw)
     daemon.namespace = namespace
     return daemon.start()

@@ -189,24 +189,28 @@ async def single_starts(bed: Bed, names: dict[str, str], rounds: int,
     return results
 
 
+STOCK = "hpc-ssh, sshd MaxSessions 10"  # OpenSSH's default; the bench's sshd allows 200
+
+
 async def fan_out(bed: Bed, names: dict[str, str], counts: list[int]) -> list[list[str]]:
     rows = []
     single: dict[str, float] = {}
     local_wall: dict[int, float] = {}
     for count in counts:
-        for variant in ("local", "hpc-ssh"):
-            kernel_name = names["local" if variant == "local" else "hpc-ssh warm"]
-            if variant == "hpc-ssh":
+        for variant in ("local", "hpc-ssh", STOCK):
+            kernel_name = names[{"local": "local", "hpc-ssh": "hpc-ssh warm"}.get(variant, variant)]
+            sshd = bed.sshd_stock if variant == STOCK else bed.sshd
+            if variant != "local":
                 close_pool()
-            logins = bed.sshd.accepted_logins()
+            logins = sshd.accepted_logins()
             rss_before = rss_mb()
             start = time.perf_counter()
             outcomes = await asyncio.gather(*(start_one(kernel_name, variant == "local", 60, True) for _ in range(count)))
             wall = time.perf_counter() - start
             failed = sum(1 for *_, ready in outcomes if ready is None)
             rss_after = rss_mb()
-            connections = pool_connections() if variant == "hpc-ssh" else 0
-            logins = bed.sshd.accepted_logins() - logins
+            connections = pool_connections() if variant != "local" else 0
+            logins = sshd.accepted_logins() - logins
             await stop([(km, client) for km, client, *_ in outcomes])
             single.setdefault(variant, wall)
             if variant == "local":
@@ -218,8 +222,8 @@ async def fan_out(bed: Bed, names: dict[str, str], counts: list[int]) -> list[li
                 f"{wall / local_wall[count]:.2f}×",
                 f"{launched[0]:.2f}–{launched[-1]:.2f}", f"{per_kernel[0]:.2f}–{per_kernel[-1]:.2f}",
                 f"{rss_after - rss_before:+.1f}", f"{rss_after:.0f}",
-                str(connections) if variant == "hpc-ssh" else "–",
-                str(logins) if variant == "hpc-ssh" else "–",
+                str(connections) if variant != "local" else "–",
+                str(logins) if variant != "local" else "–",
                 str(failed),
             ])
     return rows
@@ -253,7 +257,7 @@ def _netns_host_addr() -> str:
 
 
 async def run(args) -> None:
-    bed = Bed(namespace=not args.loopback)
+    bed = Bed(namespace=not args.loopback, stock_sessions_sshd=True)
     errors: dict[str, str] = {}
     try:
         names = {
@@ -264,12 +268,13 @@ async def run(args) -> None:
             "hpc-ssh pre-started": bed.kernelspec("bench-ssh-pool", bed.ssh_config(
                 pool_size=2, known_hosts=str(shutil.copy(bed.sshd.known_hosts, bed.root / "known_hosts.pool")))),
         }
+        fan_out_only = {STOCK: bed.kernelspec("bench-ssh-stock", bed.ssh_config(bed.sshd_stock))}
         if args.peers and not args.loopback:
             peer_specs(bed, names, errors, args.peers_error)
         t0 = time.perf_counter()
         results = await single_starts(bed, names, args.rounds, errors)
         drain_pools()  # before fan-out closes every connection (their kernels would wait out the lease)
-        fan_rows = await fan_out(bed, names, args.fanout)
+        fan_rows = await fan_out(bed, {**names, **fan_out_only}, args.fanout)
         elapsed = time.perf_counter() - t0
     except BaseException:
         print(bed.log_tail(), file=sys.stderr)
