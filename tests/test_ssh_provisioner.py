@@ -148,6 +148,10 @@ def test_kernels_beyond_the_sites_session_limit_start_on_another_connection(kern
                     replies.append(reply["content"]["status"])
                 target = managers[0].provisioner.ssh_target()
                 beside = await run_in_ssh_loop(_whoami(target))
+                refusals = daemon.log.read_text().count("no more sessions")
+                for _ in range(3):  # the full connection is not asked again and again
+                    await run_in_ssh_loop(_whoami(target))
+                assert daemon.log.read_text().count("no more sessions") == refusals
                 for client in clients:
                     client.stop_channels()
                 return replies, beside

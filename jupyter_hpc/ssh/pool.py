@@ -50,6 +50,7 @@ class SiteConnection:
         self._open_sibling = open_sibling
         self._sibling: asyncio.Task[SiteConnection] | None = None
         self.sessions = 0  # session channels open here now
+        self._session_limit: int | None = None  # how many were open when the server refused one
 
     @property
     def closed(self) -> bool:
@@ -72,7 +73,10 @@ class SiteConnection:
         an error of its own (a forced command, a policy) and is raised, not worked around.
 
         A session counts from its request (so concurrent opens see each other) until its
-        channel closes."""
+        channel closes. Once refused, sessions go straight to the sibling while this
+        connection is as full as it was then."""
+        if self._session_limit is not None and self.sessions >= self._session_limit:
+            return await (await self._sibling_connection())._in_session(open_here)
         self.sessions += 1
         try:
             opened = await open_here(self)
@@ -80,6 +84,7 @@ class SiteConnection:
             self.sessions -= 1
             if self.sessions == 0 or self._open_sibling is None:
                 raise
+            self._session_limit = min(self.sessions, self._session_limit or self.sessions)
             log.info(
                 "%s refused another session on a connection with %d (%s; sshd's MaxSessions is "
                 "10 by default): opening another connection", self.target.host, self.sessions, exc.reason,
