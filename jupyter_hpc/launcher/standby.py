@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import asyncssh
@@ -49,7 +50,10 @@ def take(connection: SiteConnection, remote_python: str) -> tuple[SiteConnection
     return waiting.connection, waiting.process
 
 
-def prepare(connection: SiteConnection, remote_python: str, idle: float, start) -> None:
+StartLauncher = Callable[[SiteConnection, str], Awaitable[tuple[SiteConnection, asyncssh.SSHClientProcess]]]
+
+
+def prepare(connection: SiteConnection, remote_python: str, idle: float, start: StartLauncher) -> None:
     """Have one launcher wait on ``connection`` for up to ``idle`` seconds, unless one already
     waits or is starting. ``start(connection, remote_python)`` starts and loads one."""
     if idle <= 0 or connection.closed:
