@@ -133,7 +133,8 @@ def test_kernels_beyond_the_sites_session_limit_start_on_another_connection(kern
     root = Path(tempfile.mkdtemp(prefix="jupyter-hpc-sshd-max3-"))
     daemon = SSHDaemon(root, users=[kernel_user.pw_name], options={"MaxSessions": "3"}).start()
     try:
-        name = kernelspecs("hpc-max3", daemon.provisioner_config(kernel_user.pw_name, remote_python=remote_python))
+        name = kernelspecs("hpc-max3", daemon.provisioner_config(
+            kernel_user.pw_name, remote_python=remote_python, launcher_standby=0))
         run_in_ssh_loop_sync(get_pool().close())
 
         async def five_kernels_and_a_command():
@@ -163,6 +164,11 @@ def test_kernels_beyond_the_sites_session_limit_start_on_another_connection(kern
         assert beside == kernel_user.pw_name
         assert "no more sessions" in daemon.log.read_text()  # the limit was reached, and worked around
         assert 2 <= daemon.accepted_logins() <= 3
+        # Connections opened for the overflow close once their last session has ended.
+        deadline = time.monotonic() + 10
+        while len(get_pool().connections()) > 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(get_pool().connections()) == 1
     finally:
         run_in_ssh_loop_sync(get_pool().close())
         daemon.stop()

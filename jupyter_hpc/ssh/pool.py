@@ -51,10 +51,12 @@ class SiteConnection:
         self._sibling: asyncio.Task[SiteConnection] | None = None
         self.sessions = 0  # session channels open here now
         self._session_limit: int | None = None  # how many were open when the server refused one
+        self._overflow = False  # opened as a sibling: closed once its last session ends
+        self._retired = False
 
     @property
     def closed(self) -> bool:
-        return self.conn.is_closed()
+        return self._retired or self.conn.is_closed()
 
     async def wait_closed(self) -> None:
         await self.conn.wait_closed()
@@ -106,12 +108,16 @@ class SiteConnection:
         if task is None:
             task = self._sibling = asyncio.ensure_future(self._open_sibling())
         sibling = await asyncio.shield(task)
+        sibling._overflow = True
         if sibling._stream_local is None:
             sibling._stream_local = self._stream_local  # same server, same answer
         return sibling
 
     def _closed_session(self, _: Any) -> None:
         self.sessions -= 1
+        if self._overflow and self.sessions == 0:  # kept for overflow only: no idle logins
+            self._retired = True
+            self.conn.close()
 
     async def run(
         self,
