@@ -175,6 +175,40 @@ def test_kernels_beyond_the_sites_session_limit_start_on_another_connection(kern
         shutil.rmtree(root, ignore_errors=True)
 
 
+def test_logins_a_busy_site_drops_are_tried_again(kernelspecs, kernel_user, remote_python):
+    """sshd drops new connections beyond MaxStartups unauthenticated ones (10 by default), as
+    when many servers reconnect at once: here the limit is 2, and three servers' connections
+    (one kernelspec each, each with its own known_hosts, so each its own connection) all start."""
+    root = Path(tempfile.mkdtemp(prefix="jupyter-hpc-sshd-startups2-"))
+    daemon = SSHDaemon(root, users=[kernel_user.pw_name], options={"MaxStartups": "2:100:2"}).start()
+    try:
+        names = [
+            kernelspecs(f"hpc-busy-{i}", daemon.provisioner_config(
+                kernel_user.pw_name, remote_python=remote_python, launcher_standby=0,
+                known_hosts=str(shutil.copy(daemon.known_hosts, root / f"known_hosts.{i}")),
+            ))
+            for i in range(3)
+        ]
+        run_in_ssh_loop_sync(get_pool().close())
+
+        async def start_three():
+            managers = [jupyter_client.AsyncKernelManager(kernel_name=name) for name in names]
+            outcomes = await asyncio.gather(*(km.start_kernel() for km in managers), return_exceptions=True)
+            try:
+                return [repr(o) for o in outcomes if o is not None], [await km.is_alive() for km in managers]
+            finally:
+                await asyncio.gather(*(km.shutdown_kernel(now=True) for km in managers if km.has_kernel))
+
+        failures, alive = asyncio.run(start_three())
+        assert failures == [] and alive == [True, True, True]
+        assert "past MaxStartups" in daemon.log.read_text()  # the site did drop one, and it was retried
+        assert daemon.accepted_logins() == 3
+    finally:
+        run_in_ssh_loop_sync(get_pool().close())
+        daemon.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
 async def _whoami(target) -> str:
     connection = await get_pool().connect(target)
     return str((await connection.run(["whoami"])).stdout).strip()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import shlex
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -29,6 +30,12 @@ from .target import SSHTarget
 log = logging.getLogger("jupyter_hpc.ssh")
 
 S = TypeVar("S", asyncssh.SSHClientProcess, asyncssh.SFTPClient)
+
+# A busy login node drops new connections before login (sshd's MaxStartups: 10 unauthenticated
+# at once by default, then a growing share dropped), e.g. when many servers reconnect at once.
+# Such a drop is retried, with growing, jittered pauses; anything else fails at once.
+DROPPED = (ConnectionResetError, asyncssh.ConnectionLost)
+DROP_RETRY_PAUSES = (0.2, 0.5, 1.0)
 
 
 class SiteConnection:
@@ -251,10 +258,16 @@ class ConnectionPool:
             tunnel = (await self.connect(jump)).conn
         options = target.connect_options()
         where = f"{target.host} port {target.port or 22}"
+        if tunnel is not None:
+            options["tunnel"] = tunnel
         try:
-            if tunnel is not None:
-                options["tunnel"] = tunnel
-            conn = await asyncssh.connect(**options)
+            conn = await _connect_despite_drops(options, where)
+        except DROPPED as exc:
+            raise SSHConnectError(
+                f"{where} dropped the connection before login, {len(DROP_RETRY_PAUSES) + 1} times "
+                f"({exc or type(exc).__name__}). The login node is refusing new connections, e.g. "
+                "too many logins at once (sshd's MaxStartups), or is overloaded: try again shortly.",
+            ) from exc
         except asyncssh.HostKeyNotVerifiable as exc:
             raise HostKeyError(
                 target.host, target.port or 22, await _offered_fingerprint(target, tunnel), target.known_hosts
@@ -278,6 +291,17 @@ class ConnectionPool:
         self.opened += 1
         log.info("SSH connection %d opened to %s as %s", self.opened, where, target.username)
         return SiteConnection(target, conn, open_sibling=lambda: self._open(target))
+
+
+async def _connect_despite_drops(options: dict[str, Any], where: str) -> asyncssh.SSHClientConnection:
+    for pause in DROP_RETRY_PAUSES:
+        try:
+            return await asyncssh.connect(**options)
+        except DROPPED as exc:
+            pause *= 1 + random.random()  # servers dropped together do not come back together
+            log.info("%s dropped the connection before login (%s); trying again in %.1f s", where, exc, pause)
+            await asyncio.sleep(pause)
+    return await asyncssh.connect(**options)
 
 
 async def _offered_fingerprint(target: SSHTarget, tunnel: Any) -> str:
