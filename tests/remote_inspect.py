@@ -49,6 +49,18 @@ def all_cmdlines() -> dict[int, str]:
     return out
 
 
+def under_sshd(marker: str) -> set[int]:
+    """Processes started over SSH (sshd among their ancestors) whose command line has ``marker``."""
+    return {pid for pid, cmd in all_cmdlines().items() if marker in cmd and "sshd" in _chain_or_empty(pid)}
+
+
+def _chain_or_empty(pid: int) -> list[str]:
+    try:
+        return parent_chain(pid)
+    except (OSError, ValueError):  # ended while we looked
+        return []
+
+
 def tcp_listeners(pid: int) -> list[str]:
     """Local addresses on which ``pid`` listens for TCP (from ``ss -ltnp``)."""
     out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout

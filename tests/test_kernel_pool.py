@@ -7,7 +7,7 @@ import time
 from jupyter_hpc.provisioners.kernel_pool import KernelPool
 from jupyter_hpc.ssh import run_in_ssh_loop_sync
 from kernel_helpers import execute, provisioner_info, running_kernel
-from remote_inspect import all_cmdlines, parent_chain, process_alive
+from remote_inspect import process_alive, under_sshd
 
 
 def ready_pids(timeout: float = 30, count: int = 2) -> set[int]:
@@ -58,7 +58,7 @@ def test_a_drained_pool_starts_no_more_kernels(ssh_spec):
 
 
 def kernels_under_sshd() -> set[int]:
-    return {pid for pid, cmd in all_cmdlines().items() if "ipykernel_launcher" in cmd and "sshd" in parent_chain(pid)}
+    return under_sshd("ipykernel_launcher")
 
 
 def test_unused_kernels_are_stopped_after_their_idle_lifetime(ssh_spec):

@@ -15,7 +15,7 @@ import jupyter_client
 from jupyter_hpc.ssh import get_pool, run_in_ssh_loop, run_in_ssh_loop_sync
 from kernel_helpers import execute, provisioner_info, running_kernel
 from testbed.sshd import SSHDaemon
-from remote_inspect import all_cmdlines, parent_chain, parent_pid, process_alive, tcp_listeners, unix_listeners
+from remote_inspect import all_cmdlines, parent_chain, parent_pid, process_alive, tcp_listeners, under_sshd, unix_listeners
 
 
 def test_kernel_runs_as_the_remote_user_under_sshd(ssh_spec, kernel_user, sshd):
@@ -216,10 +216,7 @@ async def _whoami(target) -> str:
 
 def standby_launchers(sshd) -> set[int]:
     """Launchers under this sshd that have started no kernel: waiting for a request."""
-    cmdlines = all_cmdlines()
-    launchers = {pid for pid, cmd in cmdlines.items() if "jupyter-hpc-launcher" in cmd and "sshd" in parent_chain(pid)}
-    parents = {parent_pid(pid) for pid, cmd in cmdlines.items() if "ipykernel_launcher" in cmd}
-    return launchers - parents
+    return under_sshd("jupyter-hpc-launcher") - {parent_pid(pid) for pid in under_sshd("ipykernel_launcher")}
 
 
 def test_the_next_start_takes_the_launcher_waiting_on_standby_which_expires_unused(ssh_spec, sshd):
