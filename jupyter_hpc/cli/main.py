@@ -12,9 +12,9 @@ import logging
 import sys
 
 from .. import __version__
-from . import demo, doctor
+from . import demo, doctor, site
 
-SUBCOMMANDS = (demo, doctor)
+SUBCOMMANDS = (demo, doctor, site)
 
 
 def parser() -> argparse.ArgumentParser:
