@@ -91,6 +91,10 @@ class SlurmError(RemoteCommandError):
         )
 
 
+class NodeUnreachableError(SSHConnectError):
+    """The login node was reached, but not the compute node a kernel's job runs on."""
+
+
 class KernelLaunchError(HPCError):
     """The remote launcher could not start the kernel."""
 

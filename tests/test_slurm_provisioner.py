@@ -176,3 +176,18 @@ def test_kernel_in_a_job_survives_a_dropped_connection(slurm_spec, sshd, node_ac
         assert execute(client, "print(x)", timeout=20)["stdout"].strip() == "in the job"
         after = provisioner_info(km)
         assert (after["pid"], after["job_id"]) == (before["pid"], before["job_id"])
+
+
+def test_unreachable_compute_node_is_named_with_the_ways_out(slurm_spec, slurm, kernel_user):
+    from testbed.sshd import free_port
+
+    closed = free_port()  # nothing listens there: the nodes' "sshd" refuses every connection
+    error, _ = start_failure(slurm_spec(node_port=closed, launch_timeout=10))
+    message = str(error)
+    assert "compute node" in message and "through the login node 127.0.0.1" in message
+    assert f"port {closed}" in message and "of job " in message
+    assert "node_port" in message and 'node_access = "direct"' in message
+    deadline = time.monotonic() + 10
+    while slurm.jobs(kernel_user.pw_name) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert slurm.jobs(kernel_user.pw_name) == []  # the job that ran for nothing is cancelled

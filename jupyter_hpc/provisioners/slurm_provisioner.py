@@ -24,7 +24,7 @@ from typing import Any
 import asyncssh
 from traitlets import CaselessStrEnum, Float, Int, List, Unicode, validate
 
-from ..errors import KernelLaunchError, SlurmError
+from ..errors import KernelLaunchError, NodeUnreachableError, SlurmError, SSHConnectError
 from ..launcher import RemoteKernel, launcher_source
 from ..ssh import SiteConnection, SSHTarget, get_pool
 from .slurm_jobs import (
@@ -220,7 +220,7 @@ class SlurmProvisioner(SSHProvisioner):
                     f"--nodelist={node}", "--quiet"]
             remote = await RemoteKernel.start(login, self.remote_python, attach, self.launch_timeout + 5, step)
         else:
-            connection = await self._node_connection(login, node)
+            connection = await self._node_connection(login, node, job_id)
             remote = await RemoteKernel.start(connection, self.remote_python, attach, self.launch_timeout + 5)
         remote.job_id = job_id
         remote.node = node
@@ -293,11 +293,26 @@ class SlurmProvisioner(SSHProvisioner):
             )
         return state
 
-    async def _node_connection(self, login: SiteConnection, node: str) -> SiteConnection:
+    async def _node_connection(self, login: SiteConnection, node: str, job_id: str = "") -> SiteConnection:
+        """SSH to the job's node through the login node. Failing, say that it is the compute
+        node (which one, for which job, through which login node) and the two ways out: the
+        nodes' SSH port, or no SSH to nodes at all."""
         address = await node_address(login, node)
-        login_target = login.target
+        try:
+            return await get_pool().connect(self._node_target(login.target, address))
+        except SSHConnectError as exc:
+            job = f" of job {job_id}" if job_id else ""
+            raise NodeUnreachableError(
+                f"Cannot reach compute node {node}{job} ({address} port {self.node_port or 22}) over "
+                f"SSH through the login node {login.target.host}: {exc}. If the nodes' sshd listens "
+                "on another port, set node_port; if the site allows no SSH to compute nodes, set "
+                'node_access = "direct".',
+                log_detail=exc.log_detail,
+            ) from exc
+
+    def _node_target(self, login_target: SSHTarget, address: str) -> SSHTarget:
         chain = ",".join(hop for hop in (login_target.jump_host, login_target.spec()) if hop)
-        target = SSHTarget(
+        return SSHTarget(
             host=address,
             port=self.node_port,
             username=login_target.username,
@@ -307,7 +322,6 @@ class SlurmProvisioner(SSHProvisioner):
             jump_host=chain,
             connect_timeout=self.launch_timeout,
         )
-        return await get_pool().connect(target)
 
     async def _stop_kernel(self, remote: RemoteKernel, restart: bool = False) -> None:
         """Stop the kernel; on restart keep its job for the next kernel, else cancel the job
