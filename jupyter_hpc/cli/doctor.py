@@ -1,4 +1,4 @@
-"""``jupyter hpc doctor KERNEL``: check, step by step, how a cluster kernelspec reaches its site."""
+"""``jupyter hpc doctor SITE|KERNEL``: check, step by step, how a site or a cluster kernelspec is reached."""
 
 from __future__ import annotations
 
@@ -8,26 +8,40 @@ from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from traitlets import TraitError
 
 from ..doctor import diagnose, render
+from ..errors import HPCError
+from ..site_doctor import diagnose_site
 from ..provisioners import SSHProvisioner
 from ..ssh import run_in_ssh_loop_sync
+from .config import load_sites
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "doctor",
-        help="check a cluster kernel's site: network, host key, login, python, transport",
-        description="Check, step by step, how an hpc-ssh kernelspec reaches its site, and say "
-        "which transport its kernels get (Unix sockets, or CurveZMQ over the remote loopback) and why.",
+        help="check a site or a cluster kernel: name, network, host key, login, python, kernels, SLURM, transport",
+        description="Check, step by step, how a site (or an hpc-ssh kernelspec) is reached: its name and "
+        "port, host key, login, remote python, the kernels found there, SLURM commands and compute nodes "
+        "for SLURM targets; and which transport its kernels get (Unix sockets, or CurveZMQ over the "
+        "remote loopback) and why. Each failing step says what to fix.",
     )
-    parser.add_argument("kernel", help="the kernelspec's name, as `jupyter kernelspec list` shows it")
+    parser.add_argument("kernel", metavar="SITE|KERNEL",
+                        help="a site's name (`jupyter hpc sites`), or a kernelspec's (`jupyter kernelspec list`)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
+        sites = load_sites()
+    except HPCError as exc:
+        print(f"The site configuration is wrong: {exc}")
+        return 2
+    if args.kernel in sites.names():
+        return run_site(sites.site(args.kernel))
+    try:
         spec = KernelSpecManager().get_kernel_spec(args.kernel)
     except NoSuchKernel:
-        print(f"No kernelspec named {args.kernel!r}; `jupyter kernelspec list` shows the names.")
+        print(f"No site or kernelspec named {args.kernel!r}; `jupyter hpc sites` and "
+              "`jupyter kernelspec list` show the names.")
         return 2
     provisioner = spec.metadata.get("kernel_provisioner", {})
     if provisioner.get("provisioner_name") != "hpc-ssh":
@@ -44,3 +58,16 @@ def run(args: argparse.Namespace) -> int:
     )
     print(render(f"{spec.display_name} ({target.username or ''}@{target.host}):", checks))
     return 0 if all(check.ok for check in checks) else 1
+
+
+def run_site(site) -> int:
+    target = site.ssh_target()
+    checks = run_in_ssh_loop_sync(diagnose_site(site, remote_kernels(site)))
+    print(render(f"{site.display_name} ({target.spec()}):", checks))
+    return 0 if all(check.ok for check in checks) else 1
+
+
+def remote_kernels(site) -> list[tuple[str, list[str]]]:
+    """(name, argv) of the kernelspecs discovered on the site; none when the site is unreachable
+    (the login steps then say why)."""
+    return []
