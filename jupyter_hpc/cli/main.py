@@ -12,9 +12,9 @@ import logging
 import sys
 
 from .. import __version__
-from . import demo, doctor, site
+from . import demo, doctor, keyservice, site
 
-SUBCOMMANDS = (demo, doctor, site)
+SUBCOMMANDS = (demo, doctor, keyservice, site)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -1,0 +1,130 @@
+"""Asking a key service (ours or NERSC's sshproxy) for a key and certificate, from async code.
+
+sshproxy answers ``create_pair`` with the private key text and the certificate line run
+together (its certificate has no trailing newline; ours has one); :func:`split_pair` cuts at
+the first line whose first word is a ``…-cert-v01@openssh.com`` type, which works for both.
+Refusals become typed errors whose ``message`` a login page can show as is.
+"""
+
+from __future__ import annotations
+
+import base64
+import ssl
+
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+
+from .state import KeyServiceError
+
+CERT_SUFFIX = "-cert-v01@openssh.com"
+
+
+class LoginRefused(KeyServiceError):
+    """401: the password or one-time code was not accepted (``reason`` says which, when known)."""
+
+    def __init__(self, message: str, *, reason: str | None = None, log_detail: str = "") -> None:
+        super().__init__(message, log_detail=log_detail)
+        self.reason = reason
+
+
+class AccountLocked(LoginRefused):
+    """401 after too many failed logins: nothing will succeed until the lock ends."""
+
+
+class AccessDenied(KeyServiceError):
+    """403: the user may not have certificates of this scope."""
+
+
+class UnknownScope(KeyServiceError):
+    """404: the key service has no such scope."""
+
+
+class KeyServiceUnavailable(KeyServiceError):
+    """The key service could not be reached or answered something that is not a key pair."""
+
+
+MESSAGES = {
+    "password": "Wrong user name or password.",
+    "code": "Wrong one-time code. Enter the current 6-digit code from your authenticator app.",
+    "replayed": "That one-time code was already used. Wait for the next code and try again.",
+    "locked": "Too many failed logins: the account is locked for a while. Try again later.",
+    None: "Wrong password or one-time code.",
+}
+
+
+def split_pair(body: str) -> tuple[str, str]:
+    """``(private_key_text, certificate_line)`` from a ``create_pair`` response body."""
+    lines = body.splitlines(keepends=True)
+    for index, line in enumerate(lines):
+        if line.split(" ", 1)[0].endswith(CERT_SUFFIX):
+            key = "".join(lines[:index])
+            if "PRIVATE KEY-----" in key:
+                return key, line.strip() + "\n"
+            break
+    raise KeyServiceUnavailable(
+        "The key service's answer holds no private key and certificate; check that the key service "
+        "URL ends in /create_pair/<scope>/.",
+        log_detail=f"response of {len(body)} characters, first line {body.splitlines()[:1]!r}",
+    )
+
+
+def _refusal(status: int, reason: str | None, body: str, url: str) -> KeyServiceError:
+    detail = f"POST {url} -> {status} {body.strip()[:200]!r}"
+    if status == 401:
+        if reason is None and "Too many failed logins" in body:
+            reason = "locked"  # sshproxy says so in its body only
+        kind = AccountLocked if reason == "locked" else LoginRefused
+        return kind(MESSAGES.get(reason, MESSAGES[None]), reason=reason, log_detail=detail)
+    if status == 403:
+        return AccessDenied("This account may not log in here (the key service refused it a certificate).", log_detail=detail)
+    if status == 404:
+        return UnknownScope(
+            "The key service does not know the scope in its URL; check keyservice_url (…/create_pair/<scope>/).",
+            log_detail=detail,
+        )
+    return KeyServiceUnavailable("The key service failed; try again in a minute, or ask the site's admins.", log_detail=detail)
+
+
+async def request_certificate(
+    url: str,
+    user: str,
+    password: str,
+    otp: str,
+    *,
+    ca_certs: str | None = None,
+    timeout: float = 20.0,
+) -> tuple[str, str]:
+    """POST to ``url`` (``…/create_pair/<scope>/``) as ``user`` with ``password + otp``.
+
+    Returns ``(private_key_text, certificate_text)``; raises :class:`LoginRefused`,
+    :class:`AccountLocked`, :class:`AccessDenied`, :class:`UnknownScope` or
+    :class:`KeyServiceUnavailable`. ``ca_certs`` names a PEM bundle that verifies an HTTPS
+    key service's certificate (default: the system's); verification is never turned off.
+    """
+    token = base64.b64encode(f"{user}:{password}{otp}".encode()).decode()
+    ssl_options = ssl.create_default_context(cafile=ca_certs) if url.startswith("https:") else None
+    request = HTTPRequest(
+        url,
+        method="POST",
+        body=b"",
+        headers={"Authorization": f"Basic {token}"},
+        request_timeout=timeout,
+        connect_timeout=timeout,
+        ssl_options=ssl_options,
+        follow_redirects=False,
+    )
+    try:
+        response = await AsyncHTTPClient().fetch(request, raise_error=False)
+    except (OSError, ssl.SSLError, HTTPClientError) as error:
+        raise KeyServiceUnavailable(
+            "The key service cannot be reached right now; try again in a minute, or ask the site's admins.",
+            log_detail=f"POST {url}: {error!r}",
+        ) from None
+    body = response.body.decode("utf-8", "replace") if response.body else ""
+    if response.code == 599:
+        raise KeyServiceUnavailable(
+            "The key service cannot be reached right now; try again in a minute, or ask the site's admins.",
+            log_detail=f"POST {url}: {response.error!r}",
+        )
+    if response.code != 200:
+        raise _refusal(response.code, response.headers.get("X-Keyservice-Reason"), body, url)
+    return split_pair(body)

@@ -1,0 +1,117 @@
+"""Who may ask for a certificate: argon2id password hashes and TOTP secrets in ``users.json``.
+
+The file is the service's own (0600, in the 0700 state dir) and re-read when it changes, so
+``jupyter hpc keyservice adduser`` works while the service runs. A password is never stored,
+only its argon2id hash; the TOTP secret has to be stored as is (the service computes the
+codes from it), which is why the file is as private as the CA key.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import re
+import time
+from pathlib import Path
+
+import pyotp
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from .state import KeyServiceError, ensure_state_dir, read_json, write_json
+
+USERS_FILE = "users.json"
+ISSUER = "jupyter-hpc"
+# A user name becomes the certificate's principal and a login name on the cluster: keep it to
+# what a unix account name can be, and never a ':' (HTTP Basic splits user from password there).
+NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+
+
+class UserError(KeyServiceError):
+    """A user cannot be added or changed as asked."""
+
+
+def check_name(name: str) -> str:
+    if not NAME.match(name or ""):
+        raise UserError(
+            f"{name!r} is not a usable user name: use letters, digits, '_', '.' and '-' "
+            f"(at most 64, not starting with '.' or '-'), the same name as the account on the cluster."
+        )
+    return name
+
+
+class UserStore:
+    """The users file of one state directory."""
+
+    def __init__(self, state_dir: str | os.PathLike, hasher: PasswordHasher | None = None) -> None:
+        self.state_dir = ensure_state_dir(state_dir)
+        self.path = Path(self.state_dir) / USERS_FILE
+        self.hasher = hasher or PasswordHasher()  # argon2id, RFC 9106's low-memory profile
+        self._users: dict[str, dict] = {}
+        self._stamp: tuple | None = None
+        # Verified when a name is unknown, so a wrong name costs what a wrong password costs.
+        self._dummy_hash = self.hasher.hash(os.urandom(16).hex())
+
+    def _load(self) -> dict[str, dict]:
+        try:
+            info = self.path.stat()
+            stamp = (info.st_mtime_ns, info.st_size, info.st_ino)
+        except FileNotFoundError:
+            stamp = None
+        if stamp != self._stamp:
+            self._users = read_json(self.path, {"users": {}}).get("users", {})
+            self._stamp = stamp
+        return self._users
+
+    def names(self) -> list[str]:
+        return sorted(self._load())
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._load()
+
+    def add_user(self, name: str, password: str, *, replace: bool = False) -> str:
+        """Add ``name`` with ``password``; returns the new base32 TOTP secret."""
+        check_name(name)
+        if len(password) < 8:
+            raise UserError(f"The password for {name} is too short: use at least 8 characters.")
+        users = dict(read_json(self.path, {"users": {}}).get("users", {}))
+        if name in users and not replace:
+            raise UserError(f"{name} is already a user of this key service; remove them from {self.path} first.")
+        secret = pyotp.random_base32()
+        users[name] = {"password_hash": self.hasher.hash(password), "totp_secret": secret, "added": int(time.time())}
+        write_json(self.path, {"users": users})
+        self._stamp = None
+        return secret
+
+    def provisioning_uri(self, name: str) -> str:
+        """The ``otpauth://totp/...`` URI an authenticator app scans for ``name``."""
+        entry = self._load().get(name)
+        if entry is None:
+            raise UserError(f"{name} is not a user of this key service.")
+        return pyotp.TOTP(entry["totp_secret"]).provisioning_uri(name=name, issuer_name=ISSUER)
+
+    def check_password(self, name: str, password: str) -> bool:
+        """True when ``password`` is ``name``'s. Slow on purpose (argon2): call it off the event loop."""
+        entry = self._load().get(name)
+        try:
+            self.hasher.verify(entry["password_hash"] if entry else self._dummy_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
+        return entry is not None
+
+    def code_step(self, name: str, code: str, now: float | None = None) -> int | None:
+        """The TOTP time step ``code`` belongs to (this one or either neighbour), or None.
+
+        The step, not just yes/no, lets the caller refuse a code whose step was already used.
+        """
+        entry = self._load().get(name)
+        if entry is None or not (len(code) == 6 and code.isdigit()):
+            return None
+        totp = pyotp.TOTP(entry["totp_secret"])
+        now = time.time() if now is None else now
+        current = totp.timecode(now)
+        for offset in (0, -1, 1):
+            if hmac.compare_digest(totp.generate_otp(current + offset), code):
+                return current + offset
+        return None
+
