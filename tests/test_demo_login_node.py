@@ -119,6 +119,39 @@ async def test_only_the_user_with_the_generated_key_gets_in(node):
         await connect(node, client_keys=[other_key])
 
 
+async def test_a_home_of_its_own_for_commands_and_sftp(tmp_path):
+    home = tmp_path / "cluster-home"
+    home.mkdir()
+    async with LoginNode(tmp_path / "n", home=home) as node, connect(node) as conn:
+        result = await conn.run('echo "$HOME"; pwd', check=True)
+        assert result.stdout.split() == [str(home), str(home)]
+        async with conn.start_sftp_client() as sftp:
+            assert await sftp.realpath(".") == str(home)
+            async with sftp.open("notes.txt", "w") as handle:  # relative: in the home, as with OpenSSH
+                await handle.write("in the cluster home")
+    assert (home / "notes.txt").read_text() == "in the cluster home"
+
+
+def _certificate(ca, key, principal: str, valid_before: str = "+1h"):
+    return ca.generate_user_certificate(key, "test", principals=[principal], valid_before=valid_before)
+
+
+async def test_a_certificate_from_the_trusted_user_ca_logs_in(tmp_path):
+    ca = asyncssh.generate_private_key("ssh-ed25519")
+    trusted = ca.export_public_key().decode()
+    async with LoginNode(tmp_path / "n", trusted_user_ca_keys=[trusted]) as node:
+        key = asyncssh.generate_private_key("ssh-ed25519")
+        async with connect(node, client_keys=[(key, _certificate(ca, key, node.username))]) as conn:
+            assert (await conn.run("echo in", check=True)).stdout == "in\n"
+        for refused in (
+            _certificate(ca, key, "somebody-else"),  # another user's certificate
+            _certificate(ca, key, node.username, valid_before="-1m"),  # expired
+            _certificate(asyncssh.generate_private_key("ssh-ed25519"), key, node.username),  # another CA
+        ):
+            with pytest.raises(asyncssh.PermissionDenied):
+                await connect(node, client_keys=[(key, refused)])
+
+
 async def test_close_ends_running_commands(tmp_path):
     node = await LoginNode(tmp_path / "n", grace=1).start()
     conn = await connect(node)

@@ -14,10 +14,16 @@ does for the kernel layer, the way OpenSSH's sshd does it:
   socket path the user can reach (``AllowStreamLocalForwarding``; switchable, to exercise
   the provisioner's TCP fallback); remote forwarding, agent and X11 forwarding and PTYs are
   refused;
-* SFTP is served with the user's own permissions;
-* only the current user may log in, and only with the client key generated here: keys are
-  made per run into a private (0700) state directory, with a ``known_hosts`` that pins the
-  host key.
+* SFTP is served with the user's own permissions, relative paths starting in the home, as
+  OpenSSH's sftp-server does;
+* only the current user may log in, with the client key generated here or with a certificate
+  for that user from a trusted user CA (sshd's ``TrustedUserCAKeys``, the key service's CA in
+  the demo): keys are made per run into a private (0700) state directory, with a
+  ``known_hosts`` that pins the host key.
+
+``home`` gives sessions another home than the user's own (``HOME``, the working directory,
+SFTP's starting point): the demo's cluster home is a directory of its own, so nothing the
+demo's kernels or file browser write lands in the user's real home.
 
 It runs in whatever asyncio loop starts it (the demo runs it in its own supervising
 process, so that every command it runs is a descendant the demo can account for), and it is
@@ -111,6 +117,8 @@ class LoginNode:
         allow_stream_local: bool = True,
         session_env: dict[str, str] | None = None,
         grace: float = 3.0,
+        home: str | os.PathLike | None = None,
+        trusted_user_ca_keys: list[str] | None = None,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.host = host
@@ -119,6 +127,8 @@ class LoginNode:
         self.session_env = dict(session_env or {})
         self.grace = grace
         self.user = pwd.getpwuid(os.getuid())
+        self.home = str(home) if home is not None else self.user.pw_dir
+        self.trusted_user_ca_keys = list(trusted_user_ca_keys or [])
         self.shell = login_shell(self.user)
         self.host_key_path = self.state_dir / "ssh_host_ed25519_key"
         self.client_key_path = self.state_dir / "id_ed25519"
@@ -149,7 +159,10 @@ class LoginNode:
         write_private(self.client_key_path, client_key.export_private_key())
         public = client_key.export_public_key().decode().strip()
         write_private(self.client_key_path.with_suffix(".pub"), public + "\n", 0o644)
-        self._authorized_keys = asyncssh.import_authorized_keys(public + "\n")
+        lines = [public] + [
+            f'cert-authority,principals="{self.username}" {ca.strip()}' for ca in self.trusted_user_ca_keys
+        ]
+        self._authorized_keys = asyncssh.import_authorized_keys("".join(line + "\n" for line in lines))
         self._server = await asyncssh.create_server(
             lambda: _LoginServer(self),
             self.host,
@@ -157,7 +170,7 @@ class LoginNode:
             server_host_keys=[host_key],
             process_factory=self._session,
             encoding=None,
-            sftp_factory=True,
+            sftp_factory=lambda chan: _HomeSFTPServer(chan, self.home),
             allow_scp=False,
             allow_pty=False,
             agent_forwarding=False,
@@ -225,7 +238,7 @@ class LoginNode:
         env.update(
             USER=self.username,
             LOGNAME=self.username,
-            HOME=self.user.pw_dir,
+            HOME=self.home,
             SHELL=self.shell,
             SSH_CONNECTION=f"{peer_host} {peer_port} {own_host} {own_port}",
             SSH_CLIENT=f"{peer_host} {peer_port} {own_port}",
@@ -254,7 +267,7 @@ class LoginNode:
             return
         # Like sshd: a command goes to 'shell -c', no command starts a login shell.
         argv = [self.shell, "-c", process.command] if process.command is not None else [self.shell, "-l"]
-        cwd = self.user.pw_dir if os.path.isdir(self.user.pw_dir) else "/"
+        cwd = self.home if os.path.isdir(self.home) else "/"
         try:
             command = await asyncio.create_subprocess_exec(
                 *argv,
@@ -321,6 +334,18 @@ async def _copy_out(source: asyncio.StreamReader | None, sink: asyncssh.SSHWrite
             await sink.drain()
         except (asyncssh.Error, OSError):
             open_ = False
+
+
+class _HomeSFTPServer(asyncssh.SFTPServer):
+    """SFTP with relative paths taken from the home, as OpenSSH's sftp-server starts there
+    (asyncssh's own takes them from the serving process's working directory)."""
+
+    def __init__(self, chan: asyncssh.SSHServerChannel, home: str) -> None:
+        super().__init__(chan)
+        self._home = os.fsencode(home)
+
+    def map_path(self, path: bytes) -> bytes:
+        return path if path.startswith(b"/") else os.path.join(self._home, path)
 
 
 class _LoginServer(asyncssh.SSHServer):
