@@ -37,6 +37,7 @@ from traitlets import Bool, CaselessStrEnum, Dict, Float, Int, List, Unicode, de
 from ..errors import HPCError, KernelLaunchError, TransportRefusedError
 from ..launcher import RemoteKernel
 from ..ssh import SiteConnection, SSHTarget, get_pool, run_in_ssh_loop
+from ..ssh import credentials
 from .endpoints import LocalEndpoints
 from .kernel_pool import KernelPool
 
@@ -194,6 +195,8 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
             port=self.port,
             username=self.username,
             client_keys=tuple(self.client_keys),
+            # A hub's server holds the user's key + certificate in memory (ssh.credentials).
+            identities=() if self.client_keys else credentials.identities(),
             known_hosts=self.known_hosts,
             jump_host=self.jump_host,
             connect_timeout=self.launch_timeout,
