@@ -60,6 +60,7 @@ class SiteConnection:
         self._session_limit: int | None = None  # how many were open when the server refused one
         self._overflow = False  # opened as a sibling: closed once its last session ends
         self._retired = False
+        self._shared_sftp: asyncio.Task[tuple[SiteConnection, asyncssh.SFTPClient]] | None = None
 
     @property
     def closed(self) -> bool:
@@ -169,6 +170,32 @@ class SiteConnection:
             yield client
         finally:
             client.exit()
+
+    async def shared_sftp(self) -> asyncssh.SFTPClient:
+        """One long-lived SFTP client on this connection, for callers of many small requests
+        (the contents manager lists, stats and saves per click): a session per request would
+        pay a channel open and SFTP's version exchange each time, and hold sessions against
+        MaxSessions. Concurrent first callers share one open; once its channel closes (the
+        connection dropped, the server ended it), the next call opens another. Never exit it."""
+        task = self._shared_sftp
+        if task is not None and task.done() and (task.cancelled() or task.exception() is not None):
+            task = None
+        if task is None:
+            task = self._shared_sftp = asyncio.ensure_future(
+                self._in_session(lambda here: here.conn.start_sftp_client())
+            )
+
+            def forget(_: Any, opened: asyncio.Task = task) -> None:
+                if self._shared_sftp is opened:
+                    self._shared_sftp = None
+
+            def watch(done: asyncio.Task) -> None:
+                if not done.cancelled() and done.exception() is None:
+                    asyncio.ensure_future(done.result()[1].wait_closed()).add_done_callback(forget)
+
+            task.add_done_callback(watch)
+        _, client = await asyncio.shield(task)
+        return client
 
     async def forward_port_to_path(self, remote_path: str, local_port: int = 0) -> asyncssh.SSHListener:
         """Listen on 127.0.0.1:``local_port`` and forward each connection to a remote socket."""
