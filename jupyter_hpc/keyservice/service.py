@@ -232,6 +232,11 @@ class CreatePairHandler(_Handler):
         known = user in service.users
         if known and service.guard.locked_until(user):
             return self.refuse("locked", user, scope_name)
+        if not (len(code) == 6 and code.isdigit()):
+            # No code appended at all: say so, and spend no argon2 time on the rest.
+            if known:
+                service.guard.record_failure(user)
+            return self.refuse("code", user, scope_name)
         if not await asyncio.to_thread(service.users.check_password, user, password):
             if known:
                 service.guard.record_failure(user)
