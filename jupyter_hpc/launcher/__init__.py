@@ -37,11 +37,25 @@ def launcher_source() -> bytes:
     return resources.files(__package__).joinpath("remote_launcher.py").read_bytes()
 
 
+def script_argv(remote_python: str) -> list[str]:
+    """The remote command that runs a stdlib-only script sent on stdin (the launcher, discovery).
+
+    -I -S: such a script needs no site packages, starts faster, and a cluster's PYTHONPATH or
+    PYTHONSTARTUP cannot break it; a kernel it starts still gets the full environment.
+    """
+    return [remote_python, "-I", "-S", "-c", BOOTSTRAP]
+
+
+def script_stdin(source: bytes) -> bytes:
+    """What BOOTSTRAP reads first: the source's length, then the source; the script's own
+    input (a request line) may follow."""
+    return b"%d\n" % len(source) + source
+
+
 def launcher_stdin(request: dict[str, Any] | None = None) -> bytes:
-    """What the remote python reads: the source's length, the source, then the request line
-    (which a launcher on standby gets later)."""
-    source = launcher_source()
-    loaded = b"%d\n" % len(source) + source
+    """What the remote python reads: the launcher, then the request line (which a launcher on
+    standby gets later)."""
+    loaded = script_stdin(launcher_source())
     return loaded if request is None else loaded + request_line(request)
 
 
@@ -57,11 +71,7 @@ async def start_launcher(
     Returns where it runs: on a sibling connection when the site allows no more sessions on
     this one, and the kernel's forwards must go through the connection its launcher runs on.
     """
-    # -I -S: the stdlib-only launcher needs no site packages, starts faster, and a cluster's
-    # PYTHONPATH or PYTHONSTARTUP cannot break it; the kernel still gets the full environment.
-    connection, process = await connection.start(
-        [*prefix, remote_python, "-I", "-S", "-c", BOOTSTRAP], encoding=None
-    )
+    connection, process = await connection.start([*prefix, *script_argv(remote_python)], encoding=None)
     process.stdin.write(launcher_stdin())
     return connection, process
 
