@@ -4,6 +4,7 @@ and an sshproxy-style curl client whose key logs into a real sshd that trusts on
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -22,9 +23,11 @@ import requests
 from jupyter_hpc.keyservice import (
     AccessDenied,
     AccountLocked,
+    KeyService,
     KeyServiceUnavailable,
     LoginRefused,
     UnknownScope,
+    UserStore,
     certificate_info,
     request_certificate,
     split_pair,
@@ -180,8 +183,9 @@ def test_five_failures_lock_the_user_out_across_a_restart(service):
     assert_refused(service.create_pair("dave", PASSWORDS["dave"], code(service, "dave")), "locked")
     service.restart()
     assert_refused(service.create_pair("dave", PASSWORDS["dave"], code(service, "dave")), "locked")
-    reasons = [r["reason"] for r in service.audit() if r["user"] == "dave"]
-    assert reasons == ["password"] * 5 + ["locked", "locked"]
+    events = [(r["event"], r.get("reason")) for r in service.audit() if r["user"] == "dave"]
+    assert events == [("refused", "password")] * 4 + [("locked-out", None), ("refused", "password")] + \
+        [("refused", "locked")] * 2
     # Other users are not affected.
     assert requests.get(f"{service.url}status.html", timeout=10).text == "OK"
 
@@ -217,6 +221,34 @@ async def test_the_python_client_splits_pairs_and_names_each_refusal(service):
     with pytest.raises(KeyServiceUnavailable) as unreachable:
         await request_certificate(f"http://127.0.0.1:{free_port()}/create_pair/default/", "frank", "x", "000000")
     assert "cannot be reached" in unreachable.value.message
+
+
+async def test_in_process_service_one_code_once_scope_lifetime_and_lock_expiry(tmp_path):
+    """The Python API the hub uses: KeyService in this loop, UserStore, request_certificate."""
+    store = UserStore(tmp_path / "state")
+    hana, ivan = store.add_user("hana", "hana-password-1"), store.add_user("ivan", "ivan-password-1")
+    async with KeyService(state_dir=str(tmp_path / "state"), scopes={"short": {"lifetime": 30}}, lockout=2) as ks:
+        assert ks.port > 0 and ks.url == f"http://127.0.0.1:{ks.port}/"
+        otp = pyotp.TOTP(hana).now()
+        url = ks.create_pair_url("short")
+        # Two requests racing with one code: exactly one certificate.
+        results = await asyncio.gather(*(request_certificate(url, "hana", "hana-password-1", otp) for _ in range(2)),
+                                       return_exceptions=True)
+        pairs = [r for r in results if isinstance(r, tuple)]
+        refused = [r for r in results if isinstance(r, LoginRefused)]
+        assert len(pairs) == 1 and len(refused) == 1 and refused[0].reason == "replayed", results
+        info = certificate_info(pairs[0][1])
+        assert abs(info.valid_before - (time.time() + 30)) <= 3 and info.ca_public_key == ks.ca_public_key
+        assert "scope=short" in info.key_id
+        for _ in range(5):
+            with pytest.raises(LoginRefused):
+                await request_certificate(ks.create_pair_url(), "ivan", "wrong-password", pyotp.TOTP(ivan).now())
+        with pytest.raises(AccountLocked):
+            await request_certificate(ks.create_pair_url(), "ivan", "ivan-password-1", pyotp.TOTP(ivan).now())
+        await asyncio.sleep(2.2)  # the lock (lockout=2 s) ends
+        _, cert_text = await request_certificate(ks.create_pair_url(), "ivan", "ivan-password-1", pyotp.TOTP(ivan).now())
+        assert certificate_info(cert_text).principals == ["ivan"]
+        assert certificate_info(cert_text).valid_before - time.time() > 12 * 3600 - 10
 
 
 def test_split_pair_reads_sshproxy_shaped_answers(tmp_path):

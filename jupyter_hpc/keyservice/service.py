@@ -120,7 +120,7 @@ class KeyService(LoggingConfigurable):
         state = ensure_state_dir(self.state_dir)
         self.state_path = state
         ssl_context = self._ssl_context()
-        configured = dict(self.scopes)
+        configured = {"default": {}, **self.scopes}  # sshproxy's clients ask for "default" unless told
         configured.update(read_json(state / SCOPES_FILE, {}))
         self.scope_map: dict[str, Scope] = parse_scopes(
             configured, lifetime=self.lifetime, max_lifetime=self.max_lifetime,
@@ -218,6 +218,12 @@ class CreatePairHandler(_Handler):
         self.set_header(REASON_HEADER, reason)
         self.reply(401, REFUSALS[reason])
 
+    def failed(self, user: str, known: bool) -> None:
+        """Count a failure against a known user; the one that locks them is audited as such."""
+        if known and self.service.guard.record_failure(user):
+            until = int(self.service.guard.locked_until(user))
+            self.service.audit("locked-out", user=user, client=self.request.remote_ip, until=until)
+
     async def post(self, scope_name: str) -> None:
         service, client = self.service, self.request.remote_ip
         scope = self.scope(scope_name)
@@ -234,16 +240,14 @@ class CreatePairHandler(_Handler):
             return self.refuse("locked", user, scope_name)
         if not (len(code) == 6 and code.isdigit()):
             # No code appended at all: say so, and spend no argon2 time on the rest.
-            if known:
-                service.guard.record_failure(user)
+            self.failed(user, known)
             return self.refuse("code", user, scope_name)
-        if not await asyncio.to_thread(service.users.check_password, user, password):
-            if known:
-                service.guard.record_failure(user)
+        if not await asyncio.to_thread(service.users.verify, service.users.password_hash(user), password):
+            self.failed(user, known)
             return self.refuse("password", user, scope_name)
         step = service.users.code_step(user, code)
         if step is None or service.guard.step_used(user, step):
-            service.guard.record_failure(user)
+            self.failed(user, known)
             return self.refuse("code" if step is None else "replayed", user, scope_name)
         service.guard.record_success(user, step)
         if user in service.unallowed_users or not scope.allows(user):

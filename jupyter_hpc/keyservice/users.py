@@ -90,14 +90,26 @@ class UserStore:
             raise UserError(f"{name} is not a user of this key service.")
         return pyotp.TOTP(entry["totp_secret"]).provisioning_uri(name=name, issuer_name=ISSUER)
 
-    def check_password(self, name: str, password: str) -> bool:
-        """True when ``password`` is ``name``'s. Slow on purpose (argon2): call it off the event loop."""
+    def password_hash(self, name: str) -> str | None:
+        """``name``'s argon2id hash, or None for an unknown name (cheap: the file is cached)."""
         entry = self._load().get(name)
+        return entry["password_hash"] if entry else None
+
+    def verify(self, password_hash: str | None, password: str) -> bool:
+        """True when ``password`` matches ``password_hash`` (None: an unknown user, always False).
+
+        Slow on purpose (argon2, about 64 MiB and tens of ms): the service runs it in a worker
+        thread. It touches no shared state, so it is safe there.
+        """
         try:
-            self.hasher.verify(entry["password_hash"] if entry else self._dummy_hash, password)
+            self.hasher.verify(password_hash or self._dummy_hash, password)
         except (VerificationError, InvalidHashError):
             return False
-        return entry is not None
+        return password_hash is not None
+
+    def check_password(self, name: str, password: str) -> bool:
+        """True when ``password`` is ``name``'s (blocking; see :meth:`verify`)."""
+        return self.verify(self.password_hash(name), password)
 
     def code_step(self, name: str, code: str, now: float | None = None) -> int | None:
         """The TOTP time step ``code`` belongs to (this one or either neighbour), or None.
