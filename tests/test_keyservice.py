@@ -265,6 +265,40 @@ def test_split_pair_reads_sshproxy_shaped_answers(tmp_path):
     assert info.principals == ["alice"] and info.key_id == "user_alice" and info.serial == 1
 
 
+def test_adduser_prompts_for_the_password_twice(tmp_path):
+    import pexpect
+
+    state = tmp_path / "state"
+    child = pexpect.spawn(sys.executable, ["-m", "jupyter_hpc.cli.main", "keyservice", "adduser", "judy",
+                                           "--state-dir", str(state)], encoding="utf-8", timeout=60)
+    child.expect("Password for judy: ")
+    child.sendline("judy-types-it-in")
+    child.expect("Again: ")
+    child.sendline("judy-types-it-in")
+    child.expect(r"otpauth://totp/jupyter-hpc:judy\?secret=[A-Z2-7]+&issuer=jupyter-hpc")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    assert UserStore(state).check_password("judy", "judy-types-it-in")
+    # Typed differently the second time: nothing is added.
+    child = pexpect.spawn(sys.executable, ["-m", "jupyter_hpc.cli.main", "keyservice", "adduser", "kim",
+                                           "--state-dir", str(state)], encoding="utf-8", timeout=60)
+    child.expect("Password for kim: ")
+    child.sendline("kim-password-one")
+    child.expect("Again: ")
+    child.sendline("kim-password-two")
+    child.expect("the passwords differ")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 1 and "kim" not in UserStore(state)
+    bad = cli("adduser", "kim:x", "--state-dir", str(state), "--password-stdin", input="long-enough-password\n")
+    assert bad.returncode == 1 and "not a usable user name" in bad.stderr and "Traceback" not in bad.stderr
+    short = cli("adduser", "kim", "--state-dir", str(state), "--password-stdin", input="short\n")
+    assert short.returncode == 1 and "at least 8" in short.stderr
+    again = cli("adduser", "judy", "--state-dir", str(state), "--password-stdin", input="long-enough-password\n")
+    assert again.returncode == 1 and "already a user" in again.stderr
+
+
 def test_state_dir_and_files_are_private(service):
     assert stat.S_IMODE(service.state.stat().st_mode) == 0o700
     for name in ("ca_key", "users.json", "logins.json", "audit.log", "scopes.json"):

@@ -1,7 +1,7 @@
 """``jupyter hpc keyservice``: an SSH certificate authority that speaks sshproxy's API.
 
 Users trade password + one-time code for a short-lived SSH certificate signed by a CA kept in
-the state directory; login nodes trust that CA instead of anyone's public key. ``adduser``
+the state directory; login nodes trust that CA instead of anyone's public key. `adduser`
 adds a user and prints the TOTP provisioning URI for their authenticator app.
 """
 
