@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import socket
 import ssl
@@ -83,6 +84,7 @@ class KeyService(LoggingConfigurable):
         super().__init__(**kwargs)
         self._server: httpserver.HTTPServer | None = None
         self.ca: CertificateAuthority | None = None
+        self._attempt_locks: dict[str, asyncio.Lock] = {}
 
     # -- life cycle ---------------------------------------------------------------------------
     @property
@@ -161,6 +163,13 @@ class KeyService(LoggingConfigurable):
     async def __aexit__(self, *exc) -> None:
         await self.stop()
 
+    def attempt_lock(self, user: str) -> asyncio.Lock | contextlib.nullcontext:
+        """The lock that serializes ``user``'s login attempts (none for unknown names, which
+        always fail and must not grow this table)."""
+        if user not in self.users:
+            return contextlib.nullcontext()
+        return self._attempt_locks.setdefault(user, asyncio.Lock())
+
     # -- audit --------------------------------------------------------------------------------
     def audit(self, event: str, **fields) -> None:
         """One JSON line per issue or refusal: names, addresses, serials; never a secret."""
@@ -224,6 +233,26 @@ class CreatePairHandler(_Handler):
             until = int(self.service.guard.locked_until(user))
             self.service.audit("locked-out", user=user, client=self.request.remote_ip, until=until)
 
+    async def authenticate(self, user: str, password: str, code: str) -> str | None:
+        """None when ``password`` and ``code`` are ``user``'s and the code is fresh; else the reason."""
+        service = self.service
+        known = user in service.users
+        if known and service.guard.locked_until(user):
+            return "locked"
+        if not (len(code) == 6 and code.isdigit()):
+            # No code appended at all: say so, and spend no argon2 time on the rest.
+            self.failed(user, known)
+            return "code"
+        if not await asyncio.to_thread(service.users.verify, service.users.password_hash(user), password):
+            self.failed(user, known)
+            return "password"
+        step = service.users.code_step(user, code)
+        if step is None or service.guard.step_used(user, step):
+            self.failed(user, known)
+            return "code" if step is None else "replayed"
+        service.guard.record_success(user, step)
+        return None
+
     async def post(self, scope_name: str) -> None:
         service, client = self.service, self.request.remote_ip
         scope = self.scope(scope_name)
@@ -234,22 +263,12 @@ class CreatePairHandler(_Handler):
             return self.reply(404, f"Unknown scope {scope_name!r}.")
         if user is None:
             return self.refuse("password", user, scope_name)
-        password, code = credentials[1][:-6], credentials[1][-6:]
-        known = user in service.users
-        if known and service.guard.locked_until(user):
-            return self.refuse("locked", user, scope_name)
-        if not (len(code) == 6 and code.isdigit()):
-            # No code appended at all: say so, and spend no argon2 time on the rest.
-            self.failed(user, known)
-            return self.refuse("code", user, scope_name)
-        if not await asyncio.to_thread(service.users.verify, service.users.password_hash(user), password):
-            self.failed(user, known)
-            return self.refuse("password", user, scope_name)
-        step = service.users.code_step(user, code)
-        if step is None or service.guard.step_used(user, step):
-            self.failed(user, known)
-            return self.refuse("code" if step is None else "replayed", user, scope_name)
-        service.guard.record_success(user, step)
+        # One attempt at a time per user: parallel guesses would all pass the lock check before
+        # the first failure is counted, and five would become as many as an attacker can send.
+        async with service.attempt_lock(user):
+            reason = await self.authenticate(user, credentials[1][:-6], credentials[1][-6:])
+        if reason is not None:
+            return self.refuse(reason, user, scope_name)
         if user in service.unallowed_users or not scope.allows(user):
             service.audit("refused", reason="not-allowed", user=user, scope=scope_name, client=client)
             return self.reply(403, f"User {user} is not allowed certificates of scope {scope_name!r}.")
