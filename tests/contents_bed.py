@@ -97,11 +97,16 @@ def start_server(workdir: Path, sshd: SSHDaemon, user: FilesUser, roots: dict | 
     return Server(workdir, name=name)
 
 
-@pytest.fixture
-def contents_server(tmp_path, files_sshd, files_user, kernelspecs):
-    server = start_server(tmp_path, files_sshd, files_user)
-    yield server
-    server.stop()
+@pytest.fixture(scope="module")
+def contents_server(tmp_path_factory, files_sshd, files_user):
+    """One server for a module's tests (each works in a folder of its own): a start costs seconds."""
+    workdir = tmp_path_factory.mktemp("contents-server")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("JUPYTER_PATH", str(workdir / "jupyter"))
+        patch.setenv("JUPYTER_RUNTIME_DIR", str(workdir / "runtime"))
+        server = start_server(workdir, files_sshd, files_user)
+        yield server
+        server.stop()
 
 
 def server_rss(server: Server) -> int:
