@@ -19,7 +19,7 @@ from pathlib import Path
 
 import asyncssh
 
-from .state import StateDirError, read_private, write_private
+from .state import StateDirError, ensure_state_dir, read_private, write_private
 
 CA_KEY_FILE = "ca_key"
 KEY_TYPES = ("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256")
@@ -48,7 +48,7 @@ class CertificateAuthority:
     """Loads the CA key from ``state_dir/ca_key`` (0600), creating an Ed25519 one on first use."""
 
     def __init__(self, state_dir: Path) -> None:
-        self.path = Path(state_dir) / CA_KEY_FILE
+        self.path = ensure_state_dir(state_dir) / CA_KEY_FILE
         data = read_private(self.path)
         if data is None:
             key = asyncssh.generate_private_key("ssh-ed25519", comment="jupyter-hpc keyservice CA")
@@ -75,7 +75,9 @@ class CertificateAuthority:
         stamp = datetime.fromtimestamp(now, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         serial = secrets.randbits(63)
         key_id = f"user={user} scope={scope} from={client} at={stamp} serial={serial}"
-        user_key = asyncssh.generate_private_key(key_type, comment=f"{user}@{scope}")
+        # RSA at 3072 bits, OpenSSH's own default (asyncssh's is 2048).
+        size = {"key_size": 3072} if key_type == "ssh-rsa" else {}
+        user_key = asyncssh.generate_private_key(key_type, comment=f"{user}@{scope}", **size)
         cert = self._key.generate_user_certificate(
             user_key,
             key_id,
