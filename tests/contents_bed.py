@@ -89,7 +89,7 @@ def start_server(workdir: Path, sshd: SSHDaemon, user: FilesUser, roots: dict | 
     config_dir.mkdir(exist_ok=True)
     config = {
         "ServerApp": {"contents_manager_class": MANAGER},
-        "SFTPContentsManager": {"site_config": site_config(sshd, user, roots)},
+        "HPCSites": {"sites": {"files": site_config(sshd, user, roots)}},
     }
     for section, values in (extra or {}).items():
         config.setdefault(section, {}).update(values)

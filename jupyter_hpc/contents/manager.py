@@ -25,15 +25,15 @@ from typing import Any, TypeVar
 import nbformat
 from jupyter_server.services.contents.manager import AsyncContentsManager
 from tornado.web import HTTPError
-from traitlets import Bool, Dict, Integer, Unicode, default
+from traitlets import Bool, Integer, Unicode, default
 
-from ..ssh import SSHTarget, run_in_ssh_loop
+from ..sites import HPCSites, Site
+from ..ssh import run_in_ssh_loop
 from .checkpoints import SFTPCheckpoints
 from .remote import ClusterFiles, Entry, translate
 from .roots import Location, Roots
 
 T = TypeVar("T")
-TARGET_KEYS = ("host", "port", "username", "client_keys", "known_hosts", "jump_host")
 
 
 def _time(seconds: float) -> datetime:
@@ -50,13 +50,6 @@ class SFTPContentsManager(AsyncContentsManager):
         "", config=True,
         help="The site whose files to show: a name in c.HPCSites.sites, e.g. 'cori'. Empty: the "
         "only site there is.",
-    )
-    site_config = Dict(
-        config=True,
-        help="A site given inline instead of through c.HPCSites.sites, with the same keys: "
-        "{'host': 'login.example.org', 'port': 22, 'username': 'alice', 'client_keys': "
-        "['~/.ssh/id_ed25519'], 'known_hosts': '~/.ssh/known_hosts', 'roots': {'home': '~', "
-        "'scratch': '$SCRATCH'}}. For tests and one-off setups; sites are the usual way.",
     )
     follow_links_out = Bool(
         False, config=True,
@@ -85,37 +78,25 @@ class SFTPContentsManager(AsyncContentsManager):
 
         return StreamingFilesHandler
 
+    # -- where --------------------------------------------------------------------------
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self._site = self._choose_site()  # a misspelt or missing site stops the server here, named
         self._cluster: ClusterFiles | None = None
 
-    # -- where --------------------------------------------------------------------------
+    def _choose_site(self) -> Site:
+        sites = HPCSites(parent=self)
+        return sites.site(self.site) if self.site else sites.default_site()
 
     @property
     def cluster(self) -> ClusterFiles:
-        """The site's files; built on first use so that a credential the hub hands over after
-        the server starts is the one that logs in."""
+        """The site's files; the login is built on first use so that a credential the hub
+        hands over after the server starts is the one used."""
         if self._cluster is None:
-            if self.site_config:
-                settings = dict(self.site_config)
-                roots = settings.pop("roots", None) or {"home": "~"}
-                unknown = sorted(set(settings) - set(TARGET_KEYS) - {"display_name"})
-                if unknown:
-                    raise HTTPError(500, f"c.SFTPContentsManager.site_config has unknown keys {unknown}; "
-                                    f"known: {', '.join((*TARGET_KEYS, 'display_name', 'roots'))}")
-                target = SSHTarget(
-                    host=settings["host"], port=settings.get("port"), username=settings.get("username"),
-                    client_keys=tuple(settings.get("client_keys") or ()),
-                    known_hosts=settings.get("known_hosts"), jump_host=settings.get("jump_host"),
-                )
-                name = settings.get("display_name") or self.site or settings["host"]
-            else:
-                from ..sites import HPCSites
-
-                sites = HPCSites(parent=self)
-                site = sites.site(self.site) if self.site else sites.default_site()
-                target, roots, name = site.ssh_target(), site.roots, site.display_name
-            self._cluster = ClusterFiles(target, roots, name, follow_links_out=self.follow_links_out)
+            site = self._site
+            self._cluster = ClusterFiles(site.ssh_target(), site.roots, site.display_name,
+                                         follow_links_out=self.follow_links_out)
         return self._cluster
 
     async def _remote(self, work: Awaitable[T], api_path: str) -> T:
@@ -445,4 +426,4 @@ class SFTPContentsManager(AsyncContentsManager):
         return model, chunks()
 
     def info_string(self) -> str:
-        return f"Serving the cluster's files over SFTP ({self.site or self.site_config.get('host', 'the site')})"
+        return f"Serving the files of {self._site.display_name} over SFTP (roots: {', '.join(self._site.roots)})"
