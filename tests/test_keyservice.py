@@ -251,6 +251,12 @@ async def test_in_process_service_one_code_once_scope_lifetime_and_lock_expiry(t
         _, cert_text = await request_certificate(ks.create_pair_url(), "ivan", "ivan-password-1", pyotp.TOTP(ivan).now())
         assert certificate_info(cert_text).principals == ["ivan"]
         assert certificate_info(cert_text).valid_before - time.time() > 12 * 3600 - 10
+        # A user added while the service runs can log in at once (users.json is re-read).
+        late = cli("adduser", "lena", "--state-dir", str(tmp_path / "state"), "--password-stdin",
+                   input="lena-came-later\n")
+        secret = pyotp.parse_uri(late.stdout.strip()).secret
+        _, cert_text = await request_certificate(ks.create_pair_url(), "lena", "lena-came-later", pyotp.TOTP(secret).now())
+        assert certificate_info(cert_text).principals == ["lena"]
 
 
 def test_split_pair_reads_sshproxy_shaped_answers(tmp_path):
