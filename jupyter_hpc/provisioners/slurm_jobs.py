@@ -46,6 +46,12 @@ class JobState:
     state: str  # squeue's %T, or "GONE" once squeue no longer lists the job
     reason: str
     nodes: str  # the batch host once the job runs (squeue's %B)
+    # Shown to users, not compared: a state change is one of the four above.
+    partition: str = dataclasses.field(default="", compare=False)
+    start: str = dataclasses.field(default="", compare=False)  # %S: expected start while pending, else actual
+    time_left: str = dataclasses.field(default="", compare=False)  # %L, as of ``seen``
+    time_limit: str = dataclasses.field(default="", compare=False)  # %l
+    seen: float = dataclasses.field(default=0.0, compare=False)  # time.time() of the squeue call
 
 
 def checked_value(name: str, value: object) -> str:
@@ -142,6 +148,7 @@ class SlurmQueue:
         self.queries = 0
         self._watchers: dict[str, list[asyncio.Queue[JobState]]] = {}
         self._task: asyncio.Task | None = None
+        self.latest: dict[str, JobState] = {}  # each watched job's last state, for the REST status
 
     @classmethod
     def of(cls, connection: SiteConnection) -> "SlurmQueue":
@@ -152,13 +159,14 @@ class SlurmQueue:
     async def query(self, job_ids: Sequence[str]) -> dict[str, JobState]:
         """States of ``job_ids``; a job squeue no longer lists is absent from the result."""
         self.queries += 1
-        argv = ["squeue", "-h", "-j", ",".join(job_ids), "-o", "%i\x1f%T\x1f%r\x1f%B"]
+        argv = ["squeue", "-h", "-j", ",".join(job_ids), "-o", "%i\x1f%T\x1f%r\x1f%B\x1f%P\x1f%S\x1f%L\x1f%l"]
+        seen = time.time()
         result = await self.connection.run(argv, check=False)
         states = {}
         for line in str(result.stdout).splitlines():
             fields = line.split("\x1f")
-            if len(fields) == 4:
-                states[fields[0]] = JobState(fields[0], fields[1], fields[2], fields[3])
+            if len(fields) == 8:
+                states[fields[0]] = JobState(*fields, seen=seen)
         if result.exit_status != 0 and "Invalid job id" not in str(result.stderr):
             log.warning("squeue failed on %s: %s", self.connection.target.host, str(result.stderr).strip())
             raise SlurmError(f"squeue failed: {str(result.stderr).strip()}")
@@ -184,6 +192,7 @@ class SlurmQueue:
             self._watchers[job_id].remove(updates)
             if not self._watchers[job_id]:
                 del self._watchers[job_id]
+                self.latest.pop(job_id, None)
 
     async def _poll(self) -> None:
         failures = 0
@@ -201,6 +210,7 @@ class SlurmQueue:
                     continue
             for job_id in job_ids:
                 state = states.get(job_id) or JobState(job_id, "GONE", "", "")
+                self.latest[job_id] = state
                 for updates in self._watchers.get(job_id, []):
                     updates.put_nowait(state)
             await asyncio.sleep(self.poll_interval)

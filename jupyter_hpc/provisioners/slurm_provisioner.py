@@ -116,6 +116,7 @@ class SlurmProvisioner(SSHProvisioner):
     )
 
     queue_state: JobState | None = None  # the job's latest state while it waits, for progress
+    queue: SlurmQueue | None = None  # the site's one poller, whose ``latest`` the REST status reads
     _kept_job: tuple[str, str, str] | None = None  # (job id, staging token, node) across a restart
     _job_token: str | None = None
     _saved_job: tuple[str, str] | None = None  # (job id, node): the running job, or a saved one
@@ -136,6 +137,19 @@ class SlurmProvisioner(SSHProvisioner):
 
     def _kernel_pool(self, target, login, request, transport):  # type: ignore[override]
         return None  # a pool of batch jobs would hold allocations idle; not offered
+
+    async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
+        """Reached from ``KernelManager.pre_start_kernel``, on each start and restart; calls
+        ``super()``. ``slurm_resources`` (the server's kernel manager passes the user's checked
+        choice from the resource dialog) sets this kernel's own settings, through the same
+        validation as the kernelspec's; ``_launch_args`` keeps it, so a restart that needs a
+        new job asks for the same."""
+        resources = kwargs.pop("slurm_resources", None) or {}
+        for name, value in resources.items():
+            if name not in self.sbatch_options():
+                raise ValueError(f"{name!r} is not a SLURM resource a kernel start may set")
+            setattr(self, name, value)
+        return await super().pre_launch(**kwargs)
 
     def sbatch_options(self) -> dict[str, object]:
         return {
@@ -264,7 +278,7 @@ class SlurmProvisioner(SSHProvisioner):
         """Follow the job through the queue, logging each state change with SLURM's Reason."""
         loop = asyncio.get_running_loop()
         started = loop.time()
-        queue = SlurmQueue.of(login)
+        queue = self.queue = SlurmQueue.of(login)
         self.queue_state = JobState(job_id, "PENDING", "", "")
 
         async def follow() -> None:

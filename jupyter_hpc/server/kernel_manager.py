@@ -34,6 +34,8 @@ from traitlets import CaselessStrEnum, Float, Unicode, default, validate
 
 from ..provisioners.ssh_provisioner import SSHProvisioner
 from .records import KernelRecords
+from .resources import PendingResources
+from .slurm_status import session_path
 
 
 class HPCServerKernelManager(ServerKernelManager):
@@ -99,6 +101,8 @@ class HPCMappingKernelManager(AsyncMappingKernelManager):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.pending_resources = PendingResources()  # the resource dialog's choices (server.resources)
+        self.starting_kernels: dict[str, Any] = {}  # SLURM kernels between start request and ready
         self.records = KernelRecords(self.record_file)
         self.restored: asyncio.Future | None = None
         if not self.records.acquire():
@@ -116,6 +120,47 @@ class HPCMappingKernelManager(AsyncMappingKernelManager):
             self.restored = asyncio.ensure_future(self.restore_kernels())
         else:
             loop.run_until_complete(self.restore_kernels())
+
+    # -- starting, with the resources chosen for this start ---------------------------------
+
+    def is_slurm_kernelspec(self, kernel_name: str) -> bool:
+        """Whether the kernelspec runs its kernels in SLURM jobs (the hpc-slurm provisioner)."""
+        try:
+            spec = self.kernel_spec_manager.get_kernel_spec(kernel_name)
+        except Exception:  # unknown or broken: jupyter_server's own start reports it
+            return False
+        provisioner = (getattr(spec, "metadata", None) or {}).get("kernel_provisioner") or {}
+        return provisioner.get("provisioner_name") == "hpc-slurm"
+
+    async def start_kernel(self, *, kernel_name: str | None = None, path: str | None = None,
+                           kernel_id: str | None = None, **kwargs: Any) -> str:
+        """jupyter_server's start; for a SLURM kernelspec, takes the resources the front end
+        chose for this kernelspec and session (``pending_resources``) and hands them to this
+        kernel's provisioner only (its ``pre_launch`` takes ``slurm_resources``). Meanwhile the
+        kernel is listed in ``starting_kernels``, so its place in the queue can be shown."""
+        name = kernel_name or self.default_kernel_name
+        if (kernel_id is not None and kernel_id in self) or not self.is_slurm_kernelspec(name):
+            return await super().start_kernel(kernel_name=kernel_name, path=path, kernel_id=kernel_id, **kwargs)
+        session = session_path(kwargs, self.root_dir)
+        resources = self.pending_resources.take(name, path, session)
+        if resources:
+            kwargs["slurm_resources"] = resources
+        kernel_id = kernel_id or self.new_kernel_id()
+        self._starting_info = (session or (path or ""), resources or {})
+        try:
+            return await super().start_kernel(kernel_name=kernel_name, path=path, kernel_id=kernel_id, **kwargs)
+        finally:
+            self.starting_kernels.pop(kernel_id, None)
+
+    def pre_start_kernel(self, kernel_name: str | None, kwargs: Any) -> tuple[Any, str, str]:
+        """``MultiKernelManager.pre_start_kernel``, then (SLURM kernels) note the new manager
+        in ``starting_kernels``; reached synchronously from ``start_kernel`` above."""
+        km, kernel_name, kernel_id = super().pre_start_kernel(kernel_name, kwargs)
+        info, self._starting_info = getattr(self, "_starting_info", None), None
+        if info is not None:
+            km.hpc_session_path, km.hpc_resources = info
+            self.starting_kernels[kernel_id] = km
+        return km, kernel_name, kernel_id
 
     # -- recording -------------------------------------------------------------------------
 
