@@ -1,0 +1,235 @@
+"""SSHCertAuthenticator: password + one-time code in, a short-lived SSH certificate out.
+
+The hub posts the user's password with the code appended to a key service
+(``…/create_pair/<scope>/``, ours or NERSC's sshproxy) and keeps the key and certificate in
+encrypted ``auth_state``. A certificate ends; the login must end with it. So:
+
+- ``refresh_user`` answers False from ``expiry_margin`` (plus one ``auth_refresh_age``, the
+  longest a stale answer can go unasked) before the certificate's end: the next
+  cookie-authenticated request goes to the login page, a spawn included
+  (``refresh_pre_spawn``), and token-authenticated requests are refused too
+  (``auth_refresh_strict``), so that no server starts that could not log in to the cluster.
+- ``auth_refresh_age`` defaults to 1 s here (JupyterHub's 300 s would let a login outlive
+  a 60 s certificate by minutes); a refresh reads the validity from auth_state, no round trip.
+- The browser's OAuth tokens for the user's servers are given the same end
+  (``expires_at``), so a server's session cannot outlive the certificate either.
+
+Refusals raise ``tornado.web.HTTPError`` with the key service's reason as the message:
+JupyterHub's LoginHandler renders a failed form submission's error page as the login form
+with that message (``login_error``), so a wrong code, a replayed code, a locked account and
+an unreachable key service each read as themselves and none is a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime, timezone
+from urllib.parse import urlsplit
+
+from jupyterhub.auth import Authenticator
+from jupyterhub.handlers.login import LoginHandler, LogoutHandler
+from tornado import web
+from traitlets import Float, Unicode, default, validate
+
+from ..keyservice import (
+    AccessDenied,
+    KeyServiceError,
+    KeyServiceUnavailable,
+    LoginRefused,
+    UnknownScope,
+    request_certificate,
+)
+from ..ssh.credentials import Credential, CredentialError
+from . import state
+
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+class SSHCertLoginHandler(LoginHandler):
+    """JupyterHub's login form; after a login, a running server is told to fetch the new
+    credential before the browser is redirected, so its next kernel starts with it."""
+
+    async def login_user(self, data=None):
+        user = await super().login_user(data)
+        if user is not None:
+            await notify_servers(user, self.log)
+        return user
+
+
+class SSHCertLogoutHandler(LogoutHandler):
+    """Logout removes the credential from auth_state, and running servers forget it."""
+
+    async def handle_logout(self):
+        user = self.current_user
+        if user is None:
+            return
+        await user.save_auth_state(state.without_credential(await user.get_auth_state()))
+        self.log.info("SSH credential of %s removed at logout", user.name)
+        await notify_servers(user, self.log)
+
+
+async def notify_servers(user, log) -> None:
+    """Ask each of the user's running servers whose spawner can be told to fetch again."""
+    calls = [
+        spawner.notify_credential()
+        for spawner in user.spawners.values()
+        if spawner.ready and hasattr(spawner, "notify_credential")
+    ]
+    for outcome in await asyncio.gather(*calls, return_exceptions=True):
+        if isinstance(outcome, Exception):
+            log.warning("could not tell %s's server about the new credential: %s", user.name, outcome)
+
+
+class SSHCertAuthenticator(Authenticator):
+    """Log in with password + one-time code; the key service's certificate is the session."""
+
+    keyservice_url = Unicode(
+        config=True,
+        help="""The key service's create_pair URL, scope included, e.g.
+        'http://127.0.0.1:8990/create_pair/default/' (ours, `jupyter hpc keyservice`) or
+        'https://sshproxy.nersc.gov/create_pair/default/' (NERSC's sshproxy). Plain HTTP
+        only to a loopback address: the password travels in it.""",
+    )
+    keyservice_ca_certs = Unicode(
+        "",
+        config=True,
+        help="A PEM bundle that verifies an HTTPS key service's certificate. Default: the system's.",
+    )
+    keyservice_timeout = Float(
+        20.0, config=True, help="Seconds to wait for the key service before the login page says it is unreachable."
+    )
+    expiry_margin = Float(
+        300.0,
+        config=True,
+        help="""Seconds before the certificate's end at which the user is sent to log in
+        again, so that a kernel started just before the end can still log in to the cluster.
+        Must be shorter than the key service's certificate lifetime.""",
+    )
+
+    @default("request_otp")
+    def _default_request_otp(self) -> bool:
+        return True
+
+    @default("otp_prompt")
+    def _default_otp_prompt(self) -> str:
+        return "One-time code:"
+
+    @default("enable_auth_state")
+    def _default_enable_auth_state(self) -> bool:
+        return True
+
+    @default("auth_refresh_age")
+    def _default_auth_refresh_age(self) -> int:
+        return 1
+
+    @default("refresh_pre_spawn")
+    def _default_refresh_pre_spawn(self) -> bool:
+        return True
+
+    @default("auth_refresh_strict")
+    def _default_auth_refresh_strict(self) -> bool:
+        return True
+
+    @default("allow_all")
+    def _default_allow_all(self) -> bool:
+        # The key service decides who gets a certificate (its users and each scope's
+        # allowed_users); allowed_users here narrows that further.
+        return not self.allowed_users
+
+    @validate("keyservice_url")
+    def _valid_url(self, proposal: dict) -> str:
+        url = proposal["value"]
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                f"SSHCertAuthenticator.keyservice_url {url!r} is not an http(s) URL; set it to the "
+                "key service's create_pair URL, e.g. http://127.0.0.1:8990/create_pair/default/"
+            )
+        if parts.scheme == "http" and parts.hostname not in LOOPBACK:
+            raise ValueError(
+                f"SSHCertAuthenticator.keyservice_url {url!r} is plain HTTP to another host: the "
+                "password would cross the network in clear. Use https://, or a key service on 127.0.0.1."
+            )
+        if "/create_pair/" not in parts.path:
+            raise ValueError(
+                f"SSHCertAuthenticator.keyservice_url {url!r} names no scope: it must end in /create_pair/<scope>/"
+            )
+        return url if url.endswith("/") else url + "/"
+
+    @validate("expiry_margin")
+    def _valid_margin(self, proposal: dict) -> float:
+        if proposal["value"] < 0:
+            raise ValueError(f"SSHCertAuthenticator.expiry_margin must be 0 or more seconds, not {proposal['value']}")
+        return proposal["value"]
+
+    def get_handlers(self, app):
+        return [("/login", SSHCertLoginHandler), ("/logout", SSHCertLogoutHandler)]
+
+    async def authenticate(self, handler, data):
+        username = self.normalize_username(data.get("username") or "")
+        password = data.get("password") or ""
+        otp = (data.get("otp") or "").strip()
+        if not username or not password or not otp:
+            raise web.HTTPError(403, "Enter your user name, your password and the current one-time code.")
+        if not self.keyservice_url:
+            self.log.error("SSHCertAuthenticator.keyservice_url is not set")
+            raise web.HTTPError(503, "Logins are not configured on this hub yet; tell the site's admins.")
+        try:
+            key, certificate = await request_certificate(
+                self.keyservice_url, username, password, otp,
+                ca_certs=self.keyservice_ca_certs or None, timeout=self.keyservice_timeout,
+            )
+        except (LoginRefused, AccessDenied) as exc:
+            self.log.warning("login of %s refused by the key service: %s", username, exc.log_detail)
+            raise web.HTTPError(403, exc.message) from None
+        except (UnknownScope, KeyServiceUnavailable, KeyServiceError) as exc:
+            self.log.error("key service failed for %s: %s (%s)", username, exc.message, exc.log_detail)
+            raise web.HTTPError(503, exc.message) from None
+        try:
+            credential = Credential.parse(key, certificate)
+        except CredentialError as exc:
+            self.log.error("key service sent %s an unusable credential: %s %s", username, exc.message, exc.log_detail)
+            raise web.HTTPError(503, "The key service's answer was not usable; tell the site's admins.") from None
+        if credential.principals and username not in credential.principals:
+            self.log.error("certificate for %s names principals %s", username, credential.principals)
+            raise web.HTTPError(503, "The key service issued a certificate for another user; tell the site's admins.")
+        left = credential.expires_in()
+        if left <= self.expiry_margin:
+            self.log.error(
+                "certificate for %s lasts %.0f s, not more than expiry_margin (%.0f s)", username, left, self.expiry_margin
+            )
+            raise web.HTTPError(
+                503, "The key service's certificates are too short-lived for this hub; tell the site's admins."
+            )
+        self.log.info("SSH certificate %s for %s, valid %.0f s", credential.fingerprint, username, left)
+        return {"name": username, "auth_state": state.to_auth_state(credential)}
+
+    def stale_from(self, valid_before: float) -> float:
+        """When a login with a certificate ending at ``valid_before`` must be renewed."""
+        return valid_before - self.expiry_margin - self.auth_refresh_age
+
+    async def refresh_user(self, user, handler=None):
+        auth_state = await user.get_auth_state()
+        valid_before = (auth_state or {}).get(state.VALID_BEFORE)
+        if not valid_before or time.time() >= self.stale_from(valid_before):
+            return False
+        self._cap_server_tokens(user, self.stale_from(valid_before) + self.auth_refresh_age)
+        return True
+
+    def _cap_server_tokens(self, user, deadline: float) -> None:
+        """End the browser's OAuth tokens for the user's servers with the login.
+
+        These are the tokens JupyterHub issues to clients ``jupyterhub-user-…``; the servers'
+        own API tokens and tokens the user made are left alone.
+        """
+        end = datetime.fromtimestamp(deadline, timezone.utc).replace(tzinfo=None)
+        changed = False
+        for token in user.orm_user.api_tokens:
+            if (token.client_id or "").startswith("jupyterhub-user-") and (
+                token.expires_at is None or token.expires_at > end
+            ):
+                token.expires_at = end
+                changed = True
+        if changed:
+            user.db.commit()

@@ -1,0 +1,230 @@
+"""HPCSpawner: the user's server as the hub's own unix user, for the cluster only; no root.
+
+Users of a hub like NERSC's have accounts on the cluster, not on the hub host. So the server
+runs as the hub's unix user (no setuid, no sudo) and is configured so that no user code runs
+on the hub host: kernelspecs only from the cluster (``RemoteKernelSpecManager``,
+``include_local = False``), files over SFTP where the contents manager is installed,
+terminals off. Each user's server gets a 0700 directory of its own for HOME, config, runtime
+and data; it holds no secret.
+
+The SSH credential never travels in the environment, argv or a file: the server fetches it
+from the hub API with its own token (:mod:`jupyter_hpc.hub.singleuser`). That token can read
+its own user's auth_state because the hub grants ``admin:auth_state!user`` to the ``user`` role
+and ``server_token_scopes`` asks for it::
+
+    c.JupyterHub.load_roles = [{"name": "user", "scopes": ["self", "admin:auth_state!user"]}]
+
+``HPCCredentialMixin`` is the hand-off alone (server token scopes, the server's config, the
+post-login notice), so a site can put it in front of KubeSpawner or SystemdSpawner::
+
+    class HPCKubeSpawner(HPCCredentialMixin, KubeSpawner): ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import os
+import pwd
+import sys
+from pathlib import Path
+from typing import Any
+
+from jupyter_core.paths import jupyter_data_dir
+from jupyterhub.spawner import LocalProcessSpawner
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+from traitlets import Dict, Float, Unicode, default, validate
+
+from ..sites import HPCSites, SiteConfigError
+
+KERNELSPEC_MANAGER = "jupyter_hpc.kernelspecs.RemoteKernelSpecManager"
+CONTENTS_MANAGER = "jupyter_hpc.contents.SFTPContentsManager"
+
+
+def importable(dotted: str) -> bool:
+    module = dotted.rpartition(".")[0]
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:
+        return False
+
+
+class HPCCredentialMixin:
+    """The credential hand-off and the cluster-only server config, for any Spawner."""
+
+    host_certificate_authority = Unicode(
+        "",
+        config=True,
+        help="""The public key of the CA that signs the sites' host keys (one line,
+        e.g. 'ssh-ed25519 AAAA...'), trusted as an '@cert-authority' line for a site whose
+        config names no known_hosts. Host keys are always checked: a site with neither is
+        an error at spawn.""",
+    )
+    server_config_overrides = Dict(
+        config=True,
+        help="""Extra jupyter_server config for every user's server, merged over what this
+        spawner writes, e.g. {"RemoteKernelSpecManager": {"discovery_ttl": 600}}.""",
+    )
+    credential_notify_timeout = Float(
+        10.0, config=True, help="Seconds to wait for a running server to take a new credential after a login."
+    )
+
+    @default("server_token_scopes")
+    def _default_server_token_scopes(self) -> list[str]:
+        return ["users:activity!user", "access:servers!server", "admin:auth_state!user"]
+
+    def hpc_sites(self) -> dict[str, dict[str, Any]]:
+        """The hub's ``c.HPCSites.sites`` for this user: a site's username defaults to the
+        hub user's name, and every site has a host-key source."""
+        sites = {}
+        for name, entry in HPCSites(config=self.config).sites.items():
+            entry = dict(entry)
+            entry.setdefault("username", self.user.name)
+            if not entry.get("known_hosts"):
+                if not self.host_certificate_authority:
+                    raise SiteConfigError(
+                        f"Site {name!r} names no known_hosts and HPCSpawner.host_certificate_authority "
+                        "is empty: set one of them (host keys are always checked)."
+                    )
+                entry["known_hosts"] = str(self.write_known_hosts_ca())
+            sites[name] = entry
+        return sites
+
+    def user_dir(self) -> Path:
+        raise NotImplementedError
+
+    def write_known_hosts_ca(self) -> Path:
+        path = self.user_dir() / "known_hosts"
+        _write(path, f"@cert-authority * {self.host_certificate_authority.strip()}\n")
+        return path
+
+    def server_config(self) -> dict[str, Any]:
+        """The jupyter_server config of the user's server: cluster only."""
+        extensions = {"jupyter_hpc.hub.singleuser": True, "jupyter_server_terminals": False}
+        if importable("jupyter_hpc.server.extension"):
+            extensions["jupyter_hpc.server"] = True
+        config: dict[str, Any] = {
+            "ServerApp": {"terminals_enabled": False, "jpserver_extensions": extensions},
+            "HPCSites": {"sites": self.hpc_sites()},
+            "RemoteKernelSpecManager": {"include_local": False},
+            # A stale login must reach the server's sessions soon (its OAuth token ends
+            # with the certificate, but the server caches a token's answer this long).
+            "HubOAuth": {"cache_max_age": 5},
+        }
+        if importable(KERNELSPEC_MANAGER):
+            config["ServerApp"]["kernel_spec_manager_class"] = KERNELSPEC_MANAGER
+        else:
+            self.log.error("%s is not installed: %s's server would offer no kernels", KERNELSPEC_MANAGER, self.user.name)
+        if importable(CONTENTS_MANAGER):
+            config["ServerApp"]["contents_manager_class"] = CONTENTS_MANAGER
+        for section, values in self.server_config_overrides.items():
+            config.setdefault(section, {}).update(values)
+        return config
+
+    async def notify_credential(self) -> None:
+        """Tell the running server that auth_state changed (a login or logout), and wait
+        until it has fetched it: the browser's next request finds it in place."""
+        if not self.api_token or self.server is None:
+            return  # a hub restarted since the spawn: the server's own checks pick it up
+        url = f"{self.server.url.rstrip('/')}/jupyter-hpc/api/credential"
+        request = HTTPRequest(
+            url, method="POST", body=b"", headers={"Authorization": f"token {self.api_token}"},
+            request_timeout=self.credential_notify_timeout,
+        )
+        await AsyncHTTPClient().fetch(request)
+
+
+class HPCSpawner(HPCCredentialMixin, LocalProcessSpawner):
+    """A local server per user, run as the hub's own unix user, for the cluster only."""
+
+    user_dir_root = Unicode(
+        config=True,
+        help="""Where each user's 0700 server directory lives (HOME, config, runtime, data),
+        one subdirectory per hub user. Default: <jupyter data dir>/hpc-hub-users of the hub's account.""",
+    )
+
+    @default("user_dir_root")
+    def _default_user_dir_root(self) -> str:
+        return os.path.join(jupyter_data_dir(), "hpc-hub-users")
+
+    @validate("user_dir_root")
+    def _valid_root(self, proposal: dict) -> str:
+        return os.path.abspath(os.path.expanduser(proposal["value"]))
+
+    @default("cmd")
+    def _default_cmd(self) -> list[str]:
+        # The hub's own Python: the server is the hub's user, in the hub's environment.
+        return [sys.executable, "-m", "jupyterhub.singleuser"]
+
+    def user_dir(self) -> Path:
+        return Path(self.user_dir_root) / self.user.name
+
+    def _stage(self, progress: int, message: str) -> None:
+        self._stages.append({"progress": progress, "message": message})
+
+    def prepare_user_dir(self) -> Path:
+        root = Path(self.user_dir_root)
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(root, 0o700)
+        home = self.user_dir()
+        for sub in ("", "config", "runtime", "data", "files"):
+            (home / sub).mkdir(mode=0o700, exist_ok=True)
+            os.chmod(home / sub, 0o700)
+        _write(home / "config" / "jupyter_server_config.json", json.dumps(self.server_config(), indent=1))
+        return home
+
+    def make_preexec_fn(self, name: str):
+        """No setuid: the server is the hub's user. A private umask for what it writes."""
+        home = str(self.user_dir())
+
+        def preexec() -> None:
+            os.umask(0o077)
+            os.chdir(home)
+
+        return preexec
+
+    def user_env(self, env: dict[str, str]) -> dict[str, str]:
+        hub_user = pwd.getpwuid(os.getuid())
+        home = self.user_dir()
+        env.update({
+            "USER": hub_user.pw_name,
+            "HOME": str(home),
+            "SHELL": "/bin/false",  # no terminals, and nothing else should start a shell here
+            "JUPYTER_CONFIG_DIR": str(home / "config"),
+            "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+            "JUPYTER_DATA_DIR": str(home / "data"),
+            "IPYTHONDIR": str(home / "data" / "ipython"),
+        })
+        return env
+
+    def get_args(self) -> list[str]:
+        return [*super().get_args(), f"--ServerApp.root_dir={self.user_dir() / 'files'}"]
+
+    async def start(self):
+        self._stages = []
+        self._stage(10, "Preparing your server's private directory")
+        await asyncio.get_running_loop().run_in_executor(None, self.prepare_user_dir)
+        self._stage(30, "Starting your server (JupyterLab, cluster kernels only)")
+        result = await super().start()
+        self._stage(60, "Server started; it fetches your SSH certificate from the hub and lists the cluster's kernels")
+        return result
+
+    async def progress(self):
+        sent = 0
+        while True:
+            stages = getattr(self, "_stages", [])
+            while sent < len(stages):
+                yield stages[sent]
+                sent += 1
+            await asyncio.sleep(0.2)
+
+    async def move_certs(self, paths):
+        return paths  # internal_ssl certs stay where the hub's user put them
+
+
+def _write(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.chmod(path, 0o600)
