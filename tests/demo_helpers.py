@@ -57,7 +57,7 @@ def ensure_demo_venv() -> Path:
     with open(DEMO_VENV.parent / ".demo-venv.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         digest = _source_digest()
-        probe = [str(python), "-c", "import jupyterlab, ipykernel, asyncssh"]
+        probe = [str(python), "-c", "import jupyterlab, ipykernel, asyncssh, jupyterhub, pyotp"]
         fresh = not (python.exists() and subprocess.run(probe, capture_output=True).returncode == 0)
         if fresh:
             shutil.rmtree(DEMO_VENV, ignore_errors=True)
