@@ -52,6 +52,13 @@ def script_stdin(source: bytes) -> bytes:
     return b"%d\n" % len(source) + source
 
 
+@lru_cache(maxsize=1)
+def kernel_shim_source() -> str:
+    """The listener shim the launcher installs for ``listeners`` 'private' or 'off'
+    (:mod:`.kernel_shim`); it travels in the launch request."""
+    return resources.files(__package__).joinpath("kernel_shim.py").read_text()
+
+
 def launcher_stdin(request: dict[str, Any] | None = None) -> bytes:
     """What the remote python reads: the launcher, then the request line (which a launcher on
     standby gets later)."""

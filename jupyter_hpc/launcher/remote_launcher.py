@@ -7,11 +7,13 @@ Python 3.8 and newer. It is also importable locally, where the tests drive its f
 Protocol (one JSON object per line):
 
 * in: a request, ``{"op": "launch", "argv": [...], "env": {...}, "cwd": ..., "setup": [...],
-  "key": ..., "transport": "ipc" | "tcp", "lease": seconds, ...}``. The signing key arrives
+  "key": ..., "transport": "ipc" | "tcp", "lease": seconds, "listeners": "private" | "off" |
+  "open", "shim": source, ...}`` (the shim keeps an ipykernel's other listeners private to
+  its owner: kernel_shim.py, written once into the private runtime directory). The signing key arrives
   here, on stdin, never on a command line. Or ``{"op": "attach", "kernel_dir": ..., "pid":
   ...}`` to take over a kernel whose launcher lost its channel and waits out its lease.
 * out: the answer, ``{"ok": true, "pid": ..., "host": ..., "transport": ..., "ip": ...,
-  "ports": {...}, "kernel_dir": ..., "connection_file": ...}`` or ``{"ok": false, "error":
+  "ports": {...}, "kernel_dir": ..., "connection_file": ..., "listeners": {...} | null}`` or ``{"ok": false, "error":
   ...}``.
 * then in: ``{"op": "signal", "signum": N}``, ``{"op": "lease", "seconds": N}`` or
   ``{"op": "cleanup"}``; out:
@@ -33,6 +35,7 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 
 CHANNELS = ("shell", "iopub", "stdin", "control", "hb")
 SOCKET_PREFIX = "k"
@@ -206,6 +209,48 @@ def kernel_environment(request, environ=None):
     return env
 
 
+SHIM_ENV = "JUPYTER_HPC_LISTENERS"
+SHIM_MARKER = "listeners.json"
+
+
+def install_shim(request, runtime_dir):
+    """The directory holding the listener shim (see kernel_shim.py) as ``sitecustomize.py``,
+    written once per version into the private runtime directory; None when none is asked for."""
+    source = request.get("shim")
+    if request.get("listeners") not in ("private", "off") or not isinstance(source, str):
+        return None
+    digest = "%08x" % (zlib.crc32(source.encode("utf-8")) & 0xFFFFFFFF)
+    shim_dir = os.path.join(runtime_dir, "shim-" + digest)
+    path = os.path.join(shim_dir, "sitecustomize.py")
+    if not os.path.exists(path):
+        _make_private_dir(shim_dir)
+        partial = "%s.%d" % (path, os.getpid())
+        write_private_file(partial, source)
+        os.rename(partial, path)
+    return shim_dir
+
+
+def shim_environment(env, request, shim_dir, kernel_dir):
+    """The kernel's environment with the shim first on PYTHONPATH, told what to do and where."""
+    previous = env.get("PYTHONPATH") or None
+    env[SHIM_ENV] = json.dumps({
+        "mode": request["listeners"], "kernel_dir": kernel_dir, "shim_dir": shim_dir, "pythonpath": previous,
+    })
+    env["PYTHONPATH"] = os.pathsep.join([shim_dir] + ([previous] if previous else []))
+    return env
+
+
+def shim_report(kernel_dir):
+    """What the shim did in the kernel (its IOPub pipe, its debugger), or None if it never ran:
+    not a Python kernel, or a setup line replaced PYTHONPATH, or the python ran with -I/-E."""
+    try:
+        with open(os.path.join(kernel_dir, SHIM_MARKER)) as handle:
+            report = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    return report if isinstance(report, dict) else None
+
+
 def tail(path, limit=2000):
     try:
         with open(path, "rb") as handle:
@@ -336,11 +381,15 @@ class Monitor:
         if not os.path.isdir(cwd):
             raise LaunchFailure("the working directory %s does not exist on %s" % (cwd, socket.gethostname()))
         argv = kernel_command(request, connection_file)
+        env = kernel_environment(request)
+        shim_dir = install_shim(request, os.path.dirname(self.kernel_dir))
+        if shim_dir is not None:
+            env = shim_environment(env, request, shim_dir, self.kernel_dir)
         log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             self.process = subprocess.Popen(
                 argv,
-                env=kernel_environment(request),
+                env=env,
                 cwd=cwd,
                 stdin=subprocess.DEVNULL,
                 stdout=log_fd,
@@ -367,6 +416,7 @@ class Monitor:
             "kernel_dir": self.kernel_dir,
             "connection_file": os.path.join(self.kernel_dir, CONNECTION_FILE),
             "log_file": os.path.join(self.kernel_dir, KERNEL_LOG),
+            "listeners": shim_report(self.kernel_dir),
         }
 
     def claim(self):

@@ -35,7 +35,7 @@ from jupyter_core.paths import jupyter_runtime_dir
 from traitlets import Bool, CaselessStrEnum, Dict, Float, Int, List, Unicode, default, validate
 
 from ..errors import HPCError, KernelLaunchError, TransportRefusedError
-from ..launcher import RemoteKernel
+from ..launcher import RemoteKernel, kernel_shim_source
 from ..ssh import SiteConnection, SSHTarget, get_pool, run_in_ssh_loop
 from ..ssh import credentials
 from .endpoints import LocalEndpoints
@@ -106,6 +106,19 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         help="Accept a kernel on the remote 127.0.0.1 without encryption when neither Unix "
         "sockets nor CurveZMQ are possible. Anyone on the login node could then read the "
         "kernel's traffic; leave off unless the login node is not shared.",
+    )
+    debugger = CaselessStrEnum(
+        ["private", "off", "open"], default_value="private", config=True,
+        help="What an ipykernel's listeners beyond its channels may expose on the shared node: "
+        "its IOPub pipe for forked subprocesses and debugpy's ports, which open when the "
+        "JupyterLab debugger is switched on (debugpy runs whatever whoever reaches them asks). "
+        "'private': the pipe is a Unix socket in the kernel's 0700 directory and debugpy's "
+        "127.0.0.1 ports accept only your own processes, checked by the peer's uid in "
+        "/proc/net/tcp; JupyterLab's debugger works as usual, through the control channel. "
+        "'off': the same pipe, and the kernel offers no debugger (JupyterLab greys its switch). "
+        "'open': ipykernel as it comes, every user of the node can connect; only for a node "
+        "nobody else logs in to. Applied by a sitecustomize shim the launcher puts first on "
+        "the kernel's PYTHONPATH (Python kernels only); `jupyter hpc doctor` shows the outcome.",
     )
     local_transport = CaselessStrEnum(
         ["tcp", "ipc"], default_value="tcp", config=True,
@@ -279,7 +292,10 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
             "kernel_id": self.kernel_id,
             "lease": self.lease,
             "ready_timeout": self.launch_timeout,
+            "listeners": self.debugger,
         }
+        if self.debugger != "open":
+            request["shim"] = kernel_shim_source()
         target = self.ssh_target()
         self._remote, self.connection_info = await asyncio.wait_for(
             run_in_ssh_loop(self._launch(target, request)), self.start_deadline()
@@ -320,6 +336,7 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         except BaseException:
             await self._stop_kernel(remote)
             raise
+        self._check_listeners(remote.answer)
         log.info(
             "kernel %s started on %s (pid %s, %s transport)",
             self.kernel_id, remote.answer.get("host"), remote.pid, transport,
@@ -329,6 +346,21 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         if not restarting and (pool := self._kernel_pool(target, login, request, transport)) is not None:
             pool.top_up()  # the site is now known to take Unix sockets: fill the pool for next time
         return remote, info
+
+    def _check_listeners(self, answer: dict) -> None:
+        """Say in the log when the shim could not keep the kernel's extra listeners private."""
+        report = answer.get("listeners")
+        if self.debugger == "open":
+            return
+        if not isinstance(report, dict):
+            log.warning(
+                "kernel %s: the listener shim did not run in the kernel (not a Python kernel, a "
+                "setup line replaced PYTHONPATH, or python -I/-E): its IOPub pipe and debugger, if "
+                "any, listen on %s's 127.0.0.1 where other users can connect",
+                self.kernel_id, answer.get("host"),
+            )
+        elif report.get("iopub_pipe") != "ipc" or report.get("debugger") not in ("private", "off"):
+            log.warning("kernel %s: listeners %s", self.kernel_id, report)
 
     def _reconnectable(self) -> bool:
         """Whether a dropped connection is worth reconnecting: the kernel waits out its lease."""
