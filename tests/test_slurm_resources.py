@@ -148,6 +148,13 @@ def test_chosen_partition_and_time_reach_that_kernels_job_only(server, slurm, ke
     job = show_job(status["job_id"])
     assert job["Partition"] == "regular" and job["TimeLimit"] == "00:05:00"
 
+    # The Cluster sidebar's list: the user's jobs per site, this kernel's job marked as such.
+    [site] = hpc(server, "GET", "slurm/jobs").json()["sites"]
+    assert site["error"] == "", site
+    [listed] = [j for j in site["jobs"] if str(j["JOBID"]) == status["job_id"]]
+    assert listed["kernel_id"] == kernel_id and listed["PARTITION"] == "regular" and listed["TIME_LIMIT"] == 300
+    assert listed["STATE"] == "RUNNING" and listed["USER"] == "hpcuser"
+
     # The next start of the same kernelspec, with no choice made, gets the kernelspec's settings.
     other = start_session(server, "other.ipynb")
     assert other.status_code == 201, other.text
@@ -155,6 +162,17 @@ def test_chosen_partition_and_time_reach_that_kernels_job_only(server, slurm, ke
     [status] = [k for k in slurm_kernels(server) if k["kernel_id"] == other_id]
     job = show_job(status["job_id"])
     assert job["Partition"] == "debug" and job["TimeLimit"] != "00:05:00"
+
+    # Cancel from the sidebar: scancel of that job; its kernel dies with it.
+    bad = hpc(server, "DELETE", f"slurm/jobs/{site['site']}/1;true")
+    assert bad.status_code == 400 and "not a SLURM job id" in bad.json()["message"]
+    done = hpc(server, "DELETE", f"slurm/jobs/{site['site']}/{status['job_id']}")
+    assert done.status_code == 200, done.text
+    deadline = time.monotonic() + 30
+    while status["job_id"] in slurm.jobs(kernel_user.pw_name) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert status["job_id"] not in slurm.jobs(kernel_user.pw_name)
+    assert other_id not in server.kernel_ids() and kernel_id in server.kernel_ids()
 
 
 def test_queued_kernel_shows_job_and_reason_twenty_pollers_cost_no_more_squeue_and_cancel_ends_the_start(

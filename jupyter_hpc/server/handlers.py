@@ -214,8 +214,7 @@ class JobsHandler(SlurmHandler):
             return {"site": site, "error": str(exc), "jobs": []}
         if result.exit_status != 0:
             return {"site": site, "error": str(result.stderr).strip() or "squeue failed", "jobs": []}
-        frame = query_frame(str(result.stdout))
-        return {"site": site, "error": "", "jobs": json.loads(frame.to_json(orient="records", date_format="iso"))}
+        return {"site": site, "error": "", "jobs": job_records(query_frame(str(result.stdout)))}
 
     @web.authenticated
     @authorized
@@ -231,7 +230,7 @@ class JobsHandler(SlurmHandler):
                     entry = (now, await self.site_jobs(site, target))
                     self.cache[site] = entry
                 listing = dict(entry[1])
-                listing["jobs"] = [dict(job, kernel_id=kernel_jobs.get(str(job.get("JobID")))) for job in listing["jobs"]]
+                listing["jobs"] = [dict(job, kernel_id=kernel_jobs.get(str(job.get("JOBID")))) for job in listing["jobs"]]
                 out.append(listing)
         self.finish(json.dumps({"sites": out}))
 
@@ -240,6 +239,29 @@ def query_frame(text: str):
     from ..magics.dialect import Slurm
 
     return Slurm().parse_squeue(text)
+
+
+def job_records(frame: Any) -> list[dict[str, Any]]:
+    """The typed squeue frame as JSON rows: durations in seconds, times in ISO 8601 (UTC),
+    missing values as null."""
+    import pandas as pd
+
+    rows = []
+    for row in frame.to_dict(orient="records"):
+        out: dict[str, Any] = {}
+        for key, value in row.items():
+            if value is None or (not isinstance(value, str) and pd.isna(value)):
+                out[key] = None
+            elif isinstance(value, pd.Timedelta):
+                out[key] = value.total_seconds()
+            elif isinstance(value, pd.Timestamp):
+                out[key] = value.isoformat()
+            elif hasattr(value, "item"):
+                out[key] = value.item()  # numpy scalars
+            else:
+                out[key] = value if isinstance(value, (int, float, str, bool)) else str(value)
+        rows.append(out)
+    return rows
 
 
 class JobHandler(JobsHandler):
@@ -251,6 +273,15 @@ class JobHandler(JobsHandler):
         target = self.sites().get(site)
         if target is None:
             self.fail(404, f"No site {site!r}; known: {', '.join(self.sites()) or 'none'}")
+        km = self.kernel_manager
+        kernel_id = next((s["kernel_id"] for s in kernel_statuses(km) if s["job_id"] == job_id), None)
+        if kernel_id is not None and kernel_id in km._kernels:
+            # A running kernel's job: shut the kernel down (which cancels the job), so that the
+            # restarter does not take the dead kernel for a crash and submit a new job.
+            await ensure_async(km.shutdown_kernel(kernel_id))
+            self.cache.pop(site, None)
+            self.finish(json.dumps({"site": site, "cancelled": job_id, "kernel_id": kernel_id}))
+            return
 
         async def go():
             connection = await get_pool().connect(target)
