@@ -1,30 +1,19 @@
-"""jupyter_hpc as a jupyter_server extension: the REST handlers of the JupyterLab extension.
+"""jupyter_hpc as a jupyter_server extension: the REST handlers under ``/jupyter-hpc/api/``.
 
-Enabled by the ``jupyter_hpc.server`` entry pip installs into
-``etc/jupyter/jupyter_server_config.d``, or by hand::
-
-    c.ServerApp.jpserver_extensions = {"jupyter_hpc.server": True}
-
-Each part of jupyter_hpc with handlers adds its own ``(pattern, handler)`` list to
-``HANDLERS``; patterns are under ``/jupyter-hpc/api/`` and relative to the server's base URL.
+Enabled by ``jupyter_server_config.d/jupyter_hpc.json`` (installed with the package) or
+``c.ServerApp.jpserver_extensions = {"jupyter_hpc": True}``. Another part adds its handlers
+by listing a module with a ``handlers(base_url) -> list`` function in ``HANDLER_MODULES``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
 
-from jupyter_server.utils import url_path_join
-
-from .handlers import HANDLERS as SLURM_HANDLERS
-
-HANDLERS: list[tuple[str, type]] = [
-    *SLURM_HANDLERS,
-]
+HANDLER_MODULES = ["jupyter_hpc.server.discovery_handlers"]
 
 
-def load_jupyter_server_extension(serverapp: Any) -> None:
-    base_url = serverapp.web_app.settings.get("base_url", "/")
-    serverapp.web_app.add_handlers(".*$", [(url_path_join(base_url, pattern), handler)
-                                           for pattern, handler in HANDLERS])
-    serverapp.log.info("jupyter_hpc: %d REST handlers under %s", len(HANDLERS),
-                       url_path_join(base_url, "jupyter-hpc/api"))
+def _load_jupyter_server_extension(serverapp) -> None:
+    base_url = serverapp.web_app.settings["base_url"]
+    for module in HANDLER_MODULES:
+        serverapp.web_app.add_handlers(".*$", importlib.import_module(module).handlers(base_url))
+    serverapp.log.info("jupyter_hpc: REST handlers under %sjupyter-hpc/api/", base_url)
