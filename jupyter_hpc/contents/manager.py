@@ -137,6 +137,14 @@ class SFTPContentsManager(AsyncContentsManager):
             return entry.remote
         return posixpath.dirname(entry.remote if entry else location.remote)
 
+    async def get_kernel_path(self, path, model=None):
+        """The API folder a notebook's kernel starts in (its own folder), which the kernel
+        manager turns into the remote directory with :meth:`remote_directory`."""
+        path = path.strip("/")
+        if await self.dir_exists(path):
+            return path
+        return path.rsplit("/", 1)[0] if "/" in path else ""
+
     # -- models -------------------------------------------------------------------------
 
     def _model(self, api_path: str, kind: str, entry: Entry | None) -> dict[str, Any]:

@@ -259,6 +259,9 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         the remote: the server's environment is not the cluster's.
         """
         extra_arguments = kwargs.pop("extra_arguments", None) or []
+        # The notebook's folder on the cluster, from the contents manager (the server's own
+        # ``cwd`` is a local path); restarts pass it again.
+        self._remote_cwd = kwargs.pop("remote_cwd", None)
         local_env = kwargs.pop("env", None) or {}
         kwargs["env"] = {k: v for k, v in local_env.items() if k.startswith("JPY_")}
         kwargs = await super().pre_launch(**kwargs)
@@ -284,7 +287,7 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
             "op": "launch",
             "argv": cmd,
             "env": kwargs.get("env", {}),
-            "cwd": self.cwd,
+            "cwd": getattr(self, "_remote_cwd", None) or self.cwd,
             "setup": list(self.setup),
             "key": km.session.key.decode() if km is not None else "",
             "signature_scheme": km.session.signature_scheme if km is not None else "hmac-sha256",

@@ -139,6 +139,8 @@ class HPCMappingKernelManager(AsyncMappingKernelManager):
         kernel's provisioner only (its ``pre_launch`` takes ``slurm_resources``). Meanwhile the
         kernel is listed in ``starting_kernels``, so its place in the queue can be shown."""
         name = kernel_name or self.default_kernel_name
+        if path is not None and (kernel_id is None or kernel_id not in self):
+            await self._remote_cwd(path, kwargs)
         if (kernel_id is not None and kernel_id in self) or not self.is_slurm_kernelspec(name):
             return await super().start_kernel(kernel_name=kernel_name, path=path, kernel_id=kernel_id, **kwargs)
         session = session_path(kwargs, self.root_dir)
@@ -151,6 +153,19 @@ class HPCMappingKernelManager(AsyncMappingKernelManager):
             return await super().start_kernel(kernel_name=kernel_name, path=path, kernel_id=kernel_id, **kwargs)
         finally:
             self.starting_kernels.pop(kernel_id, None)
+
+    async def _remote_cwd(self, path: str, kwargs: dict[str, Any]) -> None:
+        """With the cluster's files in the browser (SFTPContentsManager), a notebook's kernel
+        starts in the notebook's folder on the cluster: jupyter_server's ``cwd`` is a path on
+        the server host, so the remote one travels beside it as ``remote_cwd`` to our
+        provisioners' ``pre_launch``."""
+        contents = getattr(self.parent, "contents_manager", None)
+        remote_directory = getattr(contents, "remote_directory", None)
+        if remote_directory is not None:
+            try:
+                kwargs["remote_cwd"] = await remote_directory(path)
+            except Exception as exc:  # the kernel still starts, in the home
+                self.log.warning("No remote folder for %s (%s): the kernel starts in the home", path, exc)
 
     def pre_start_kernel(self, kernel_name: str | None, kwargs: Any) -> tuple[Any, str, str]:
         """``MultiKernelManager.pre_start_kernel``, then (SLURM kernels) note the new manager
