@@ -15,9 +15,11 @@ names several; no API path reaches outside them (:mod:`jupyter_hpc.contents.root
 from __future__ import annotations
 
 import base64
+import fnmatch
 import hashlib
 import mimetypes
 import posixpath
+import re
 from collections.abc import AsyncIterator, Awaitable
 from datetime import datetime, timezone
 from typing import Any, TypeVar
@@ -172,7 +174,15 @@ class SFTPContentsManager(AsyncContentsManager):
         return "file"
 
     def _listed(self, name: str) -> bool:
-        return self.should_list(name) and (self.allow_hidden or not name.startswith("."))
+        """``should_list`` with the hide_globs compiled once: fnmatch per glob per name was
+        most of a 10,000-entry listing's time in the server."""
+        if not self.allow_hidden and name.startswith("."):
+            return False
+        globs = tuple(self.hide_globs)
+        if getattr(self, "_hide_globs", None) != globs:
+            self._hide_globs = globs
+            self._hide_pattern = re.compile("|".join(map(fnmatch.translate, globs))) if globs else None
+        return self._hide_pattern is None or not self._hide_pattern.match(name)
 
     async def _top_model(self, roots: Roots, content: bool) -> dict[str, Any]:
         """The read-only level above several roots: one folder each."""
