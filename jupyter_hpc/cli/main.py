@@ -12,9 +12,9 @@ import logging
 import sys
 
 from .. import __version__
-from . import demo, doctor, keyservice, site
+from . import demo, doctor, kernels, keyservice, site
 
-SUBCOMMANDS = (demo, doctor, keyservice, site)
+SUBCOMMANDS = (demo, doctor, kernels, keyservice, site)
 
 
 def parser() -> argparse.ArgumentParser:
