@@ -35,8 +35,9 @@ class JupyterLab:
         self,
         state_dir: Path,
         *,
-        jupyter_path: Path,
-        default_kernel: str,
+        jupyter_path: Path | None = None,
+        default_kernel: str | None = None,
+        server_config: dict | None = None,
         port: int = 0,
         python: str = sys.executable,
         show_log: bool = False,
@@ -44,6 +45,7 @@ class JupyterLab:
         self.state_dir = state_dir
         self.jupyter_path = jupyter_path
         self.default_kernel = default_kernel
+        self.server_config = server_config or {}
         self.requested_port = port
         self.port = port
         self.python = python
@@ -66,8 +68,9 @@ class JupyterLab:
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)
         extra_path = env.get("JUPYTER_PATH")
+        if self.jupyter_path is not None:
+            env["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(self.jupyter_path), extra_path]))
         env.update(
-            JUPYTER_PATH=os.pathsep.join(filter(None, [str(self.jupyter_path), extra_path])),
             JUPYTER_CONFIG_DIR=str(self.state_dir / "config"),
             JUPYTER_DATA_DIR=str(self.state_dir / "data"),
             JUPYTER_RUNTIME_DIR=str(self.runtime_dir),
@@ -86,7 +89,7 @@ class JupyterLab:
             "--ServerApp.port_retries=0",
             "--ServerApp.open_browser=False",
             f"--ServerApp.root_dir={self.root_dir}",
-            f"--MultiKernelManager.default_kernel_name={self.default_kernel}",
+            *([f"--MultiKernelManager.default_kernel_name={self.default_kernel}"] if self.default_kernel else []),
             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
             # jupyter_lsp probes for language servers with `npm prefix -g`, which leaves
             # ~/.npm/_logs behind; the demo has no language servers to offer anyway.
@@ -97,6 +100,9 @@ class JupyterLab:
         """Start JupyterLab; return its URL once its API answers."""
         self.root_dir.mkdir(mode=0o700, exist_ok=True)
         self._write_user_settings()
+        if self.server_config:
+            config = self.state_dir / "config" / "jupyter_server_config.json"
+            config.write_text(json.dumps(self.server_config, indent=1))
         output = None if self.show_log else open(self.log_path, "ab")
         try:
             self.process = await asyncio.create_subprocess_exec(
