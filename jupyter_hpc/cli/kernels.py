@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 from jupyter_core.paths import jupyter_data_dir, jupyter_runtime_dir
@@ -140,8 +141,9 @@ def refresh_running_servers(site: str | None) -> int:
             })
             with urllib.request.urlopen(request, timeout=60) as response:
                 answered += response.status == 200
-        except (OSError, ValueError, KeyError, urllib.error.URLError):
-            continue  # a stale file, or a server without jupyter-hpc
+        except (OSError, ValueError, KeyError, urllib.error.URLError) as exc:
+            # A stale file, or a server without jupyter-hpc's extension: say so, carry on.
+            print(f"could not refresh the server of {info_file.name}: {exc}", file=sys.stderr)
     return answered
 
 
