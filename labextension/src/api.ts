@@ -1,0 +1,60 @@
+/**
+ * The server extension's REST API (/jupyter-hpc/api/slurm/…), through JupyterLab's own
+ * ServerConnection: the same base URL, token and XSRF header as every other request.
+ */
+import { URLExt } from '@jupyterlab/coreutils';
+import { ServerConnection } from '@jupyterlab/services';
+
+import { IChoice, IKernelStatus, ISiteOptions } from './model';
+
+export interface IJobsListing {
+  sites: { site: string; error: string; jobs: { [key: string]: any }[] }[];
+}
+
+export class SlurmAPI {
+  constructor(readonly settings: ServerConnection.ISettings) {}
+
+  async request<T>(path: string, init: RequestInit = {}): Promise<T> {
+    const url = URLExt.join(this.settings.baseUrl, 'jupyter-hpc/api/slurm', path);
+    const response = await ServerConnection.makeRequest(url, init, this.settings);
+    const text = await response.text();
+    let body: any = null;
+    try {
+      body = text ? JSON.parse(text) : null;
+    } catch {
+      body = { message: text };
+    }
+    if (!response.ok) {
+      throw new Error(body?.message || `${response.status} ${response.statusText}`);
+    }
+    return body as T;
+  }
+
+  options(kernelName: string, refresh = false): Promise<ISiteOptions> {
+    return this.request(`${encodeURIComponent(kernelName)}/options${refresh ? '?refresh=1' : ''}`);
+  }
+
+  /** The checked choice for the next start of ``kernelName`` from the session at ``path``. */
+  choose(kernelName: string, path: string, resources: IChoice): Promise<{ resources: IChoice }> {
+    return this.request(`pending/${encodeURIComponent(kernelName)}`, {
+      method: 'PUT',
+      body: JSON.stringify({ path, resources })
+    });
+  }
+
+  async kernels(): Promise<{ kernels: IKernelStatus[]; now: number }> {
+    return this.request('kernels');
+  }
+
+  cancelKernel(kernelId: string): Promise<unknown> {
+    return this.request(`kernels/${encodeURIComponent(kernelId)}`, { method: 'DELETE' });
+  }
+
+  jobs(refresh = false): Promise<IJobsListing> {
+    return this.request(`jobs${refresh ? '?refresh=1' : ''}`);
+  }
+
+  cancelJob(site: string, jobId: string): Promise<unknown> {
+    return this.request(`jobs/${encodeURIComponent(site)}/${encodeURIComponent(jobId)}`, { method: 'DELETE' });
+  }
+}

@@ -1,0 +1,139 @@
+/**
+ * jupyter-hpc's JupyterLab extension.
+ *
+ * JupyterLab has no way to pass parameters with a kernel start (its requests carry a
+ * kernelspec name and a path only). So this extension watches the page's own requests, at
+ * the one place they all pass (the ServerConnection settings' fetch): a request that starts a
+ * kernel of a SLURM kernelspec (launcher tile, opening a notebook, the kernel picker; not a
+ * restart) first shows the resource dialog and PUTs the choice to the server, keyed by that
+ * kernelspec and session path; the server hands it to that kernel's provisioner only. Then
+ * the request goes on unchanged. Cancel in the dialog cancels the start.
+ */
+import { ILabShell, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
+import { showErrorMessage } from '@jupyterlab/apputils';
+import { SessionAPI } from '@jupyterlab/services';
+import { IStatusBar } from '@jupyterlab/statusbar';
+
+import { SlurmAPI } from './api';
+import { askResources } from './dialog';
+import { ChoiceMemory, IChoice, IKernelStart, isSlurmSpec, kernelStartOf } from './model';
+import { ClusterSidebar } from './sidebar';
+import { KernelStatusPoller, SlurmStatusItem } from './status';
+
+const PLUGIN_ID = 'jupyter-hpc:plugin';
+
+function cancelled(message: string): Response {
+  return new Response(JSON.stringify({ message, reason: 'cancelled' }), {
+    status: 400,
+    statusText: 'Kernel start cancelled',
+    headers: { 'Content-Type': 'application/json' }
+  });
+}
+
+const plugin: JupyterFrontEndPlugin<void> = {
+  id: PLUGIN_ID,
+  description: 'SLURM resources at kernel start, queue state and walltime in the status bar, a Cluster sidebar.',
+  autoStart: true,
+  optional: [IStatusBar, ILabShell],
+  activate: (app: JupyterFrontEnd, statusBar: IStatusBar | null, labShell: ILabShell | null) => {
+    const settings = app.serviceManager.serverSettings;
+    const api = new SlurmAPI(settings);
+    const memory = new ChoiceMemory(window.localStorage);
+    const poller = new KernelStatusPoller(api);
+
+    const isSlurm = async (name: string): Promise<boolean> => {
+      const specs = app.serviceManager.kernelspecs;
+      if (!specs.specs) {
+        await specs.ready;
+      }
+      return isSlurmSpec(specs.specs?.kernelspecs[name] as any);
+    };
+
+    /** The choice for this start (asking unless "don't ask again"), sent to the server; null: cancelled. */
+    const choose = async (start: IKernelStart, path: string): Promise<IChoice | null> => {
+      let options;
+      try {
+        options = await api.options(start.kernelName);
+      } catch (error) {
+        await showErrorMessage('Cannot read the SLURM options of the site',
+          `${(error as Error).message}\nThe kernel starts with its kernelspec's own settings.`);
+        return {};
+      }
+      let remembered = memory.dontAsk(start.kernelName) ? memory.last(start.kernelName) : null;
+      for (;;) {
+        let choice: IChoice;
+        if (remembered) {
+          choice = remembered;
+          remembered = null;
+        } else {
+          const result = await askResources(options, memory);
+          if (!result) {
+            return null;
+          }
+          choice = result.choice;
+          memory.remember(start.kernelName, choice);
+          memory.setDontAsk(start.kernelName, result.dontAsk);
+        }
+        try {
+          const accepted = await api.choose(start.kernelName, path, choice);
+          return accepted.resources;
+        } catch (error) {
+          memory.setDontAsk(start.kernelName, false);
+          await showErrorMessage('SLURM resources refused', (error as Error).message);
+        }
+      }
+    };
+
+    const originalFetch = settings.fetch;
+    const fetchWithDialog = async (input: RequestInfo, init?: RequestInit): Promise<Response> => {
+      const request = input instanceof Request ? input : new Request(input as any, init);
+      if (request.method !== 'POST' && request.method !== 'PATCH') {
+        return originalFetch.call(null, request);
+      }
+      const start = kernelStartOf(request.method, request.url, await request.clone().text());
+      if (!start || !(await isSlurm(start.kernelName))) {
+        return originalFetch.call(null, request);
+      }
+      let path = start.path;
+      if (path === null && start.sessionId) {
+        try {
+          path = (await SessionAPI.getSessionModel(start.sessionId, settings)).path;
+        } catch {
+          path = '';
+        }
+      }
+      const choice = await choose(start, path ?? '');
+      if (choice === null) {
+        return cancelled('The kernel start was cancelled in the SLURM resource dialog.');
+      }
+      poller.hurry();
+      return originalFetch.call(null, request);
+    };
+    (settings as any).fetch = fetchWithDialog;
+
+    const sidebar = new ClusterSidebar(api);
+    app.shell.add(sidebar, 'left', { rank: 750 });
+    app.commands.addCommand('jupyter-hpc:show-cluster', {
+      label: 'Show the Cluster sidebar',
+      execute: () => app.shell.activateById(sidebar.id)
+    });
+
+    if (statusBar) {
+      const current = () => (labShell?.currentWidget ?? app.shell.currentWidget) as any;
+      const item = new SlurmStatusItem(poller, {
+        path: () => current()?.sessionContext?.path ?? null,
+        kernelId: () => current()?.sessionContext?.session?.kernel?.id ?? null
+      }, () => void app.commands.execute('docmanager:save'));
+      statusBar.registerStatusItem('jupyter-hpc:slurm-status', {
+        item,
+        align: 'left',
+        rank: 5,
+        isActive: () => true
+      });
+      labShell?.currentChanged.connect(() => item.refresh());
+    }
+    poller.start();
+  }
+};
+
+export default plugin;
