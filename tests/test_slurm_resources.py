@@ -35,7 +35,7 @@ def server(tmp_path, slurm_spec, regular_limited):
     spec = slurm_spec("hpc-slurm-dialog", queue_timeout=90)
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "jupyter_server_config.json").write_text(
-        json.dumps({"ServerApp": {"jpserver_extensions": {"jupyter_hpc.server": True}}}))
+        json.dumps({"ServerApp": {"jpserver_extensions": {"jupyter_hpc": True}}}))
     server = Server(tmp_path)
     server.spec = spec
     yield server

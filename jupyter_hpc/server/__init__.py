@@ -18,6 +18,6 @@ def _jupyter_server_extension_points() -> list[dict[str, str]]:
 
 
 def _load_jupyter_server_extension(serverapp) -> None:
-    from .extension import load_jupyter_server_extension
+    from .extension import _load_jupyter_server_extension as load
 
-    load_jupyter_server_extension(serverapp)
+    load(serverapp)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 
-HANDLER_MODULES = ["jupyter_hpc.server.discovery_handlers"]
+HANDLER_MODULES = ["jupyter_hpc.server.discovery_handlers", "jupyter_hpc.server.handlers"]
 
 
 def _load_jupyter_server_extension(serverapp) -> None:

@@ -303,3 +303,10 @@ HANDLERS: list[tuple[str, type]] = [
     (r"/jupyter-hpc/api/slurm/pending/([^/]+)", PendingHandler),
     (r"/jupyter-hpc/api/slurm/([^/]+)/options", OptionsHandler),
 ]
+
+
+def handlers(base_url: str) -> list[tuple[str, type]]:
+    """The SLURM handlers under ``base_url``, for :data:`jupyter_hpc.server.extension.HANDLER_MODULES`."""
+    from jupyter_server.utils import url_path_join
+
+    return [(url_path_join(base_url, pattern), handler) for pattern, handler in HANDLERS]
