@@ -12,6 +12,7 @@ import dataclasses
 import zmq
 
 from .errors import HostKeyError, HPCError
+from .launcher import kernel_shim_source
 from .ssh import SSHTarget, get_pool
 
 # Listens on a fresh Unix socket in the user's private runtime directory, prints its path,
@@ -39,7 +40,9 @@ class Check:
     detail: str
 
 
-async def diagnose(target: SSHTarget, remote_python: str, allow_plaintext: bool = False) -> list[Check]:
+async def diagnose(
+    target: SSHTarget, remote_python: str, allow_plaintext: bool = False, debugger: str = "private"
+) -> list[Check]:
     """Run every check in order; stop at the first failure."""
     checks: list[Check] = []
     port = target.port or 22
@@ -77,7 +80,35 @@ async def diagnose(target: SSHTarget, remote_python: str, allow_plaintext: bool 
         return checks
     checks.append(Check("remote python", True, f"{remote_python} is Python {str(version.stdout).strip()}"))
     checks.append(await _transport_check(connection, remote_python, allow_plaintext))
+    if checks[-1].ok:
+        checks.append(await _listeners_check(connection, remote_python, debugger, target))
     return checks
+
+
+async def _listeners_check(connection, remote_python: str, debugger: str, target: SSHTarget) -> Check:
+    """What an ipykernel's listeners beyond its channels expose on the node, and to whom.
+
+    The 'private' debugger needs the node to show a loopback peer's uid (/proc/net/tcp): the
+    shim's own self-test is run there, as the kernel would run it.
+    """
+    who, host = target.username or "you", target.host
+    if debugger == "open":
+        return Check("listeners", True, f"OPEN (debugger = 'open'): the IOPub fork pipe, and once the "
+                     f"debugger is on, debugpy's ports listen on {host}'s 127.0.0.1 for every user there, "
+                     "and debugpy runs whatever anyone connecting asks; set debugger = 'private'")
+    pipe = "the IOPub fork pipe is a Unix socket in the kernel's 0700 directory"
+    if debugger == "off":
+        return Check("listeners", True, f"{pipe}; no debugger is offered (debugger = 'off'); "
+                     "nothing listens on TCP")
+    probe = kernel_shim_source() + "\nprint('peer-uid', peer_check_works())\n"
+    result = await connection.run([remote_python, "-I", "-c", probe], check=False)
+    if "peer-uid True" not in str(result.stdout):
+        return Check("listeners", False, f"{pipe}, but {host} does not show whose a loopback connection "
+                     "is (/proc/net/tcp), so debugpy's ports could not be kept private and the debugger "
+                     "refuses to start; set the provisioner's debugger = 'off' to hide it")
+    return Check("listeners", True, f"{pipe}; the debugger's debugpy ports on 127.0.0.1 accept only "
+                 f"{who}'s own processes (others on {host} are disconnected before a byte); "
+                 "Python kernels only")
 
 
 async def _transport_check(connection, remote_python: str, allow_plaintext: bool) -> Check:

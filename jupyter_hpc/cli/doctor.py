@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.kernel!r} is misconfigured: {exc}")
         return 2
     checks = run_in_ssh_loop_sync(
-        diagnose(target, settings.remote_python, settings.allow_plaintext_loopback)
+        diagnose(target, settings.remote_python, settings.allow_plaintext_loopback, settings.debugger)
     )
     print(render(f"{spec.display_name} ({target.username or ''}@{target.host}):", checks))
     return 0 if all(check.ok for check in checks) else 1

@@ -314,8 +314,25 @@ class Kernel:
         return True
 
 
+ADAPTER_PIDS = "adapters"  # in the kernel's directory: one file per debugpy adapter
+
+
 def adapter(settings):
-    """Inside debugpy's adapter: its client and server listeners accept only this user."""
+    """Inside debugpy's adapter: its client and server listeners accept only this user.
+
+    The adapter daemonizes (setsid, fork) out of the kernel's process group, so the launcher's
+    cleanup would miss it: each process it forks into names itself in the kernel's directory.
+    """
+    directory = os.path.join(settings["kernel_dir"], ADAPTER_PIDS)
+
+    def record():
+        try:
+            os.makedirs(directory, 0o700, exist_ok=True)
+            os.close(os.open(os.path.join(directory, str(os.getpid())), os.O_CREAT | os.O_WRONLY, 0o600))
+        except OSError:
+            pass
+
+    os.register_at_fork(after_in_child=record)
 
     def patch(sockets):
         sockets.create_server = owner_only(sockets.create_server)

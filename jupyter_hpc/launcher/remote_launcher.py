@@ -251,6 +251,22 @@ def shim_report(kernel_dir):
     return report if isinstance(report, dict) else None
 
 
+def stop_adapters(kernel_dir):
+    """Kill the debugpy adapters the shim recorded: they left the kernel's process group."""
+    directory = os.path.join(kernel_dir, "adapters")
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        process = AttachedProcess(int(name)) if name.isdigit() else None
+        if process is not None and process.poll() is None and b"debugpy" in process.cmdline():
+            try:
+                os.kill(process.pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
 def tail(path, limit=2000):
     try:
         with open(path, "rb") as handle:
@@ -478,6 +494,7 @@ class Monitor:
             except (ProcessLookupError, PermissionError):
                 pass
         if self.kernel_dir and os.path.isdir(self.kernel_dir):
+            stop_adapters(self.kernel_dir)
             shutil.rmtree(self.kernel_dir, ignore_errors=True)
 
     def serve(self):
