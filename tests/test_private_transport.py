@@ -68,7 +68,7 @@ def test_neighbour_reads_nothing_from_an_ipc_kernel(ssh_spec, spy_script, remote
         info = provisioner_info(km)
         assert info["remote_transport"] == "ipc"
         report = neighbour_reads(spy_script, remote_python, info["pid"], client)
-    assert len(report["paths"]) == 5
+    assert len(report["paths"]) == 6  # five channels and the IOPub fork pipe (kernel_shim)
     assert SECRET not in report["received"]
     assert all("Permission denied" in error for error in report["errors"] if "/" in error.split(":")[0])
 
