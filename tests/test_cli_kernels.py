@@ -125,3 +125,17 @@ def test_bad_names_and_unknown_sites_are_usage_errors(cli_site):
     unknown = hpc("install", "hopper")
     assert unknown.returncode == 2 and "No site named 'hopper'" in unknown.stdout
     assert hpc("kernels", "hopper").returncode == 2
+
+
+def test_doctor_site_checks_each_discovered_kernels_python(cli_site, cli_user):
+    bare = Path(cli_user.pw_dir) / ".ipython" / "kernels" / "bare"
+    bare.mkdir()
+    (bare / "kernel.json").write_text(json.dumps({  # Debian's own python3 there has no ipykernel
+        "argv": ["/usr/bin/python3", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Bare", "language": "python",
+    }))
+    subprocess.run(["chown", "-R", f"{USER}:{USER}", str(bare)], check=True)
+    result = hpc("doctor", "cori")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "[FAIL] kernel bare" in result.stdout and "cannot import ipykernel" in result.stdout
+    assert "[ok  ] kernel py3" in result.stdout

@@ -68,6 +68,12 @@ def run_site(site) -> int:
 
 
 def remote_kernels(site) -> list[tuple[str, list[str]]]:
-    """(name, argv) of the kernelspecs discovered on the site; none when the site is unreachable
-    (the login steps then say why)."""
-    return []
+    """(name, argv) of the kernelspecs discovered on the site; none when the site cannot be
+    listed (the login steps then say why)."""
+    from ..kernelspecs import discover_sync
+
+    try:
+        result = discover_sync(site)
+    except HPCError:
+        return []
+    return [(spec.name, list(spec.spec.get("argv") or [])) for spec in result.specs]
