@@ -35,6 +35,7 @@ from jupyter_core.paths import jupyter_data_dir
 from jupyterhub.spawner import LocalProcessSpawner
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from traitlets import Dict, Float, Unicode, default, validate
+from traitlets.config import LoggingConfigurable
 
 from ..sites import HPCSites, SiteConfigError
 
@@ -50,7 +51,7 @@ def importable(dotted: str) -> bool:
         return False
 
 
-class HPCCredentialMixin:
+class HPCCredentialMixin(LoggingConfigurable):
     """The credential hand-off and the cluster-only server config, for any Spawner."""
 
     host_certificate_authority = Unicode(
