@@ -42,7 +42,8 @@ URL_LINE = re.compile(r"^\s+(http://127\.0\.0\.1:(\d+)/lab\?token=([0-9a-f]+))\s
 
 def _source_digest() -> str:
     digest = hashlib.sha256()
-    files = [REPO / "pyproject.toml", *sorted((REPO / "jupyter_hpc").rglob("*"))]
+    files = [REPO / "pyproject.toml", *sorted((REPO / "jupyter_hpc").rglob("*")),
+             *sorted((REPO / "jupyter-config").rglob("*"))]
     for path in files:
         if path.is_file() and "__pycache__" not in path.parts:
             digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes())
@@ -69,6 +70,7 @@ def ensure_demo_venv() -> Path:
                                 ignore=shutil.ignore_patterns("__pycache__"))
                 for name in ("pyproject.toml", "README.md"):
                     shutil.copy(REPO / name, Path(copy) / name)
+                shutil.copytree(REPO / "jupyter-config", Path(copy) / "jupyter-config")  # data files
                 target = f"{copy}[lab]" if fresh else copy
                 extra = [] if fresh else ["--no-deps", "--force-reinstall"]
                 subprocess.run([str(python), "-m", "pip", "install", "-qq", *extra, target], check=True)

@@ -44,13 +44,12 @@ def test_kernel_is_private_on_the_remote(ssh_spec):
     with running_kernel(ssh_spec()) as (km, client):
         info = provisioner_info(km)
         pid, kernel_dir = info["pid"], info["kernel_dir"]
-        # The five channels are Unix sockets in the kernel's 0700 directory. The only TCP
-        # listener is ipykernel's own pipe for forked children's output (a PULL socket that
-        # sends nothing and takes only messages carrying a random token), on 127.0.0.1.
-        assert len(tcp_listeners(pid)) <= 1
-        assert all(address.startswith("127.0.0.1:") for address in tcp_listeners(pid))
+        # The five channels and ipykernel's pipe for forked children's output (moved off
+        # 127.0.0.1 by the launcher's kernel shim) are Unix sockets in the kernel's 0700
+        # directory; the kernel listens on no TCP port at all.
+        assert tcp_listeners(pid) == []
         sockets = unix_listeners(pid)
-        assert len(sockets) == 5 and all(path.startswith(kernel_dir) for path in sockets)
+        assert len(sockets) == 6 and all(path.startswith(kernel_dir) for path in sockets)
         assert stat.S_IMODE(os.stat(kernel_dir).st_mode) == 0o700
         connection_file = os.path.join(kernel_dir, "kernel.json")
         assert stat.S_IMODE(os.stat(connection_file).st_mode) == 0o600
