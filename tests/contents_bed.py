@@ -6,16 +6,14 @@ from __future__ import annotations
 import json
 import os
 import pwd
-import shutil
 import subprocess
-import tempfile
 import uuid
 from pathlib import Path
 
 import pytest
 
 from server_helpers import Server
-from testbed.sshd import SSHDaemon
+from testbed.sshd import SSHDaemon, running_sshd
 from testbed.users import NEIGHBOUR_USER, ensure_user, run_as
 
 FILES_USER = "hpcfiles"
@@ -69,11 +67,8 @@ def files_user() -> FilesUser:
 
 @pytest.fixture(scope="session")
 def files_sshd(files_user):
-    root = Path(tempfile.mkdtemp(prefix="jupyter-hpc-sshd-files-"))
-    daemon = SSHDaemon(root, users=[files_user.name]).start()
-    yield daemon
-    daemon.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    with running_sshd([files_user.name], "files") as daemon:
+        yield daemon
 
 
 def site_config(sshd: SSHDaemon, user: FilesUser, roots: dict | None = None) -> dict:

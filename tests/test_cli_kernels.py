@@ -11,7 +11,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import jupyter_client
@@ -19,7 +18,7 @@ import pytest
 
 from kernel_helpers import execute
 from server_helpers import Server
-from testbed.sshd import SSHDaemon
+from testbed.sshd import running_sshd
 from testbed.users import ensure_user
 
 USER = "hpccli"
@@ -32,11 +31,8 @@ def cli_user():
 
 @pytest.fixture(scope="module")
 def cli_sshd(cli_user):
-    root = Path(tempfile.mkdtemp(prefix="jupyter-hpc-sshd-cli-"))
-    daemon = SSHDaemon(root, users=[USER]).start()
-    yield daemon
-    daemon.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    with running_sshd([USER], "cli") as daemon:
+        yield daemon
 
 
 @pytest.fixture

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
 import re
 import shutil
 import signal
 import subprocess
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -24,7 +22,7 @@ import requests
 
 from demo_helpers import KernelSocket
 from server_helpers import Server
-from testbed.sshd import SSHDaemon
+from testbed.sshd import SSHDaemon, running_sshd
 from testbed.users import ensure_user
 
 USER = "hpcdisco"
@@ -45,11 +43,8 @@ def disco_user():
 
 @pytest.fixture(scope="module")
 def disco_sshd(disco_user):
-    root = Path(tempfile.mkdtemp(prefix="jupyter-hpc-sshd-disco-"))
-    daemon = SSHDaemon(root, users=[USER]).start()
-    yield daemon
-    daemon.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    with running_sshd([USER], "disco") as daemon:
+        yield daemon
 
 
 def sessions(daemon: SSHDaemon) -> int:

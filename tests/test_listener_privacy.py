@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
 import re
 import shutil
 import stat
@@ -31,7 +30,7 @@ from jupyter_hpc.launcher import kernel_shim_source
 from kernel_helpers import execute, provisioner_info
 from remote_inspect import all_cmdlines
 from testbed import intruder
-from testbed.sshd import SSHDaemon
+from testbed.sshd import running_sshd
 from testbed.users import NEIGHBOUR_USER, ensure_user, run_as
 
 OWNER = "hpcpriv"
@@ -50,11 +49,8 @@ def owner(neighbour_user):
 
 @pytest.fixture(scope="module")
 def owner_sshd(owner):
-    root = Path(tempfile.mkdtemp(prefix="jupyter-hpc-sshd-priv-"))
-    daemon = SSHDaemon(root, users=[owner.pw_name]).start()
-    yield daemon
-    daemon.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    with running_sshd([owner.pw_name], "priv") as daemon:
+        yield daemon
 
 
 @pytest.fixture(scope="module")

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import shutil
+import tempfile
 import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -130,3 +134,16 @@ class SSHDaemon:
         }
         config.update(extra)
         return config
+
+
+@contextlib.contextmanager
+def running_sshd(users: list[str], name: str, **options: str) -> Iterator[SSHDaemon]:
+    """An sshd for ``users`` in a fresh root of its own (not under pytest's 0700 tmp dir: sshd
+    reads authorized keys as the user), stopped and removed afterwards."""
+    root = Path(tempfile.mkdtemp(prefix=f"jupyter-hpc-sshd-{name}-"))
+    daemon = SSHDaemon(root, users=users, options=dict(options)).start()
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+        shutil.rmtree(root, ignore_errors=True)
