@@ -3,7 +3,8 @@
 A jupyter_server extension, enabled by :class:`~jupyter_hpc.hub.spawner.HPCCredentialMixin`'s
 server config. At load it marks the process non-dumpable, makes the in-memory credential
 mandatory for SSH (no fallback to the hub account's own ``~/.ssh``), and fetches the user's
-auth_state with the server's own API token (``GET /hub/api/user``; the token holds
+auth_state with the server's own API token (``GET /hub/api/users/<name>``: the whoami
+endpoint ``/hub/api/user`` never fills auth_state in; the token holds
 ``admin:auth_state!user`` for its user only, so a server can read its own user's credential
 and no one else's). Nothing is written: the credential goes straight into
 :mod:`jupyter_hpc.ssh.credentials`.
@@ -23,6 +24,7 @@ import json
 import os
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
 
@@ -47,6 +49,17 @@ class CredentialFetcher(LoggingConfigurable):
     )
     api_url = Unicode(help="The hub API's URL; default $JUPYTERHUB_API_URL, as the hub sets it.")
     api_token = Unicode(help="The server's own hub API token; default the singleuser server's.")
+    user = Unicode(help="The hub user this server belongs to; default $JUPYTERHUB_USER, as the hub sets it.")
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # Called with no arguments after a credential with a new key is installed: what
+        # failed for want of it (the sites' first discovery) is tried again at once.
+        self.on_new_credential: list = []
+
+    @default("user")
+    def _default_user(self) -> str:
+        return os.environ.get("JUPYTERHUB_USER", "")
 
     @default("api_url")
     def _default_api_url(self) -> str:
@@ -57,12 +70,13 @@ class CredentialFetcher(LoggingConfigurable):
         return os.environ.get("JUPYTERHUB_API_TOKEN", "")
 
     def _request_args(self) -> tuple[str, dict[str, str]]:
-        if not self.api_url or not self.api_token:
+        if not self.api_url or not self.api_token or not self.user:
             raise HPCError(
-                "This server was not started by JupyterHub (no JUPYTERHUB_API_URL or token): "
+                "This server was not started by JupyterHub (no JUPYTERHUB_API_URL, token or user): "
                 "jupyter_hpc.hub.singleuser fetches the SSH credential from the hub."
             )
-        return url_path_join(self.api_url, "user"), {"Authorization": f"token {self.api_token}"}
+        url = url_path_join(self.api_url, "users", urllib.parse.quote(self.user, safe=""))
+        return url, {"Authorization": f"token {self.api_token}"}
 
     def fetch_blocking(self) -> None:
         """At the server's start, before its loop runs (nothing else to block yet)."""
@@ -105,10 +119,17 @@ class CredentialFetcher(LoggingConfigurable):
         except credentials.CredentialError as exc:
             self.log.error("jupyter_hpc: unusable credential in auth_state: %s", exc)
             return
+        before = credentials.current()
         if credential is None:
             credentials.clear()
         else:
             credentials.install(credential)
+        if credential is not None and (before is None or before.fingerprint != credential.fingerprint):
+            for callback in self.on_new_credential:
+                try:
+                    callback()
+                except Exception:  # one listener's failure must not lose the credential
+                    self.log.exception("jupyter_hpc: a listener of the new credential failed")
 
     def next_check_in(self) -> float:
         """Seconds to the next check: the interval, or sooner once the certificate is near
@@ -153,6 +174,9 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
     if hub_auth is not None:
         fetcher.api_url = hub_auth.api_url or fetcher.api_url
         fetcher.api_token = hub_auth.api_token or fetcher.api_token
+    retry = getattr(serverapp.kernel_spec_manager, "credential_changed", None)
+    if retry is not None:
+        fetcher.on_new_credential.append(retry)
     started = time.monotonic()
     fetcher.fetch_blocking()
     held = credentials.current()

@@ -41,6 +41,7 @@ from ..sites import HPCSites, SiteConfigError
 
 KERNELSPEC_MANAGER = "jupyter_hpc.kernelspecs.RemoteKernelSpecManager"
 CONTENTS_MANAGER = "jupyter_hpc.contents.SFTPContentsManager"
+KERNEL_MANAGER = "jupyter_hpc.server.kernel_manager.HPCMappingKernelManager"
 
 
 def importable(dotted: str) -> bool:
@@ -108,7 +109,9 @@ class HPCCredentialMixin(LoggingConfigurable):
         config: dict[str, Any] = {
             "ServerApp": {"terminals_enabled": False, "jpserver_extensions": extensions},
             "HPCSites": {"sites": self.hpc_sites()},
-            "RemoteKernelSpecManager": {"include_local": False},
+            # The credential comes from the hub once the server runs (singleuser): the first
+            # discovery waits for it rather than fail a login without it.
+            "RemoteKernelSpecManager": {"include_local": False, "wait_for_credential": True},
             # A stale login must reach the server's sessions soon (its OAuth token ends
             # with the certificate, but the server caches a token's answer this long).
             "HubOAuth": {"cache_max_age": 5},
@@ -117,6 +120,9 @@ class HPCCredentialMixin(LoggingConfigurable):
             config["ServerApp"]["kernel_spec_manager_class"] = KERNELSPEC_MANAGER
         else:
             self.log.error("%s is not installed: %s's server would offer no kernels", KERNELSPEC_MANAGER, self.user.name)
+        if importable(KERNEL_MANAGER):
+            # Kernels' working directory follows the file browser; SLURM resources per kernel.
+            config["ServerApp"]["kernel_manager_class"] = KERNEL_MANAGER
         if importable(CONTENTS_MANAGER):
             config["ServerApp"]["contents_manager_class"] = CONTENTS_MANAGER
         for section, values in self.server_config_overrides.items():

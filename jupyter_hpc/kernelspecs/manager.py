@@ -70,6 +70,13 @@ class RemoteKernelSpecManager(KernelSpecManager):
     discovery_timeout = Float(
         30.0, config=True, help="Seconds one site's discovery (login included) may take before it fails.",
     )
+    wait_for_credential = Bool(
+        False, config=True,
+        help="Start the first discovery only when an SSH credential is handed over "
+        "(credential_changed), not when the manager is made. A hub's servers set it: their "
+        "credential arrives from the hub after the manager exists, and a login tried without "
+        "it would only fail.",
+    )
     resource_cache_dir = Unicode(
         config=True,
         help="Local directory (made 0700) where remote logos are mirrored for the launcher. "
@@ -100,8 +107,15 @@ class RemoteKernelSpecManager(KernelSpecManager):
         self._lock = threading.Lock()
         os.makedirs(self.resource_cache_dir, mode=0o700, exist_ok=True)
         os.chmod(self.resource_cache_dir, 0o700)
-        self._first = [self._start(name) for name in self._sites]
+        self._first: list[concurrent.futures.Future] = []
         self._first_waited = False
+        if self.wait_for_credential:
+            self._listings = {
+                name: SiteListing(name, error="no SSH credential yet (log in to the hub again)", checked_at=time.monotonic())
+                for name in self._sites
+            }
+        else:
+            self._first = [self._start(name) for name in self._sites]
 
     # -- discovery, in the SSH loop ------------------------------------------------------
 
@@ -249,6 +263,19 @@ class RemoteKernelSpecManager(KernelSpecManager):
         if self.include_local:
             return super().get_kernel_spec(kernel_name)
         raise NoSuchKernel(kernel_name)
+
+    def credential_changed(self) -> None:
+        """A new SSH credential is held (a hub server got it after the manager was made, or
+        the user logged in again): list again, now, each site whose last attempt failed.
+        If a site never listed, its new discovery counts as the first one, so a launcher
+        opened now waits for it rather than showing no cluster kernels."""
+        failed = [name for name, listing in self._listings.items() if listing.error is not None or listing.fetched_at is None]
+        if not failed:
+            return
+        retried = [self._start(name, force=True) for name in failed]
+        if all(listing.fetched_at is None for listing in self._listings.values()):
+            self._first = retried
+            self._first_waited = False
 
     async def refresh(self, site: str | None = None) -> dict[str, DiscoveryResult | Exception]:
         """List ``site`` (or every site) again now; returns each site's result or error."""

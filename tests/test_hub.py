@@ -1,5 +1,3 @@
-# NOT COLLECTED: the hub flow test of issue 21, not yet passing (the spawn fails). Rename back to
-# tests/test_hub.py once it does; see the closing note of stop 15.
 """The hub (issue 21): password + one-time code at a real JupyterHub 6, a certificate from the
 real key service, a server as the hub's non-root user, kernels on an sshd that trusts only the
 key service's CA.
