@@ -34,8 +34,13 @@ import subprocess
 import sys
 import time
 import uuid
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
+
+import pwd
+import shutil
+import struct
 
 import pytest
 import requests
@@ -183,6 +188,69 @@ class Lab:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(10)
+
+
+# -- the cluster side: a user's own kernelspec in their remote home ------------------------------
+
+def png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
+    """A plain one-colour PNG (no imaging library needed): a logo the page can be checked to show."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\0" + bytes(rgb) * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+def write_remote_kernel(user: pwd.struct_passwd, name: str, display_name: str, python: str,
+                        logo: bytes | None = None, env_line: str = "export MYENV=1") -> Path:
+    """A kernelspec the user dropped into ``~/.ipython/kernels/<name>`` on the cluster: a wrapper
+    script (``env_line`` then exec ipykernel) and, if given, ``logo-64x64.png``; owned by the user."""
+    directory = Path(user.pw_dir) / ".ipython" / "kernels" / name
+    directory.mkdir(parents=True, exist_ok=True)
+    wrapper = directory / "wrapper.sh"
+    wrapper.write_text(f"#!/bin/sh\n{env_line}\nexec {python} -m ipykernel_launcher \"$@\"\n")
+    wrapper.chmod(0o755)
+    if logo is not None:
+        (directory / "logo-64x64.png").write_bytes(logo)
+    (directory / "kernel.json").write_text(json.dumps({
+        "argv": ["{resource_dir}/wrapper.sh", "-f", "{connection_file}"],
+        "display_name": display_name, "language": "python"}))
+    subprocess.run(["chown", "-R", f"{user.pw_name}:{user.pw_name}", str(Path(user.pw_dir) / ".ipython")], check=True)
+    return directory
+
+
+def remove_remote_kernels(user: pwd.struct_passwd) -> None:
+    shutil.rmtree(Path(user.pw_dir) / ".ipython" / "kernels", ignore_errors=True)
+
+
+def add_slurm_user(name: str, account: str = "testbed") -> None:
+    """Give ``name`` an association in the test SLURM's accounting (the bed adds only its own
+    users), so that the resource dialog lists the account as on a real cluster."""
+    shown = subprocess.run(["sacctmgr", "-n", "-P", "show", "assoc", f"user={name}", "format=account"],
+                           capture_output=True, text=True)
+    if account not in shown.stdout.split():
+        subprocess.run(["sacctmgr", "-i", "add", "user", name, f"DefaultAccount={account}"], check=True,
+                       capture_output=True)
+
+
+def cancel_jobs(name: str) -> None:
+    subprocess.run(["scancel", "-u", name], capture_output=True)
+
+
+def squeue(name: str) -> list[dict[str, str]]:
+    """The user's jobs as squeue shows them: id, partition, state, time limit, reason."""
+    out = subprocess.run(["squeue", "-h", "-u", name, "-o", "%i|%P|%T|%l|%r"], capture_output=True, text=True,
+                         check=True).stdout
+    keys = ("id", "partition", "state", "time_limit", "reason")
+    return [dict(zip(keys, line.split("|"))) for line in out.splitlines() if line.strip()]
+
+
+def show_job(job_id: str) -> dict[str, str]:
+    """``scontrol show job`` as a dict (Partition, TimeLimit, JobState, UserId, ...)."""
+    out = subprocess.run(["scontrol", "show", "job", "--oneliner", job_id], capture_output=True, text=True,
+                         check=True).stdout
+    return dict(word.partition("=")[::2] for word in out.split() if "=" in word)
 
 
 # -- the browser -----------------------------------------------------------------------------
