@@ -27,7 +27,7 @@ import jupyter_client
 import pytest
 
 from jupyter_hpc.launcher import kernel_shim_source
-from kernel_helpers import execute, provisioner_info
+from kernel_helpers import execute, provisioner_info, running_kernel
 from remote_inspect import all_cmdlines
 from testbed import intruder
 from testbed.sshd import running_sshd
@@ -417,3 +417,70 @@ def test_a_killed_kernel_leaves_no_debug_adapter_behind(spec, owner):
         client.stop_channels()
         km.shutdown_kernel(now=True)
     assert wait_for_no_listeners(owner.pw_uid, timeout=5) == {}
+
+
+def assert_attached_kernel_is_private(client, km, owner, intruder_script, remote_python, canary) -> None:
+    """The debugger on as JupyterLab leaves it; the neighbour connects to its ports and gets nothing.
+
+    Other kernels of the owner may run meanwhile (without a debugger): they listen on no TCP port.
+    """
+    info = provisioner_info(km)
+    assert json.loads((Path(info["kernel_dir"]) / "listeners.json").read_text()) == {
+        "iopub_pipe": "ipc", "debugger": "private"}
+    Debugger(client).start()
+    listeners = tcp_listeners_of(owner.pw_uid)
+    assert info["pid"] not in listeners.values()
+    assert len(listeners) == 2 and len(set(listeners.values())) == 1, listeners  # one adapter, its two ports
+    report = intrude(intruder_script, remote_python, list(listeners), [], canary, adapter_token(owner.pw_uid))
+    assert sorted(report["connected"]) == sorted(listeners)
+    assert report["received"] == ""
+
+
+def test_a_kernel_from_the_pool_is_as_private(spec, owner, intruder_script, remote_python, canary):
+    """A pre-started kernel (pool_size) was launched from the same request, shim included."""
+    from jupyter_hpc.provisioners.kernel_pool import KernelPool
+    from jupyter_hpc.ssh import run_in_ssh_loop_sync
+
+    run_in_ssh_loop_sync(KernelPool.drain_all())
+    name = spec("hpc-private-pool", pool_size=1, pool_idle_lifetime=60)
+    try:
+        with running_kernel(name):  # a cold start; the pool fills after it
+            deadline = time.monotonic() + 30
+            while not (pooled := {r.pid for p in KernelPool._pools.values() for r, _, _ in p.ready}):
+                assert time.monotonic() < deadline, "the pool did not fill"
+                time.sleep(0.1)
+            assert tcp_listeners_of(owner.pw_uid) == {}  # two idle kernels: no TCP port at all
+            with running_kernel(name) as (km, client):
+                assert provisioner_info(km)["pid"] in pooled  # taken from the pool
+                assert_attached_kernel_is_private(client, km, owner, intruder_script, remote_python, canary)
+    finally:
+        run_in_ssh_loop_sync(KernelPool.drain_all())
+    assert wait_for_no_listeners(owner.pw_uid) == {}
+
+
+def test_a_kernel_started_by_a_standby_launcher_is_as_private(spec, owner, intruder_script, remote_python, canary):
+    """The launcher waiting on the connection (launcher_standby) gets the request, shim included, later."""
+    from jupyter_hpc.launcher import standby
+    from jupyter_hpc.ssh import run_in_ssh_loop_sync
+
+    name = spec("hpc-private-standby", launcher_standby=30)
+    with running_kernel(name):  # a cold start; a launcher is then started to wait for the next
+        deadline = time.monotonic() + 30
+        while not (waiting := [w for slots in list(standby._waiting.values()) for w in slots.values() if w]):
+            assert time.monotonic() < deadline, "no launcher came on standby"
+            time.sleep(0.1)
+        with running_kernel(name) as (km, client):
+            assert km.provisioner._remote.process is waiting[0].process  # the standby one
+            assert_attached_kernel_is_private(client, km, owner, intruder_script, remote_python, canary)
+    # The next standby launcher (started after this take) is dismissed with the test's connection.
+    for slots in list(standby._waiting.values()):
+        for key in list(slots):
+            entry = slots.pop(key)
+            if entry is not None:
+                entry.expiry.cancel()
+                run_in_ssh_loop_sync(_dismiss(standby, entry.process))
+    assert wait_for_no_listeners(owner.pw_uid) == {}
+
+
+async def _dismiss(standby, process) -> None:
+    standby.dismiss(process)
