@@ -148,12 +148,21 @@ def wait_for_no_listeners(uid: int, timeout: float = 15) -> dict[str, int]:
     return left
 
 
-def adapter_token(uid: int) -> str:
-    """debugpy puts its adapter's server access token on the adapter's command line."""
-    for pid, cmd in all_cmdlines().items():
-        if "--server-access-token" in cmd and os.stat(f"/proc/{pid}").st_uid == uid:
-            return cmd.split("--server-access-token", 1)[1].split()[0]
-    return ""
+def adapter_token(client) -> str:
+    """The access token the kernel's pydevd expects from debugpy's adapter (which the adapter
+    sends to whoever connects to its server port), read in the kernel by its owner."""
+    code = "import pydevd; print(pydevd.get_global_debugger().authentication.access_token)"
+    token = execute(client, code)["stdout"].strip()
+    assert re.fullmatch(r"[0-9a-f]{64}", token), token
+    return token
+
+
+def environ_of(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as handle:
+            return handle.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
 
 
 def intrude(script, remote_python, addresses, paths, canary, token="") -> dict:
@@ -200,14 +209,33 @@ def test_neighbour_reaches_nothing_while_the_debugger_is_attached(debugged, owne
     # sockets); debugpy's adapter has its two, which are the ones to attack.
     assert info["pid"] not in listeners.values()
     assert len(listeners) == 2, listeners
-    token = adapter_token(owner.pw_uid)
-    assert len(token) == 64
+    token = adapter_token(client)  # the neighbour is handed it, to try its luck with it
     report = intrude(intruder_script, remote_python, list(listeners), [], canary, token)
     assert sorted(report["connected"]) == sorted(listeners)  # the ports are there...
     assert report["received"] == ""  # ...and say nothing: closed before a byte
     assert "debugServerAccessToken" not in report["received"]
     # canary (the fixture) asserts at teardown that the evaluate never ran
     assert execute(client, "print('still mine')")["stdout"].strip() == "still mine"
+
+
+def test_the_adapter_token_is_on_no_command_line(debugged, owner):
+    """debugpy passes its adapter the token as ``--server-access-token`` and pydevd writes it into
+    the command line of every Python the debugged kernel starts; ``/proc/<pid>/cmdline`` is every
+    user's. Here it reaches the adapter through a pipe, and children are not debugged."""
+    km, client, debugger, info, trap = debugged
+    token = adapter_token(client)
+    [adapter] = set(tcp_listeners_of(owner.pw_uid).values())  # alive, with its two ports
+    child = execute(client, "import subprocess, sys\nchild = subprocess.Popen([sys.executable, '-c', "
+                            "'import time; time.sleep(60)'])\nprint(child.pid)")["stdout"].strip()
+    try:
+        cmdlines = all_cmdlines()
+        assert "debugpy/adapter --for-server" in cmdlines[adapter]
+        assert cmdlines[int(child)].split(" ", 1)[1] == "-c import time; time.sleep(60) "  # not rewritten by pydevd
+        assert not [cmd for cmd in cmdlines.values() if token in cmd]
+        assert not [cmd for cmd in cmdlines.values() if "--server-access-token" in cmd or "access_token=" in cmd]
+        assert not [pid for pid in cmdlines if token in environ_of(pid)]  # nor in an environment
+    finally:
+        execute(client, "child.kill(); child.wait()")
 
 
 def test_the_debugger_still_stops_at_a_breakpoint_and_shows_a_variable(debugged):
@@ -283,6 +311,9 @@ def test_the_attack_is_real_when_the_debugger_is_open(spec, owner, intruder_scri
         assert pid in tcp_listeners_of(owner.pw_uid).values()  # the IOPub fork pipe
         Debugger(client).start()
         listeners = [address for address, owner_pid in tcp_listeners_of(owner.pw_uid).items() if owner_pid != pid]
+        # As debugpy comes, its token is on the adapter's command line, for every user to read.
+        token = adapter_token(client)
+        assert [cmd for cmd in all_cmdlines().values() if f"--server-access-token {token}" in cmd]
         report = intrude(intruder_script, remote_python, listeners, [], harmless)
     finally:
         client.stop_channels()
@@ -431,7 +462,7 @@ def assert_attached_kernel_is_private(client, km, owner, intruder_script, remote
     listeners = tcp_listeners_of(owner.pw_uid)
     assert info["pid"] not in listeners.values()
     assert len(listeners) == 2 and len(set(listeners.values())) == 1, listeners  # one adapter, its two ports
-    report = intrude(intruder_script, remote_python, list(listeners), [], canary, adapter_token(owner.pw_uid))
+    report = intrude(intruder_script, remote_python, list(listeners), [], canary, adapter_token(client))
     assert sorted(report["connected"]) == sorted(listeners)
     assert report["received"] == ""
 

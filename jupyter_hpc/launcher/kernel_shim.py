@@ -16,6 +16,11 @@ five channels (which the launcher already puts on Unix sockets):
   read or written. Where that check cannot be made, the debugger refuses to start.
 * the cells the debugger dumps go to ``<kernel dir>/cells``, not to ``/tmp/ipykernel_<pid>``,
   a name another user can create first.
+* no secret on a command line (``/proc/<pid>/cmdline`` is every user's): debugpy hands its
+  adapter the access token pydevd checks as ``--server-access-token``; here it goes through a
+  pipe on the adapter's stdin instead. pydevd would also write that token into the command
+  line of every Python the user starts while debugging (to debug it too): that is off
+  (``subProcess=False``), since JupyterLab's debugger shows the kernel's process only.
 
 Why not the alternatives: a network namespace per kernel (``unshare -rn``) hides every port
 but cuts the kernel off the network (no pip, no license server, no Dask) and needs user
@@ -310,8 +315,68 @@ class Kernel:
         adapter_env[ENV] = json.dumps(dict(self.settings, mode="adapter"))
         shim_dir = self.settings["shim_dir"]
         adapter_env["PYTHONPATH"] = os.pathsep.join(filter(None, [shim_dir, os.environ.get("PYTHONPATH")]))
-        debugpy.configure(pythonEnv=adapter_env)
+        debugpy.configure(pythonEnv=adapter_env, subProcess=False)
+        debugpy.listen = token_through_stdin(debugpy.listen, adapter_env[ENV])
         return True
+
+
+TOKEN_FLAG = "--server-access-token"
+
+
+def token_through_stdin(listen, marker):
+    """``debugpy.listen`` that starts its adapter with the access token on a pipe, not in argv.
+
+    Only for the length of the call, ``subprocess.Popen`` is a subclass that, for the adapter's
+    start alone (its environment carries ``marker``), takes ``--server-access-token TOKEN`` out
+    of the arguments, tells the adapter's shim to read it from stdin, and writes it there.
+    Any other process started meanwhile is started as usual.
+    """
+    import subprocess
+
+    base = subprocess.Popen
+
+    class AdapterPopen(base):
+        def __init__(self, args, *rest, **kwargs):
+            env, token = kwargs.get("env"), None
+            if (isinstance(args, list) and TOKEN_FLAG in args[:-1] and isinstance(env, dict)
+                    and env.get(ENV) == marker):
+                at = args.index(TOKEN_FLAG)
+                token, args = args[at + 1], args[:at] + args[at + 2:]
+                env = dict(env)
+                env[ENV] = json.dumps(dict(json.loads(marker), token_on_stdin=True))
+                kwargs.update(env=env, stdin=subprocess.PIPE)
+            super().__init__(args, *rest, **kwargs)
+            if token is not None:
+                try:
+                    self.stdin.write(token.encode("ascii") + b"\n")
+                except OSError:
+                    pass  # the adapter died at once; debugpy reports that
+                finally:
+                    self.stdin.close()
+
+    def private_listen(*args, **kwargs):
+        subprocess.Popen = AdapterPopen
+        try:
+            return listen(*args, **kwargs)
+        finally:
+            subprocess.Popen = base
+
+    return private_listen
+
+
+def _read_token():
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(0, 4096)
+        except InterruptedError:
+            continue
+        except OSError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks).decode("ascii", "replace").strip()
 
 
 ADAPTER_PIDS = "adapters"  # in the kernel's directory: one file per debugpy adapter
@@ -322,6 +387,8 @@ def adapter(settings):
 
     The adapter daemonizes (setsid, fork) out of the kernel's process group, so the launcher's
     cleanup would miss it: each process it forks into names itself in the kernel's directory.
+    Its access token, when the kernel sent it on stdin (``token_on_stdin``), goes back into
+    ``sys.argv`` before debugpy parses it.
     """
     directory = os.path.join(settings["kernel_dir"], ADAPTER_PIDS)
 
@@ -333,6 +400,10 @@ def adapter(settings):
             pass
 
     os.register_at_fork(after_in_child=record)
+    if settings.get("token_on_stdin"):
+        token = _read_token()  # the kernel wrote it and closed the pipe
+        if token:
+            sys.argv += [TOKEN_FLAG, token]  # the adapter parses sys.argv; /proc shows none of it
 
     def patch(sockets):
         sockets.create_server = owner_only(sockets.create_server)
