@@ -26,6 +26,7 @@ import time
 import uuid
 from pathlib import Path
 
+import pyotp
 import requests
 import websocket
 
@@ -35,7 +36,14 @@ from testbed.users import ensure_user
 REPO = Path(__file__).resolve().parent.parent
 DEMO_USER = "hpcdemo"
 DEMO_VENV = Path(os.environ.get("JUPYTER_HPC_DEMO_VENV", "/opt/jupyter-hpc-test/demo-venv"))
-URL_LINE = re.compile(r"^\s+(http://127\.0\.0\.1:(\d+)/lab\?token=([0-9a-f]+))\s*$")
+URL_LINE = re.compile(r"^\s+(http://127\.0\.0\.1:(\d+)/(?:lab\?token=([0-9a-f]+)|hub/login))\s*$")
+LOGIN_LINE = re.compile(r"^Log in with user name (\S+), password (\S+),$")
+SECRET = re.compile(r"otpauth://totp/\S*[?&]secret=([A-Z2-7]+)")
+STATE_LINE = re.compile(r"^Everything the demo makes is in (\S+) ")
+NODE_LINE = re.compile(r"embedded SSH login node \((\S+)@127\.0\.0\.1 port (\d+)\)")
+#: The demo home's two kernelspecs, as the server names them (site cori, target login).
+PLAIN_KERNEL = "cori-login-python"
+MYENV_KERNEL = "cori-login-myenv"
 
 
 # -- the venv the demo user runs ------------------------------------------------------------
@@ -157,7 +165,8 @@ class Demo:
             self.lines.append(line)
             match = URL_LINE.match(line)
             if match and self.url is None:
-                self.url, self.port, self.token = match.group(1), int(match.group(2)), match.group(3)
+                self.url, self.port, self.token = match.group(1), int(match.group(2)), match.group(3) or ""
+            if STATE_LINE.match(line):  # the banner's last line but one
                 self._ready.set()
         self._ready.set()
 
@@ -165,7 +174,7 @@ class Demo:
     def output(self) -> str:
         return "".join(self.lines)
 
-    def wait_ready(self, timeout: float = 90) -> "Demo":
+    def wait_ready(self, timeout: float = 180) -> "Demo":
         if not self._ready.wait(timeout) or self.url is None:
             raise AssertionError(f"the demo printed no URL within {timeout} s:\n{self.output}")
         self.marks.append(str(self.state_dir()))
@@ -219,17 +228,36 @@ class Demo:
     def api(self, method: str, path: str, **kwargs) -> requests.Response:
         return rest(self.port, self.token, method, path, timeout=60, **kwargs)
 
+    def _banner(self, pattern: re.Pattern) -> re.Match:
+        match = next(filter(None, map(pattern.search, self.lines)), None)
+        assert match, f"no {pattern.pattern!r} in the demo's output:\n{self.output}"
+        return match
+
     def state_dir(self) -> Path:
-        """Read from the Cori kernelspec the server offers: its client key lives there."""
-        spec = self.api("GET", "kernelspecs").json()["kernelspecs"]["cori-demo"]["spec"]
-        config = spec["metadata"]["kernel_provisioner"]["config"]
-        return Path(config["client_keys"][0]).parent.parent
+        """Where the demo says everything it makes lives."""
+        return Path(self._banner(STATE_LINE).group(1))
 
     def login_port(self) -> int:
-        spec = self.api("GET", "kernelspecs").json()["kernelspecs"]["cori-demo"]["spec"]
-        return int(spec["metadata"]["kernel_provisioner"]["config"]["port"])
+        return int(self._banner(NODE_LINE).group(2))
 
-    def start_kernel(self, name: str = "cori-demo") -> "KernelSocket":
+    @property
+    def hub(self) -> bool:
+        return self.url is not None and self.url.endswith("/hub/login")
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def users(self) -> dict[str, tuple[str, str]]:
+        """The hub's one user: name -> (password, TOTP secret), as the banner prints them."""
+        name, password = self._banner(LOGIN_LINE).groups()
+        return {name: (password, self._banner(SECRET).group(1))}
+
+    def code(self, name: str) -> str:
+        return pyotp.TOTP(self.users[name][1]).now()
+
+    def start_kernel(self, name: str = PLAIN_KERNEL) -> "KernelSocket":
         kernel = self.api("POST", "kernels", json={"name": name}).json()
         return KernelSocket(self, kernel["id"])
 

@@ -1,9 +1,11 @@
-"""`jupyter hpc demo` as a non-root user, driven through jupyter_server's REST and websocket API.
+"""`jupyter hpc demo --no-hub` (JupyterLab alone, a laptop's setup) as a non-root user,
+driven through jupyter_server's REST and websocket API.
 
-Each test starts the demo exactly as the README does (``jupyter hpc demo``, here with
-``--no-browser``), then checks what a user would: the Cori kernel runs over SSH, interrupts,
-restarts and shuts down; and after Ctrl-C nothing the demo started is left: no process of
-the demo user's, no state directory, no file in the user's home.
+Each test starts the demo as the README does (``jupyter hpc demo``, here with ``--no-browser``
+and ``--no-hub``), then checks what a user would: the kernel discovered in Cori's home runs
+over SSH, interrupts, restarts and shuts down; and after Ctrl-C nothing the demo started is
+left: no process of the demo user's, no state directory, no file in the user's home. The hub
+flavour has tests/test_demo_hub.py.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ def demos(demo_bin):
     started: list[Demo] = []
 
     def start(*args: str) -> Demo:
-        started.append(Demo(demo_bin, *args))
+        started.append(Demo(demo_bin, "--no-hub", *args))
         return started[-1]
 
     yield start
@@ -151,8 +153,8 @@ def test_a_taken_port_fails_clearly_and_leaves_nothing(demos):
         port = taken.getsockname()[1]
         demo = demos("--port", str(port))
         assert demo.wait(90) == 1
-    assert "The demo could not start: JupyterLab exited" in demo.output
-    assert f"The port {port} is already in use" in demo.output
+    assert f"The demo could not start: The port {port} is already in use on 127.0.0.1" in demo.output
+    assert "choose another with --port" in demo.output
     assert_nothing_left([demo], before)
 
 
@@ -172,5 +174,5 @@ def test_help(demo_bin):
     result = run_as(DEMO_USER, [str(demo_bin / "jupyter"), "hpc", "demo", "--help"],
                     capture_output=True, text=True, cwd="/")
     assert result.returncode == 0, result.stderr
-    for option in ("--port", "--no-browser", "Ctrl-C stops everything"):
+    for option in ("--port", "--no-browser", "--no-hub", "--otp", "Ctrl-C stops everything"):
         assert option in " ".join(result.stdout.split())

@@ -1,16 +1,18 @@
-"""The demo's supervisor: start the login node and JupyterLab, stop them, leave nothing behind.
+"""The demo's supervisor: start the site's services and the hub, stop them, leave nothing behind.
 
-One process owns everything the demo starts. It runs the embedded login node in its own
-event loop (so every command the node runs is its child), starts JupyterLab as a child, and
-is the child subreaper of the whole tree (:mod:`.processes`). Stopping goes from polite to
-certain, and the certain part always runs:
+One process owns everything the demo starts. It runs the embedded login node and the key
+service in its own event loop (so every command the node runs is its child), starts
+JupyterHub (or, with ``--no-hub``, JupyterLab alone) as a child, and is the child subreaper of
+the whole tree (:mod:`.processes`). Stopping goes from polite to certain, and the certain
+part always runs:
 
-1. JupyterLab is asked to shut down (SIGTERM, then SIGKILL, if it does not in time):
-   jupyter_server shuts its kernels down through our provisioner, whose remote launchers
-   end their kernels and remove their files;
-2. the login node closes, ending any command still running (SIGTERM, then SIGKILL);
+1. JupyterHub is stopped (it stops each user's server, whose kernels our provisioner shuts
+   down on the login node) or JupyterLab is asked to shut down; SIGKILL if not in time;
+2. the login node closes, ending any command still running (SIGTERM, then SIGKILL), and the
+   key service stops;
 3. every remaining descendant is killed and reaped;
-4. the private state directory (keys, kernelspec, sockets, JupyterLab's files) is removed.
+4. the private state directory (keys, the cluster's home and scratch, sockets, the hub's
+   database, JupyterLab's files) is removed.
 
 A first Ctrl-C (or SIGTERM, SIGHUP) starts at step 1; a second one skips the polite steps
 and goes to 3 and 4 at once. Further signals change nothing: steps 3 and 4 are not
@@ -26,6 +28,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -33,15 +36,20 @@ from pathlib import Path
 from typing import TextIO
 
 from ..errors import HPCError
-from .kernelspec import DISPLAY_NAME, KERNEL_NAME, write_kernelspec
+from .cluster_home import MYENV, PLAIN, make_cluster
+from .hub import JupyterHub
 from .lab import JupyterLab
 from .login_node import LoginNode, make_private_dir
 from .processes import become_subreaper, kill_descendants
+from .keys import DemoKeyService
+from .site import NO_SLURM, SITE, default_partition, demo_site
 
 log = logging.getLogger("jupyter_hpc.demo")
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
+#: The server's names of the demo home's two kernelspecs on the login target.
+PLAIN_KERNEL = f"{SITE}-login-{PLAIN}"
+MYENV_KERNEL = f"{SITE}-login-{MYENV}"
 
 
 def has_display() -> bool:
@@ -55,13 +63,17 @@ class Demo:
         self,
         *,
         port: int = 0,
+        hub: bool = True,
+        show_otp: bool = False,
         open_browser: bool = True,
         show_log: bool = False,
         out: TextIO = sys.stdout,
-        start_timeout: float = 90.0,
-        stop_timeout: float = 20.0,
+        start_timeout: float = 120.0,
+        stop_timeout: float = 30.0,
     ) -> None:
         self.port = port
+        self.with_hub = hub
+        self.show_otp = show_otp
         self.open_browser = open_browser
         self.show_log = show_log
         self.out = out
@@ -69,11 +81,16 @@ class Demo:
         self.stop_timeout = stop_timeout
         self.state_dir: Path | None = None
         self.node: LoginNode | None = None
+        self.keys: DemoKeyService | None = None
+        self.hub: JupyterHub | None = None
         self.lab: JupyterLab | None = None
+        self.partition: str | None = None
         self._signals = 0
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
         self._browser_session: int | None = None
+        if not show_log:  # its start-up notices are for a site's admin, not the demo's reader
+            logging.getLogger("jupyter_hpc.demo.keyservice").setLevel(logging.ERROR)
 
     def say(self, text: str = "") -> None:
         print(text, file=self.out, flush=True)
@@ -113,7 +130,10 @@ class Demo:
                     status = 1
                 else:
                     self._banner()
+                    codes = asyncio.ensure_future(self._show_codes()) if self.show_otp and self.keys else None
                     await self._stop.wait()
+                    if codes is not None:
+                        codes.cancel()
             await self._shut_down()
         finally:
             await self._sweep()
@@ -122,38 +142,88 @@ class Demo:
         return status
 
     async def _start(self) -> None:
-        if importlib.util.find_spec("jupyterlab") is None:
+        needed = ("jupyterlab", "jupyterhub", "pyotp") if self.with_hub else ("jupyterlab",)
+        missing = [name for name in needed if importlib.util.find_spec(name) is None]
+        if missing:
             raise HPCError(
-                "JupyterLab is not installed in this Python. Install the demo's extras: "
-                "pip install 'jupyter-hpc[lab]'"
+                f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed in this Python. "
+                "Install the demo's extras: pip install 'jupyter-hpc[lab]'"
+            )
+        if self.port and not port_is_free(self.port):
+            raise HPCError(
+                f"The port {self.port} is already in use on 127.0.0.1: choose another with --port, "
+                "or leave --port out for any free one."
             )
         self.state_dir = Path(tempfile.mkdtemp(prefix="jupyter-hpc-demo-"))  # 0700
         runtime = make_private_dir(self.state_dir / "run")
-        self.node = LoginNode(self.state_dir / "login-node", session_env={"XDG_RUNTIME_DIR": str(runtime)})
-        await self.node.start()
-        jupyter_path = self.state_dir / "share" / "jupyter"
-        write_kernelspec(jupyter_path, self.node, sys.executable,
-                         env={"IPYTHONDIR": str(self.state_dir / "ipython")})
-        self.lab = JupyterLab(
-            self.state_dir, jupyter_path=jupyter_path, default_kernel=KERNEL_NAME,
-            port=self.port, show_log=self.show_log,
+        home, scratch = make_cluster(self.state_dir / "cluster", sys.executable)
+        if self.with_hub:
+            self.keys = await DemoKeyService(self.state_dir / "keyservice").start()
+        self.node = LoginNode(
+            self.state_dir / "login-node", home=home,
+            session_env={"XDG_RUNTIME_DIR": str(runtime), "SCRATCH": str(scratch)},
+            trusted_user_ca_keys=[self.keys.ca_public_key] if self.keys else [],
         )
-        await self.lab.start(self.start_timeout)
+        await self.node.start()
+        self.partition = await default_partition()
+        site = demo_site(self.node, sys.executable, partition=self.partition, with_client_key=not self.with_hub)
+        if self.keys is not None:
+            self.keys.add_user(self.node.username)
+            self.hub = JupyterHub(
+                self.state_dir / "hub", sites={SITE: site}, keyservice_url=self.keys.create_pair_url,
+                allowed_users=[self.node.username], port=self.port, show_log=self.show_log,
+            )
+            await self.hub.start(self.start_timeout)
+        else:
+            self.lab = JupyterLab(
+                self.state_dir, default_kernel=PLAIN_KERNEL, server_config=lab_config(site),
+                port=self.port, show_log=self.show_log,
+            )
+            await self.lab.start(self.start_timeout)
+
+    @property
+    def url(self) -> str:
+        assert self.hub is not None or self.lab is not None
+        return self.hub.url if self.hub is not None else self.lab.url
 
     def _banner(self) -> None:
-        assert self.lab is not None and self.node is not None
-        self.say(f"jupyter-hpc demo: JupyterLab with a \"{DISPLAY_NAME}\" kernel that runs through SSH on an")
-        self.say(f"embedded login node ({self.node.username}@{self.node.host} port {self.node.port}). Open:")
+        assert self.node is not None
+        flavour = "JupyterHub" if self.hub is not None else "JupyterLab"
+        self.say(f"jupyter-hpc demo: {flavour} in front of \"Cori\", an embedded SSH login node "
+                 f"({self.node.username}@{self.node.host} port {self.node.port}). Open:")
         self.say()
-        self.say(f"    {self.lab.url}")
+        self.say(f"    {self.url}")
         self.say()
+        if self.keys is not None:
+            self.say(f"Log in with user name {self.node.username}, password {self.keys.password},")
+            self.say(f"and the one-time code {self.keys.code()} (a new one every 30 s; `jupyter hpc demo --otp`")
+            self.say("prints each here). An authenticator app takes the same codes from:")
+            self.say(f"    {self.keys.provisioning_uri}")
+            self.say("The key service then gives JupyterHub a 12-hour SSH certificate, which logs you in to Cori.")
         self.say("What to try:")
-        self.say(f"  * Click \"{DISPLAY_NAME}\" in the launcher and run:  import os; os.environ['SSH_CONNECTION']")
-        self.say("    Only the SSH path sets it: a local \"Python 3\" kernel has no SSH_CONNECTION.")
-        self.say("  * Run `while True: pass`, interrupt it (the stop button), restart the kernel.")
-        self.say("Ctrl-C stops the demo and removes everything it made (notebooks included).")
+        self.say("  * The launcher shows your own kernelspecs from Cori's ~/.ipython/kernels: \"Cori: Python 3")
+        self.say("    (login)\" and \"Cori: myenv (login)\". Run  import os; os.environ['SSH_CONNECTION']")
+        self.say("  * The file browser shows Cori's files: home/ and scratch/.")
+        self.say("  * %load_ext jupyter_hpc.magics, then %squeue, %sinfo, %%sbatch in a Cori cell.")
+        if self.partition:
+            self.say(f"  * \"Cori: Python 3 (SLURM job)\" runs a kernel in a job on partition {self.partition}.")
+        else:
+            self.say(f"  * {NO_SLURM}")
+        self.say(f"Everything the demo makes is in {self.state_dir} (the cluster's home and scratch too).")
+        self.say("Ctrl-C stops the demo and removes all of it (notebooks included).")
         if self.open_browser and has_display():
-            self._start_browser(self.lab.url)
+            self._start_browser(self.url)
+
+    async def _show_codes(self) -> None:
+        """``--otp``: each new one-time code as it starts."""
+        assert self.keys is not None
+        shown = self.keys.code()
+        while True:
+            await asyncio.sleep(1)
+            code = self.keys.code()
+            if code != shown:
+                shown = code
+                self.say(f"one-time code: {code}")
 
     def _start_browser(self, url: str) -> None:
         """Open the URL in a session of its own, which the final sweep spares: a browser
@@ -178,19 +248,28 @@ class Demo:
             await polite
 
     async def _polite(self) -> None:
+        if self.hub is not None:
+            await self.hub.stop(self.stop_timeout)
         if self.lab is not None:
             await self.lab.stop(self.stop_timeout)
         if self.node is not None:
             await self.node.close()
+        if self.keys is not None:
+            await self.keys.stop()
 
     async def _sweep(self) -> None:
         """The certain steps: nothing alive, nothing on disk. Signals only set flags here."""
+        if self.hub is not None:
+            await self.hub.kill()
         if self.lab is not None:
             await self.lab.kill()
         if self.node is not None:
             self.node.grace = 0.5
             with contextlib.suppress(Exception):
                 await self.node.close()
+        if self.keys is not None:
+            with contextlib.suppress(Exception):
+                await self.keys.stop()
         spare = {self._browser_session} if self._browser_session else set()
         await kill_descendants(spare_sessions=spare)
         if self.state_dir is not None:
@@ -202,3 +281,26 @@ class Demo:
 def run_demo(**options: object) -> int:
     """Run the demo until stopped; the exit status."""
     return asyncio.run(Demo(**options).run())  # type: ignore[arg-type]
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def lab_config(site: dict) -> dict:
+    """jupyter_server config of JupyterLab alone (``--no-hub``): the site's kernels
+    discovered, its files over SFTP, kernels starting in the notebook's folder there."""
+    return {
+        "ServerApp": {
+            "kernel_spec_manager_class": "jupyter_hpc.kernelspecs.RemoteKernelSpecManager",
+            "contents_manager_class": "jupyter_hpc.contents.SFTPContentsManager",
+            "kernel_manager_class": "jupyter_hpc.server.kernel_manager.HPCMappingKernelManager",
+        },
+        "HPCSites": {"sites": {SITE: site}},
+        "RemoteKernelSpecManager": {"include_local": False},
+    }

@@ -17,7 +17,9 @@ from pathlib import Path
 
 from .login_node import make_private_dir
 
-PLAIN = "python3"
+#: Not "python3": that name is the cluster python's own ipykernel spec (in its prefix),
+#: which jupyter_client's order puts before ~/.ipython/kernels and would shadow this one.
+PLAIN = "python"
 MYENV = "myenv"
 #: What the myenv kernelspec's setup line sets, so that a cell can tell its environment.
 MYENV_MARKER = ("MYENV", "1")

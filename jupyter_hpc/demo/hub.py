@@ -1,0 +1,210 @@
+"""JupyterHub as the demo's child process: the login a site's users meet, on 127.0.0.1.
+
+The hub is configured exactly as a site would configure it (``SSHCertAuthenticator`` in front
+of a key service, ``HPCSpawner`` starting each user's server as the hub's own unix user, the
+site in ``c.HPCSites.sites``); only the addresses and directories are the demo's. Its secrets
+(cookie secret, auth_state key) live in a 0600 config file in the demo's private state
+directory, never in its environment or argv, and every file it writes lands there too.
+
+The proxy is npm's ``configurable-http-proxy`` where one is installed, else the pure-Python
+port from PyPI (package ``configurable-http-proxy``), which the ``lab`` extra installs, so
+``pip install`` is the whole install.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from ..errors import HPCError
+from .login_node import make_private_dir, write_private
+
+PROXY_COMMAND = "configurable-http-proxy"
+READY = re.compile(r"JupyterHub is now running")
+
+
+class HubStartError(HPCError):
+    """JupyterHub did not come up; the message carries the end of its log."""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def find_proxy(path: str | None = None) -> str:
+    """npm's configurable-http-proxy if one is on PATH (the reference one), else the first
+    other one (PyPI's pure-Python port)."""
+    found = []
+    for directory in (path if path is not None else os.environ.get("PATH", "")).split(os.pathsep):
+        candidate = shutil.which(PROXY_COMMAND, path=directory) if directory else None
+        if candidate and candidate not in found:
+            found.append(candidate)
+    bin_dir = os.path.dirname(sys.executable)  # the venv's own, even when not on PATH
+    own = shutil.which(PROXY_COMMAND, path=bin_dir)
+    if own and own not in found:
+        found.append(own)
+    if not found:
+        raise HubStartError(
+            "No configurable-http-proxy found: install the demo's extras (pip install 'jupyter-hpc[lab]'), "
+            "which bring the pure-Python one, or npm's (npm install -g configurable-http-proxy)."
+        )
+
+    def is_node(candidate: str) -> bool:
+        with contextlib.suppress(OSError), open(candidate, "rb") as handle:
+            return b"node" in handle.readline()
+        return False
+
+    return next((candidate for candidate in found if is_node(candidate)), found[0])
+
+
+class JupyterHub:
+    """One JupyterHub: :meth:`start` returns once its login page answers; :meth:`stop` ends it
+    and, through JupyterHub's own cleanup, every user's server and the proxy."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        sites: dict[str, dict[str, Any]],
+        keyservice_url: str,
+        allowed_users: list[str],
+        port: int = 0,
+        python: str = sys.executable,
+        show_log: bool = False,
+    ) -> None:
+        self.state_dir = state_dir
+        self.sites = sites
+        self.keyservice_url = keyservice_url
+        self.allowed_users = allowed_users
+        self.port = port or free_port()
+        self.python = python
+        self.show_log = show_log
+        self.log_path = state_dir / "jupyterhub.log"
+        self.process: asyncio.subprocess.Process | None = None
+        self.proxy = find_proxy()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hub/login"
+
+    def config(self) -> str:
+        """``jupyterhub_config.py``: a site's hub, addresses and directories the demo's."""
+        overrides: dict[str, Any] = {"LabApp": {"check_for_updates_class": "jupyterlab.NeverCheckForUpdate"}}
+        if os.getuid() == 0:
+            # jupyter_server refuses root unless told; the demo serves only the loopback.
+            overrides["ServerApp"] = {"allow_root": True}
+        settings = {
+            "JupyterHub.bind_url": f"http://127.0.0.1:{self.port}",
+            "JupyterHub.hub_bind_url": f"http://127.0.0.1:{free_port()}",
+            "ConfigurableHTTPProxy.api_url": f"http://127.0.0.1:{free_port()}",
+            "ConfigurableHTTPProxy.command": [self.proxy],
+            "ConfigurableHTTPProxy.pid_file": str(self.state_dir / "proxy.pid"),
+            "JupyterHub.pid_file": str(self.state_dir / "jupyterhub.pid"),
+            "JupyterHub.db_url": f"sqlite:///{self.state_dir / 'jupyterhub.sqlite'}",
+            "JupyterHub.cookie_secret": secrets.token_bytes(32),
+            "CryptKeeper.keys": [secrets.token_bytes(32)],
+            "JupyterHub.authenticator_class": "jupyter_hpc.hub.SSHCertAuthenticator",
+            "SSHCertAuthenticator.keyservice_url": self.keyservice_url,
+            "Authenticator.allowed_users": set(self.allowed_users),
+            "JupyterHub.spawner_class": "jupyter_hpc.hub.HPCSpawner",
+            "HPCSpawner.user_dir_root": str(self.state_dir / "users"),
+            "HPCSpawner.server_config_overrides": overrides,
+            "Spawner.default_url": "/lab",
+            "Spawner.start_timeout": 120,
+            "Spawner.http_timeout": 120,
+            "HPCSites.sites": self.sites,
+            # The server reads its own user's credential from the hub with its token.
+            "JupyterHub.load_roles": [{"name": "user", "scopes": ["self", "admin:auth_state!user"]}],
+        }
+        lines = ["# Written by `jupyter hpc demo` for this run only; removed when it stops.", "c = get_config()  # noqa"]
+        lines += [f"c.{name} = {value!r}" for name, value in settings.items()]
+        return "\n".join(lines) + "\n"
+
+    def environment(self) -> dict[str, str]:
+        env = {name: value for name, value in os.environ.items() if not name.startswith(("JUPYTER", "JPY_"))}
+        env.update(HOME=str(self.state_dir), JUPYTER_RUNTIME_DIR=str(self.state_dir / "runtime"),
+                   JUPYTER_DATA_DIR=str(self.state_dir / "data"), JUPYTER_CONFIG_DIR=str(self.state_dir / "config"))
+        # The proxy may be the venv's own while the venv is not on PATH.
+        env["PATH"] = os.pathsep.join(filter(None, [os.path.dirname(self.python), env.get("PATH")]))
+        return env
+
+    async def start(self, timeout: float = 120.0) -> str:
+        make_private_dir(self.state_dir)
+        config_file = write_private(self.state_dir / "jupyterhub_config.py", self.config())
+        output = None if self.show_log else open(self.log_path, "ab")
+        try:
+            self.process = await asyncio.create_subprocess_exec(
+                self.python, "-m", "jupyterhub", "-f", str(config_file),
+                env=self.environment(), cwd=str(self.state_dir),
+                stdin=asyncio.subprocess.DEVNULL, stdout=output, stderr=output,
+                start_new_session=True,
+            )
+        finally:
+            if output is not None:
+                output.close()
+        try:
+            await asyncio.wait_for(self._until_ready(), timeout)
+        except asyncio.TimeoutError:
+            raise HubStartError(f"JupyterHub did not answer within {timeout:.0f} s.{self._log_tail()}") from None
+        return self.url
+
+    async def _until_ready(self) -> None:
+        assert self.process is not None
+        while True:
+            if self.process.returncode is not None:
+                raise HubStartError(
+                    f"JupyterHub exited with status {self.process.returncode} while starting.{self._log_tail()}"
+                )
+            if await asyncio.to_thread(self._answers):
+                return
+            await asyncio.sleep(0.3)
+
+    def _answers(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.url, timeout=2) as response:
+                return response.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def _log_tail(self, limit: int = 3000) -> str:
+        if self.show_log:
+            return " Its output is above."
+        try:
+            text = self.log_path.read_text(errors="replace")[-limit:]
+        except OSError:
+            return ""
+        return f" The end of its log:\n{text}" if text.strip() else ""
+
+    async def stop(self, grace: float = 30.0) -> None:
+        """SIGTERM: JupyterHub stops every user's server (each shuts its kernels down through
+        our provisioner) and the proxy, then exits; SIGKILL to its group if it does not."""
+        process = self.process
+        if process is None or process.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), grace)
+        except asyncio.TimeoutError:
+            await self.kill()
+
+    async def kill(self) -> None:
+        process = self.process
+        if process is None or process.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        await process.wait()
