@@ -79,8 +79,11 @@ class LoggedProcess:
 class HubBed:
     """Key service + sshd + JupyterHub; ``users`` maps cluster user -> (password, TOTP secret)."""
 
-    def __init__(self, bin_dir: Path, remote_python: str, users: list[str]) -> None:
+    def __init__(self, bin_dir: Path, remote_python: str, users: list[str],
+                 lifetime: int = LIFETIME, margin: int = MARGIN, extra_config: str = "") -> None:
         self.bin_dir = bin_dir
+        self.extra_config = extra_config  # jupyterhub_config.py lines after the bed's own
+        self.lifetime, self.margin = lifetime, margin
         self.remote_python = remote_python
         self.root = Path(tempfile.mkdtemp(prefix="jupyter-hpc-hubbed-"))
         os.chmod(self.root, 0o755)  # sshd's files below are read by the hub user
@@ -107,14 +110,22 @@ class HubBed:
         for name in users:
             password = f"pw-{secrets.token_hex(6)} spaced"
             self.users[name] = (password, store.add_user(name, password))
+        self.keyservice_url = self.restart_keyservice(0)
+        self.ca_public_key = requests.get(self.keyservice_url + "get_ca_pubkey/default/", timeout=10).text.strip()
+
+    def restart_keyservice(self, port: int) -> str:
+        """(Re)start the key service on ``port`` (0: any); its URL. Its state survives."""
+        log = self.logs / "keyservice.log"
+        if hasattr(self, "keyservice"):
+            self.keyservice.stop()
+            log = self.logs / f"keyservice-{time.monotonic_ns()}.log"
         self.keyservice = LoggedProcess(
-            [shutil.which("jupyter-hpc"), "keyservice", "--port", "0", "--state-dir", str(self.ks_dir),
-             "--lifetime", str(LIFETIME), "--debug"],
-            self.logs / "keyservice.log", re.compile(""),
+            [shutil.which("jupyter-hpc"), "keyservice", "--port", str(port), "--state-dir", str(self.ks_dir),
+             "--lifetime", str(self.lifetime), "--debug"],
+            log, re.compile(""),
         )
         match = self.keyservice.wait_for(re.compile(r"listening on (http://127\.0\.0\.1:\d+/)"), 30)
-        self.keyservice_url = match.group(1)
-        self.ca_public_key = requests.get(self.keyservice_url + "get_ca_pubkey/default/", timeout=10).text.strip()
+        return match.group(1)
 
     def _start_sshd(self, users: list[str]) -> None:
         ca_file = self.root / "user_ca.pub"
@@ -156,7 +167,7 @@ c.JupyterHub.pid_file = "{self.hub_dir}/jupyterhub.pid"
 c.JupyterHub.log_level = "DEBUG"
 c.JupyterHub.authenticator_class = "jupyter_hpc.hub.SSHCertAuthenticator"
 c.SSHCertAuthenticator.keyservice_url = "{self.keyservice_url}create_pair/default/"
-c.SSHCertAuthenticator.expiry_margin = {MARGIN}
+c.SSHCertAuthenticator.expiry_margin = {self.margin}
 c.JupyterHub.spawner_class = "jupyter_hpc.hub.HPCSpawner"
 c.HPCSpawner.user_dir_root = "{self.hub_dir}/users"
 c.Spawner.start_timeout = 90
@@ -169,9 +180,10 @@ c.HPCSites.sites = {{"cori": {{
 c.JupyterHub.services = [{{"name": "hubtest", "api_token": "{self.admin_token}"}}]
 c.JupyterHub.load_roles = [
     {{"name": "user", "scopes": ["self", "admin:auth_state!user"]}},
-    {{"name": "hubtest", "scopes": ["admin:users", "admin:servers", "admin:auth_state"], "services": ["hubtest"]}},
+    {{"name": "hubtest", "scopes": ["admin:users", "admin:servers", "admin:auth_state", "access:servers", "read:tokens"],
+     "services": ["hubtest"]}},
 ]
-"""
+""" + self.extra_config
         config_file = self.hub_dir / "jupyterhub_config.py"
         write_private(config_file, config)
         subprocess.run(["chown", "-R", f"{HUB_USER}:", str(self.hub_dir)], check=True)
@@ -208,6 +220,11 @@ c.JupyterHub.load_roles = [
             time.sleep(0.5)
         used.add(code)
         return code
+
+    def hub_pid(self) -> int:
+        """The jupyterhub process (a child of runuser)."""
+        children = Path(f"/proc/{self.hub.process.pid}/task/{self.hub.process.pid}/children").read_text().split()
+        return int(children[0]) if children else self.hub.process.pid
 
     def stop(self) -> None:
         for name in self.users:
