@@ -11,24 +11,30 @@ encrypted ``auth_state``. A certificate ends; the login must end with it. So:
   (``auth_refresh_strict``), so that no server starts that could not log in to the cluster.
 - ``auth_refresh_age`` defaults to 1 s here (JupyterHub's 300 s would let a login outlive
   a 60 s certificate by minutes); a refresh reads the validity from auth_state, no round trip.
-- The browser's OAuth tokens for the user's servers are given the same end
-  (``expires_at``), so a server's session cannot outlive the certificate either.
+- The hub's login cookie is set with that end as its expiry (at every login), and the
+  browser's OAuth tokens for the user's servers get it as ``expires_at`` when they are
+  issued, so neither the hub session nor a server's session outlives the certificate.
+- Logout removes the key and certificate from auth_state, and running servers drop theirs.
 
-Refusals raise ``tornado.web.HTTPError`` with the key service's reason as the message:
-JupyterHub's LoginHandler renders a failed form submission's error page as the login form
-with that message (``login_error``), so a wrong code, a replayed code, a locked account and
-an unreachable key service each read as themselves and none is a 500.
+Refusals raise ``tornado.web.HTTPError`` with the key service's reason as the message; the
+login handler renders it on the login form (JupyterHub would show its error page), so a wrong
+password or code, a replayed code, a locked account and an unreachable key service each read
+as themselves and none is a 500.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
+from jupyterhub import orm
+from jupyterhub.apihandlers.auth import OAuthTokenHandler
 from jupyterhub.auth import Authenticator
 from jupyterhub.handlers.login import LoginHandler, LogoutHandler
+from oauthlib import oauth2
 from tornado import web
 from traitlets import Float, Unicode, default, validate
 
@@ -50,11 +56,66 @@ class SSHCertLoginHandler(LoginHandler):
     """JupyterHub's login form; after a login, a running server is told to fetch the new
     credential before the browser is redirected, so its next kernel starts with it."""
 
+    async def post(self):
+        # JupyterHub turns an HTTPError from authenticate() into its error page; a refused
+        # login belongs on the login form, with the key service's reason.
+        try:
+            await super().post()
+        except web.HTTPError as refusal:
+            if self._finished or refusal.status_code not in (403, 503) or not refusal.log_message:
+                raise
+            self.set_status(refusal.status_code)
+            username = self.get_argument("username", "", strip=True)[:64]
+            self.finish(await self._render(login_error=refusal.log_message, username=username))
+
     async def login_user(self, data=None):
         user = await super().login_user(data)
         if user is not None:
+            await self.end_cookie_with_login(user)
             await notify_servers(user, self.log)
         return user
+
+    async def end_cookie_with_login(self, user) -> None:
+        """Give the hub's login cookie the login's end, so the browser drops it then.
+
+        Set at every login: JupyterHub keeps a cookie that still names the same user, which
+        would keep the previous certificate's end after a re-login.
+        """
+        valid_before = ((await user.get_auth_state()) or {}).get(state.VALID_BEFORE)
+        if not valid_before:
+            return
+        self._set_cookie(
+            self.hub.cookie_name, user.cookie_id, encrypted=True, path=self.hub.base_url,
+            expires=datetime.fromtimestamp(self.authenticator.login_end(valid_before), timezone.utc),
+        )
+
+
+class SSHCertOAuthTokenHandler(OAuthTokenHandler):
+    """JupyterHub's OAuth token endpoint: a token it issues for a user's server (the browser's
+    session there) gets the login's end as its ``expires_at`` from the start."""
+
+    async def post(self):
+        uri, http_method, body, headers = self.extract_oauth_params()
+        try:
+            headers, body, status = self.oauth_provider.create_token_response(uri, http_method, body, headers, {})
+        except oauth2.FatalClientError as e:
+            raise web.HTTPError(e.status_code, e.description) from None
+        if status == 200:
+            await self.end_token_with_login(body)
+        self.send_oauth_response(headers, body, status)
+
+    async def end_token_with_login(self, body: str) -> None:
+        try:
+            access_token = json.loads(body)["access_token"]
+        except (ValueError, KeyError, TypeError):
+            return
+        orm_token = orm.APIToken.find(self.db, access_token)
+        if orm_token is None or orm_token.user is None:
+            return
+        user = self.users[orm_token.user]
+        valid_before = ((await user.get_auth_state()) or {}).get(state.VALID_BEFORE)
+        if valid_before:
+            self.authenticator._cap_server_tokens(user, self.authenticator.login_end(valid_before))
 
 
 class SSHCertLogoutHandler(LogoutHandler):
@@ -164,7 +225,11 @@ class SSHCertAuthenticator(Authenticator):
         return proposal["value"]
 
     def get_handlers(self, app):
-        return [("/login", SSHCertLoginHandler), ("/logout", SSHCertLogoutHandler)]
+        return [
+            ("/login", SSHCertLoginHandler),
+            ("/logout", SSHCertLogoutHandler),
+            ("/api/oauth2/token", SSHCertOAuthTokenHandler),
+        ]
 
     async def authenticate(self, handler, data):
         username = self.normalize_username(data.get("username") or "")
@@ -209,12 +274,16 @@ class SSHCertAuthenticator(Authenticator):
         """When a login with a certificate ending at ``valid_before`` must be renewed."""
         return valid_before - self.expiry_margin - self.auth_refresh_age
 
+    def login_end(self, valid_before: float) -> float:
+        """When the hub cookie and the servers' OAuth tokens of that login end."""
+        return self.stale_from(valid_before) + self.auth_refresh_age
+
     async def refresh_user(self, user, handler=None):
         auth_state = await user.get_auth_state()
         valid_before = (auth_state or {}).get(state.VALID_BEFORE)
         if not valid_before or time.time() >= self.stale_from(valid_before):
             return False
-        self._cap_server_tokens(user, self.stale_from(valid_before) + self.auth_refresh_age)
+        self._cap_server_tokens(user, self.login_end(valid_before))
         return True
 
     def _cap_server_tokens(self, user, deadline: float) -> None:
