@@ -89,6 +89,9 @@ def _local_spec(site: Any, target: Any, remote: RemoteSpec, metadata: dict, setu
         "env": env,
         "metadata": {
             **metadata,
+            # JupyterLab offers its debugger on the kernelspec's word (metadata.debugger): a
+            # site with debugger = 'off' starts kernels that have none, so its switch is greyed.
+            **({"debugger": False} if str(config.get("debugger", "")).lower() == "off" else {}),
             "kernel_provisioner": {"provisioner_name": target.provisioner, "config": config},
             "jupyter_hpc": {
                 "site": site.name, "target": target.name, "remote_name": remote.name,
