@@ -335,3 +335,57 @@ class KernelSocket:
 
     def close(self) -> None:
         self.ws.close()
+
+
+# -- the hub flavour, as a browser drives it --------------------------------------------------
+
+class HubLogin:
+    """A browser's session at a demo's hub, with requests: the login form (password + the
+    current one-time code), the OAuth redirects to the user's JupyterLab, its API."""
+
+    def __init__(self, demo: Demo) -> None:
+        self.bed = demo  # what hub_helpers.Kernel reads: .port
+        self.user, (self.password, self.secret) = next(iter(demo.users.items()))
+        self.session = requests.Session()
+        self.hub = f"{demo.base_url}/hub"
+
+    def submit(self, user: str | None = None, password: str | None = None, code: str | None = None) -> requests.Response:
+        page = self.session.get(f"{self.hub}/login", timeout=30)
+        xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.text).group(1)
+        form = {"_xsrf": xsrf, "username": user or self.user, "password": password or self.password,
+                "otp": code or pyotp.TOTP(self.secret).now()}
+        return self.session.post(f"{self.hub}/login", data=form, timeout=180)
+
+    def log_in(self, timeout: float = 180) -> "HubLogin":
+        """Log in and wait until the user's JupyterLab answers (past the spawn-pending page)."""
+        reply = self.submit()
+        lab = f"{self.bed.base_url}/user/{self.user}/lab"
+        deadline = time.monotonic() + timeout
+        while not (reply.status_code == 200 and reply.url == lab):
+            assert time.monotonic() < deadline, (reply.status_code, reply.url, reply.text[-2000:])
+            time.sleep(1)
+            reply = self.session.get(lab, timeout=60)
+        return self
+
+    def api(self, method: str, path: str, **kwargs) -> requests.Response:
+        xsrf = self.session.cookies.get("_xsrf", path=f"/user/{self.user}/") or ""
+        return self.session.request(method, f"{self.bed.base_url}/user/{self.user}/api/{path}",
+                                    headers={"X-XSRFToken": xsrf}, timeout=90, allow_redirects=False, **kwargs)
+
+    def kernelspec_names(self, expect: set[str], timeout: float = 60) -> set[str]:
+        """The display names the launcher would show, once ``expect`` is among them (the
+        first discovery waits for the credential the server fetches after login)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            specs = self.api("GET", "kernelspecs").json()["kernelspecs"]
+            names = {spec["spec"]["display_name"] for spec in specs.values()}
+            if expect <= names or time.monotonic() > deadline:
+                return names
+            time.sleep(0.5)
+
+    def start_kernel(self, name: str = PLAIN_KERNEL):
+        from hub_helpers import Kernel
+
+        reply = self.api("POST", "kernels", json={"name": name})
+        assert reply.status_code == 201, (reply.status_code, reply.text)
+        return Kernel(self, reply.json()["id"])

@@ -1,28 +1,29 @@
-"""`jupyter hpc demo` in a real JupyterLab, in Debian's headless Chromium driven by Playwright.
+"""`jupyter hpc demo` end to end in Debian's headless Chromium, as a newcomer meets it.
 
-The newcomer's path: start the demo (as a non-root user), open the one URL it prints, click
-"Cori (demo)" in the launcher, run a cell. The cell prints ``SSH_CONNECTION``, which only the
-SSH path sets (the embedded login node sets it for its sessions, as OpenSSH does), so the
-output seen in the page proves the kernel runs through SSH. A screenshot is kept.
+Started as a non-root user exactly as the README says (here with ``--no-browser``), with a
+real SLURM on the machine: the hub's login page takes the printed password and the current
+one-time code; JupyterLab opens with the kernelspecs of Cori's home in the launcher (myenv
+with its logo); a cell runs on the login node (``SSH_CONNECTION`` is only set there); the file
+browser shows Cori's home and scratch; a notebook saved in the browser is a file in Cori's
+home with the edited content; the magics submit a job that ``%squeue`` shows. Then Ctrl-C
+leaves no process, listening port or file of the demo's behind. A screenshot of each step is
+kept under test-artifacts/.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
+import json
+import re
+import subprocess
+import time
 
+import pyotp
 import pytest
 
-from demo_helpers import DEMO_USER, Demo, ensure_demo_venv
+from demo_helpers import DEMO_USER, Demo, demo_state_dirs, ensure_demo_venv, home_files
+from lab_browser import add_slurm_user, browser, cancel_jobs, launcher_tile, run_cell, screenshot  # noqa: F401
 from testbed.users import ensure_user
 
-playwright_sync = pytest.importorskip("playwright.sync_api")
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
 pytestmark = pytest.mark.browser
 
 
@@ -32,42 +33,118 @@ def demo_bin():
     return ensure_demo_venv()
 
 
-@pytest.fixture
-def browser():
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (never a downloaded browser)")
-    with playwright_sync.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
+def listening_ports(uid: int) -> list[str]:
+    """TCP ports that processes of ``uid`` listen on (``ss`` shows each socket's owner)."""
+    out = subprocess.run(["ss", "-Hltne"], capture_output=True, text=True, check=True).stdout
+    return [line.split()[3] for line in out.splitlines() if f" uid:{uid} " in f" {line} "]
 
 
-def test_cori_kernel_in_jupyterlab(demo_bin, browser, artifacts):
-    demo = Demo(demo_bin).wait_ready()
-    page = browser.new_page(viewport={"width": 1280, "height": 800})
+def log_in(page, demo: Demo) -> str:
+    name, (password, secret) = next(iter(demo.users.items()))
+    page.goto(demo.url)
+    page.locator("#username_input").fill(name)
+    page.locator("#password_input").fill(password)
+    page.locator("#otp_input").fill(pyotp.TOTP(secret).now())
+    return name
+
+
+def test_the_whole_demo_in_chromium(demo_bin, slurm, browser, artifacts):  # noqa: F811
+    add_slurm_user(DEMO_USER)  # an association in SLURM's accounting, as a cluster's users have
+    entry = ensure_user(DEMO_USER)
+    before = home_files(), demo_state_dirs()
+    demo = Demo(demo_bin)
     try:
-        page.goto(demo.url)
-        tile = page.locator(".jp-LauncherCard[data-category='Notebook']", has_text="Cori (demo)")
-        tile.click(timeout=60_000)
-        # The kernel is up when the status bar says so.
-        page.locator(".jp-StatusBar-Widget", has_text="Cori (demo) | Idle").wait_for(timeout=60_000)
-        cell = page.locator(".jp-Notebook .jp-Cell .cm-content").first
-        cell.click()
-        page.keyboard.type("import os; print('via ssh:', os.environ['SSH_CONNECTION'])")
-        page.keyboard.press("Shift+Enter")
-        output = page.locator(".jp-OutputArea-output", has_text="via ssh: 127.0.0.1")
-        output.wait_for(timeout=60_000)
-        text = output.inner_text()
-        assert text.strip().endswith(f"127.0.0.1 {demo.login_port()}"), text
+        run_the_demo(demo, entry, before, browser, artifacts)
     finally:
-        artifacts.mkdir(exist_ok=True)
-        page.screenshot(path=str(artifacts / "demo-cori-kernel.png"), full_page=True)
-        page.close()
+        demo.kill()  # a failed test's leftovers (after a passing one, nothing is left to kill)
+
+
+def run_the_demo(demo: Demo, entry, before, browser, artifacts) -> None:  # noqa: F811
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(120_000)
+    try:
+        demo.wait_ready()
+        assert demo.hub, demo.output
+        assert "SLURM job" in demo.output  # a real SLURM answers, so the demo offers its target
+        cluster_home = demo.state_dir() / "cluster" / "home"
+
+        # 1. The hub's login page: password + one-time code.
+        name = log_in(page, demo)
+        assert name == DEMO_USER
+        screenshot(page, artifacts, "demo-1-login")
+        page.locator("#login_submit").click()
+
+        # 2. JupyterLab opens; the launcher shows the kernelspecs of Cori's home, myenv's logo too.
+        page.locator(".jp-Launcher").first.wait_for(timeout=180_000)
+        plain = launcher_tile(page, "Cori: Python 3 (login)")
+        myenv = launcher_tile(page, "Cori: myenv (login)")
+        plain.wait_for()
+        myenv.wait_for()
+        logo = myenv.locator("img")
+        page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=logo.element_handle())
+        assert logo.evaluate("img => img.naturalWidth") == 64
+        assert "/kernelspecs/cori-login-myenv/" in logo.get_attribute("src")
+        screenshot(page, artifacts, "demo-2-launcher")
+
+        # 3. The file browser shows the cluster: home and scratch at the top, home's files inside.
+        listing = page.locator(".jp-FileBrowser .jp-DirListing-content .jp-DirListing-itemName")
+        page.locator(".jp-DirListing-item[title^='Name: home']").wait_for()
+        assert {"home", "scratch"} <= set(listing.all_inner_texts())
+        page.locator(".jp-DirListing-item[title^='Name: scratch']").dblclick()
+        page.locator(".jp-DirListing-item[title^='Name: README.txt']").wait_for()
+        screenshot(page, artifacts, "demo-3-scratch")
+        page.locator(".jp-FileBrowser .jp-BreadCrumbs-home").click()
+        page.locator(".jp-DirListing-item[title^='Name: home']").dblclick()
+        page.locator(".jp-FileBrowser .jp-BreadCrumbs", has_text="home").wait_for()
+
+        # 4. A notebook in Cori's home, on the login node: the cell shows SSH_CONNECTION.
+        page.locator(".jp-FileBrowser-toolbar [data-command='launcher:create']").click()
+        launcher_tile(page, "Cori: Python 3 (login)").last.click()
+        page.locator(".jp-NotebookPanel-toolbar .jp-KernelName", has_text="Cori: Python 3 (login)").wait_for()
+        text = run_cell(page, "import os; print('via ssh:', os.environ['SSH_CONNECTION'])", "via ssh:")
+        assert text.strip().endswith(f"127.0.0.1 {demo.login_port()}"), text
+        text = run_cell(page, "print('as', os.getuid(), 'in', os.getcwd())", "as ")
+        assert text.strip() == f"as {entry.pw_uid} in {cluster_home}", text
+        screenshot(page, artifacts, "demo-4-kernel")
+
+        # 5. The magics drive the real SLURM from the cell.
+        run_cell(page, "%load_ext jupyter_hpc.magics\nprint('magics loaded')", "magics loaded")
+        text = run_cell(page, "%%sbatch\n#!/bin/bash\nsleep 60", "Submitted batch job")
+        job_id = re.search(r"Submitted batch job (\d+)", text).group(1)
+        text = run_cell(page, "%squeue", job_id)  # the job's row in the DataFrame squeue gave
+        assert DEMO_USER in text, text
+        screenshot(page, artifacts, "demo-5-squeue")
+        run_cell(page, f"%scancel {job_id}\nprint('cancel sent')", "cancel sent")
+
+        # 6. Saved in the browser, the notebook is a file in Cori's home with the cells typed.
+        page.keyboard.press("Control+s")
+        saved = cluster_home / "Untitled.ipynb"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if saved.exists() and "SSH_CONNECTION" in saved.read_text():
+                break
+            time.sleep(0.5)
+        sources = ["".join(cell["source"]) for cell in json.loads(saved.read_text())["cells"]]
+        assert "import os; print('via ssh:', os.environ['SSH_CONNECTION'])" in sources
+        assert saved.stat().st_uid == entry.pw_uid
+        page.locator(".jp-DirListing-item[title^='Name: Untitled.ipynb']").wait_for()
+        screenshot(page, artifacts, "demo-6-saved")
+    finally:
+        context.close()
         if demo.runuser.poll() is None:
             demo.interrupt()
-            demo.wait(60)
-        demo.kill()
-    state_dir = demo.marks[1]
-    assert not os.path.exists(state_dir)
+            status = demo.wait(90)
+        else:
+            status = demo.runuser.returncode
+        cancel_jobs(DEMO_USER)
+    assert status == 0, demo.output
+
+    # 7. Ctrl-C: nothing of the demo's is left, not even a listening port.
+    deadline = time.monotonic() + 10
+    while demo.processes() and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert demo.processes() == {}
-    shutil.rmtree(artifacts / "unused", ignore_errors=True)
+    assert listening_ports(entry.pw_uid) == []
+    assert demo_state_dirs() - before[1] == set()
+    assert home_files() - before[0] == set()

@@ -134,7 +134,7 @@ class JupyterHub:
         return "\n".join(lines) + "\n"
 
     def environment(self) -> dict[str, str]:
-        env = {name: value for name, value in os.environ.items() if not name.startswith(("JUPYTER", "JPY_"))}
+        env = dict(os.environ)  # the users' servers get only what their spawner passes on
         env.update(HOME=str(self.state_dir), JUPYTER_RUNTIME_DIR=str(self.state_dir / "runtime"),
                    JUPYTER_DATA_DIR=str(self.state_dir / "data"), JUPYTER_CONFIG_DIR=str(self.state_dir / "config"))
         # The proxy may be the venv's own while the venv is not on PATH.
