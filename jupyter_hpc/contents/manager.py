@@ -25,9 +25,9 @@ from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 import nbformat
-from jupyter_server.services.contents.manager import AsyncContentsManager
+from jupyter_server.services.contents.manager import AsyncContentsManager, copy_pat
 from tornado.web import HTTPError
-from traitlets import Bool, Integer, Unicode, default
+from traitlets import Bool, Enum, Integer, Unicode, default
 
 from ..sites import HPCSites, Site
 from ..ssh import run_in_ssh_loop
@@ -64,10 +64,22 @@ class SFTPContentsManager(AsyncContentsManager):
         help="Delete non-empty directories (recursively, on the cluster; there is no trash "
         "there). By default only empty ones can be deleted, as jupyter_server does without a trash.",
     )
+    max_copy_folder_size_mb = Integer(
+        500, config=True,
+        help="The largest folder, in MB (the sum of its files' sizes), that the browser's Copy "
+        "duplicates on the cluster, as FileContentsManager.max_copy_folder_size_mb; a larger one "
+        "is refused with 400 before anything is copied (copy it in a terminal on the cluster).",
+    )
     download_chunk_size = Integer(
         1024 * 1024, config=True,
         help="Bytes read from the cluster per step of a /files/ download (and written to the "
         "client before the next read), so a large file never sits in the server's memory.",
+    )
+
+    hash_algorithm = Enum(
+        sorted(hashlib.algorithms_available), default_value="sha256", config=True,
+        help="The hashlib algorithm of a model's 'hash' (asked for with hash=1), as "
+        "FileContentsManager.hash_algorithm: the file is read from the cluster and hashed here.",
     )
 
     @default("checkpoints_class")
@@ -229,7 +241,8 @@ class SFTPContentsManager(AsyncContentsManager):
             if content or require_hash:
                 data = await self._remote(self.cluster.read(entry.remote), path)
             if require_hash:
-                model.update(hash=hashlib.sha256(data).hexdigest(), hash_algorithm="sha256")
+                model.update(hash=hashlib.new(self.hash_algorithm, data).hexdigest(),
+                             hash_algorithm=self.hash_algorithm)
             if kind == "notebook":
                 if content:
                     self._notebook_content(model, data, path)
@@ -391,6 +404,38 @@ class SFTPContentsManager(AsyncContentsManager):
         if await self._remote(self.cluster.lentry(new), new_path) is not None:
             raise HTTPError(409, f"File already exists: {new_path}")
         await self._remote(self.cluster.rename(old.remote, new.remote), old_path)
+
+    async def copy(self, from_path, to_path=None):
+        """A file is copied as jupyter_server's base class does (read, then saved through a
+        temporary name); a directory is copied on the cluster (SFTP ``copy-data`` where the
+        server offers it), with FileContentsManager's names: into ``to_path`` if that is a folder
+        (``name-Copy1`` if taken), else to ``to_path/name``, making the missing folders."""
+        path = from_path.strip("/")
+        roots, location = await self._locate(path)
+        if location.is_top:
+            raise HTTPError(400, "The top level cannot be copied")
+        entry = await self._entry(location)
+        if entry.kind != "directory":
+            return await super().copy(from_path, to_path)
+        from_dir, _, from_name = path.rpartition("/")
+        to_path = from_dir if to_path is None else to_path.strip("/")
+        to_name = copy_pat.sub(".", from_name)
+        if await self.dir_exists(to_path):
+            to_name = await self.increment_filename(to_name, to_path, insert="-Copy")
+        destination = f"{to_path}/{to_name}" if to_path else to_name
+        target = roots.locate(destination)
+        if target.is_top or target.is_root:
+            raise HTTPError(403, f"{destination} cannot be written: copy inside {' or '.join(roots.names())}")
+        limit = self.max_copy_folder_size_mb * 1024 * 1024
+        size = await self._remote(self.cluster.tree_size(entry.remote, limit), path)
+        if size > limit:
+            raise HTTPError(400, f"{path} is larger than the {self.max_copy_folder_size_mb} MB a folder copy "
+                            "may be (c.SFTPContentsManager.max_copy_folder_size_mb): copy it in a terminal "
+                            "on the cluster")
+        await self._remote(self.cluster.copy_tree(entry.remote, target), destination)
+        model = await self.get(destination, content=False)
+        self.emit(data={"action": "copy", "path": destination, "source_path": from_path})
+        return model
 
     async def _exists_as(self, path: str, kind: str) -> bool:
         roots, location = await self._locate(path.strip("/"))

@@ -350,6 +350,44 @@ class ClusterFiles:
         else:
             await sftp.remove(entry.remote)
 
+    async def tree_size(self, remote: str, limit: int) -> int:
+        """The sum of the file sizes under ``remote`` (links not followed), from one ``readdir``
+        per folder; the walk stops as soon as it passes ``limit``."""
+        sftp = await self.sftp()
+        total, folders = 0, [remote]
+        while folders and total <= limit:
+            folder = folders.pop()
+            for item in await sftp.readdir(folder.encode()):
+                if item.filename in (b".", b".."):
+                    continue
+                mode = item.attrs.permissions or 0
+                if stat.S_ISDIR(mode):
+                    folders.append(posixpath.join(folder, item.filename.decode(errors="surrogateescape")))
+                elif stat.S_ISREG(mode):
+                    total += item.attrs.size or 0
+        return total
+
+    async def copy_tree(self, source: str, location: Location) -> None:
+        """``source`` (a real directory) copied to ``location``; its missing parents are made,
+        after checking that the nearest existing one is inside the root. Links inside are
+        copied as links, never followed. Nothing is replaced: an existing target is a 409."""
+        sftp = await self.sftp()
+        if await sftp.exists(location.remote):
+            raise HTTPError(409, f"File already exists: {location.api_path}")
+        parent = posixpath.dirname(location.remote)
+        existing = parent
+        while not await sftp.exists(existing):
+            existing = posixpath.dirname(existing)
+        real = await self.inside(dataclasses.replace(location, remote=existing))
+        missing = posixpath.relpath(parent, existing)
+        real_parent = real if missing == "." else posixpath.join(real, missing)
+        if real_parent == source or real_parent.startswith(source.rstrip("/") + "/"):
+            raise HTTPError(400, f"Cannot copy a folder into itself: {location.api_path}")
+        if missing != ".":
+            await sftp.makedirs(real_parent, exist_ok=True)
+        await sftp.copy(source, posixpath.join(real_parent, posixpath.basename(location.remote)),
+                        recurse=True, follow_symlinks=False)
+
     async def rename(self, old: str, new: str) -> None:
         await (await self.sftp()).rename(old, new)
 

@@ -8,6 +8,7 @@ jupyter-server/jupyter_server at commit 9a4d6eea2b16815a493b11fffe0b51b1fe55a81b
 Copyright (c) Jupyter Development Team; Modified BSD License (LICENSE in this folder).
 """
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -15,9 +16,11 @@ from pathlib import Path
 import pytest
 from nbformat import writes
 from nbformat.v4 import new_notebook
+from traitlets import Unicode
 from traitlets.config import Config
 
 from pytest_jupyter.jupyter_server import *  # noqa: F403  (the jp_* fixtures)
+from jupyter_hpc.contents import SFTPContentsManager
 from testbed.sshd import SSHDaemon
 
 from .skips import apply_skips
@@ -41,6 +44,24 @@ def root_sshd():
     yield daemon
     daemon.stop()
     shutil.rmtree(root, ignore_errors=True)
+
+
+class SFTPContentsManagerOnTestDir(SFTPContentsManager):
+    """jupyter-hpc: SFTPContentsManager with the one FileContentsManager helper that upstream's
+    test_manager.py setup functions use to make files directly in the test directory."""
+
+    test_dir = Unicode()
+
+    def _get_os_path(self, path):
+        return os.path.join(self.test_dir, *[part for part in path.strip("/").split("/") if part])
+
+
+def sftp_manager_on(daemon: SSHDaemon, directory: Path) -> SFTPContentsManager:
+    """An SFTPContentsManager whose one root is ``directory``, over the sshd ``daemon``."""
+    site = daemon.provisioner_config("root")
+    site["roots"] = {"root": str(directory)}
+    config = Config({"HPCSites": {"sites": {"testbed": site}}})
+    return SFTPContentsManagerOnTestDir(config=config, test_dir=str(directory))
 
 
 @pytest.fixture
