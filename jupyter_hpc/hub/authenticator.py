@@ -36,7 +36,8 @@ from jupyterhub.auth import Authenticator
 from jupyterhub.handlers.login import LoginHandler, LogoutHandler
 from oauthlib import oauth2
 from tornado import web
-from traitlets import Float, Unicode, default, validate
+from tornado.httpclient import AsyncHTTPClient
+from traitlets import Float, Integer, Unicode, default, validate
 
 from ..keyservice import (
     AccessDenied,
@@ -160,6 +161,13 @@ class SSHCertAuthenticator(Authenticator):
     keyservice_timeout = Float(
         20.0, config=True, help="Seconds to wait for the key service before the login page says it is unreachable."
     )
+    keyservice_max_requests = Integer(
+        100,
+        config=True,
+        help="""Logins the hub sends to the key service at once; more wait in the hub, within
+        keyservice_timeout. The hub's own HTTP client would hold them to 10 and fail the
+        rest of a burst (twenty users at nine o'clock) as 'unreachable' while they queue.""",
+    )
     expiry_margin = Float(
         300.0,
         config=True,
@@ -218,6 +226,19 @@ class SSHCertAuthenticator(Authenticator):
             )
         return url if url.endswith("/") else url + "/"
 
+    @validate("keyservice_max_requests")
+    def _valid_max_requests(self, proposal: dict) -> int:
+        if proposal["value"] < 1:
+            raise ValueError(f"SSHCertAuthenticator.keyservice_max_requests must be 1 or more, not {proposal['value']}")
+        return proposal["value"]
+
+    @property
+    def keyservice_client(self) -> AsyncHTTPClient:
+        """A client of the authenticator's own, with keyservice_max_requests slots."""
+        if getattr(self, "_keyservice_client", None) is None:
+            self._keyservice_client = AsyncHTTPClient(force_instance=True, max_clients=self.keyservice_max_requests)
+        return self._keyservice_client
+
     @validate("expiry_margin")
     def _valid_margin(self, proposal: dict) -> float:
         if proposal["value"] < 0:
@@ -244,6 +265,7 @@ class SSHCertAuthenticator(Authenticator):
             key, certificate = await request_certificate(
                 self.keyservice_url, username, password, otp,
                 ca_certs=self.keyservice_ca_certs or None, timeout=self.keyservice_timeout,
+                http_client=self.keyservice_client,
             )
         except (LoginRefused, AccessDenied) as exc:
             self.log.warning("login of %s refused by the key service: %s", username, exc.log_detail)

@@ -92,6 +92,7 @@ async def request_certificate(
     *,
     ca_certs: str | None = None,
     timeout: float = 20.0,
+    http_client: AsyncHTTPClient | None = None,
 ) -> tuple[str, str]:
     """POST to ``url`` (``…/create_pair/<scope>/``) as ``user`` with ``password + otp``.
 
@@ -99,6 +100,8 @@ async def request_certificate(
     :class:`AccountLocked`, :class:`AccessDenied`, :class:`UnknownScope` or
     :class:`KeyServiceUnavailable`. ``ca_certs`` names a PEM bundle that verifies an HTTPS
     key service's certificate (default: the system's); verification is never turned off.
+    ``http_client``: the client to send with (default: the loop's shared one, whose ten
+    request slots a hub must not let a burst of logins queue behind, see SSHCertAuthenticator).
     """
     token = base64.b64encode(f"{user}:{password}{otp}".encode()).decode()
     ssl_options = ssl.create_default_context(cafile=ca_certs) if url.startswith("https:") else None
@@ -113,7 +116,7 @@ async def request_certificate(
         follow_redirects=False,
     )
     try:
-        response = await AsyncHTTPClient().fetch(request, raise_error=False)
+        response = await (http_client or AsyncHTTPClient()).fetch(request, raise_error=False)
     except (OSError, ssl.SSLError, HTTPClientError) as error:
         raise KeyServiceUnavailable(
             "The key service cannot be reached right now; try again in a minute, or ask the site's admins.",
