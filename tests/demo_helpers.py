@@ -91,7 +91,7 @@ def ensure_demo_venv() -> Path:
 
 def user_processes(user: str = DEMO_USER) -> dict[int, str]:
     """pid -> command line of every process of ``user`` (``ps -u``), zombies included."""
-    out = subprocess.run(["ps", "-u", user, "-o", "pid=,args="], capture_output=True, text=True).stdout
+    out = subprocess.run(["ps", "-ww", "-u", user, "-o", "pid=,args="], capture_output=True, text=True).stdout
     procs = {}
     for line in out.splitlines():
         pid, _, args = line.strip().partition(" ")
@@ -135,11 +135,12 @@ def demo_state_dirs(user: str = DEMO_USER) -> set[str]:
 class Demo:
     """``jupyter hpc demo --no-browser`` started as the demo user, exactly as the README says."""
 
-    def __init__(self, bin_dir: Path, *args: str, user: str = DEMO_USER) -> None:
+    def __init__(self, bin_dir: Path, *args: str, user: str = DEMO_USER, path: str = "/usr/local/bin:/usr/bin:/bin") -> None:
         entry = ensure_user(user)
+        self.user = user
         env = {
             "HOME": entry.pw_dir,
-            "PATH": f"{bin_dir}:/usr/local/bin:/usr/bin:/bin",
+            "PATH": f"{bin_dir}:{path}",
             "LANG": "C.UTF-8",
             "SHELL": entry.pw_shell,
             "JUPYTER_HPC_TEST_MARK": uuid.uuid4().hex,
@@ -182,7 +183,7 @@ class Demo:
 
     def processes(self) -> dict[int, str]:
         """Live processes this demo started (itself included)."""
-        return processes_marked(self.marks)
+        return processes_marked(self.marks, self.user)
 
     def processes_named(self, text: str) -> dict[int, str]:
         return {pid: args for pid, args in self.processes().items() if text in args}
@@ -335,6 +336,19 @@ class KernelSocket:
 
     def close(self) -> None:
         self.ws.close()
+
+
+def path_without(command: str, root: Path) -> str:
+    """A PATH like the usual one on a machine where ``command`` is not installed: links to
+    everything else in /usr/local/bin, /usr/bin and /bin, made under ``root``."""
+    directory = root / f"path-without-{command}"
+    directory.mkdir(mode=0o755, parents=True, exist_ok=True)
+    for source in ("/usr/local/bin", "/usr/bin", "/bin"):
+        for entry in Path(source).iterdir():
+            link = directory / entry.name
+            if entry.name != command and not link.exists() and not link.is_symlink():
+                link.symlink_to(entry)
+    return str(directory)
 
 
 # -- the hub flavour, as a browser drives it --------------------------------------------------

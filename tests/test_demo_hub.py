@@ -9,12 +9,16 @@ the login form. Ctrl-C, also while the hub is still starting, leaves nothing beh
 from __future__ import annotations
 
 import re
+import shutil
+import tempfile
 import time
+from pathlib import Path
 
 import pyotp
 import pytest
 
-from demo_helpers import DEMO_USER, MYENV_KERNEL, Demo, HubLogin, demo_state_dirs, ensure_demo_venv, home_files
+from demo_helpers import (DEMO_USER, MYENV_KERNEL, Demo, HubLogin, demo_state_dirs, ensure_demo_venv, home_files,
+                          path_without)
 from testbed.users import ensure_user, run_as
 
 SECOND_USER = "hpcdemo2"
@@ -31,8 +35,8 @@ def demo_bin():
 def demos(demo_bin):
     started: list[Demo] = []
 
-    def start(*args: str, user: str = DEMO_USER) -> Demo:
-        started.append(Demo(demo_bin, *args, user=user))
+    def start(*args: str, **kwargs) -> Demo:
+        started.append(Demo(demo_bin, *args, **kwargs))
         return started[-1]
 
     yield start
@@ -45,12 +49,32 @@ def login_error(page) -> str:
     return match.group(1).strip() if match else ""
 
 
-def test_two_users_at_once_each_see_only_their_own(demos):
+def proxy_of(demo: Demo) -> str:
+    """The command line of the demo's configurable-http-proxy."""
+    found = demo.processes_named("configurable-http-proxy")
+    assert len(found) == 1, (found, demo.output, demo.processes())
+    return next(iter(found.values()))
+
+
+@pytest.fixture
+def world_readable_dir():
+    """A directory other users can read (pytest's are root's, 0700)."""
+    path = Path(tempfile.mkdtemp(prefix="jupyter-hpc-test-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_two_users_at_once_each_see_only_their_own(demos, world_readable_dir):
     users = {name: ensure_user(name) for name in (DEMO_USER, SECOND_USER)}
     before = {name: (home_files(name), demo_state_dirs(name)) for name in users}
-    first, second = demos(user=DEMO_USER), demos(user=SECOND_USER)
+    # The second user's machine has no npm proxy: the demo uses PyPI's pure-Python one.
+    no_npm = path_without("configurable-http-proxy", world_readable_dir)
+    first, second = demos(user=DEMO_USER), demos(user=SECOND_USER, path=no_npm)
     runs = {DEMO_USER: first.wait_ready(), SECOND_USER: second.wait_ready()}
     assert first.port != second.port and first.login_port() != second.login_port()
+    assert proxy_of(first).startswith("node ")  # npm's, installed by tests/run
+    assert proxy_of(second).split()[0].endswith("/python"), proxy_of(second)
 
     sessions = {}
     for name, demo in runs.items():
