@@ -120,14 +120,23 @@ def test_two_users_at_once_each_see_only_their_own(demos, world_readable_dir):
         assert home_files(name) - before[name][0] == set()
 
 
-def test_a_wrong_code_stays_on_the_login_form(demos):
-    demo = demos().wait_ready()
+def test_a_wrong_code_stays_on_the_login_form_and_otp_prints_each_new_code(demos):
+    demo = demos("--otp").wait_ready()
     login = HubLogin(demo)
     current = int(pyotp.TOTP(login.secret).now())
     page = login.submit(code=f"{(current + 1) % 1_000_000:06d}")  # never the current code
     assert page.status_code == 403, page.status_code
     assert login_error(page).startswith("Wrong one-time code"), login_error(page)
     assert 'id="otp_input"' in page.text
+    # --otp: the next code appears on the terminal when it starts, and logs in.
+    deadline = time.monotonic() + 40
+    while not (printed := [line for line in demo.lines if line.startswith("one-time code: ")]):
+        assert time.monotonic() < deadline, demo.output
+        time.sleep(0.2)
+    code = printed[0].split()[-1]
+    page = login.submit(code=code)
+    logged_in = re.search(rf"/hub/spawn-pending/{login.user}$|/user/{login.user}/lab$", page.url)
+    assert page.status_code == 200 and logged_in, (page.status_code, page.url)
     demo.interrupt()
     assert demo.wait(90) == 0
 
