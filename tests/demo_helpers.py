@@ -125,6 +125,19 @@ def home_files(user: str = DEMO_USER) -> set[str]:
     return {str(path) for path in home.rglob("*") if ".jupyter-hpc" not in path.relative_to(home).parts}
 
 
+def tmp_entries(user: str = DEMO_USER) -> set[str]:
+    """What the user owns at the top of /tmp, /var/tmp and /dev/shm (whatever a demo made
+    there would show up here, its state directory included)."""
+    uid = pwd.getpwnam(user).pw_uid
+    found = set()
+    for root in ("/tmp", "/var/tmp", "/dev/shm"):
+        for path in Path(root).iterdir():
+            with contextlib.suppress(OSError):
+                if path.lstat().st_uid == uid:
+                    found.add(str(path))
+    return found
+
+
 def demo_state_dirs(user: str = DEMO_USER) -> set[str]:
     uid = pwd.getpwnam(user).pw_uid
     return {str(p) for p in Path(tempfile.gettempdir()).glob("jupyter-hpc-demo-*") if p.stat().st_uid == uid}

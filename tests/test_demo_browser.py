@@ -20,7 +20,7 @@ import time
 import pyotp
 import pytest
 
-from demo_helpers import DEMO_USER, Demo, demo_state_dirs, ensure_demo_venv, home_files
+from demo_helpers import DEMO_USER, Demo, ensure_demo_venv, home_files, tmp_entries
 from lab_browser import add_slurm_user, browser, cancel_jobs, launcher_tile, run_cell, screenshot  # noqa: F401
 from testbed.users import ensure_user
 
@@ -51,7 +51,7 @@ def log_in(page, demo: Demo) -> str:
 def test_the_whole_demo_in_chromium(demo_bin, slurm, browser, artifacts):  # noqa: F811
     add_slurm_user(DEMO_USER)  # an association in SLURM's accounting, as a cluster's users have
     entry = ensure_user(DEMO_USER)
-    before = home_files(), demo_state_dirs()
+    before = home_files(), tmp_entries()
     demo = Demo(demo_bin)
     try:
         run_the_demo(demo, entry, before, browser, artifacts)
@@ -146,5 +146,5 @@ def run_the_demo(demo: Demo, entry, before, browser, artifacts) -> None:  # noqa
         time.sleep(0.2)
     assert demo.processes() == {}
     assert listening_ports(entry.pw_uid) == []
-    assert demo_state_dirs() - before[1] == set()
+    assert tmp_entries() - before[1] == set()
     assert home_files() - before[0] == set()

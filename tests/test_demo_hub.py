@@ -17,8 +17,8 @@ from pathlib import Path
 import pyotp
 import pytest
 
-from demo_helpers import (DEMO_USER, MYENV_KERNEL, Demo, HubLogin, demo_state_dirs, ensure_demo_venv, home_files,
-                          path_without)
+from demo_helpers import (DEMO_USER, MYENV_KERNEL, Demo, HubLogin, ensure_demo_venv, home_files,
+                          path_without, tmp_entries)
 from testbed.users import ensure_user, run_as
 
 SECOND_USER = "hpcdemo2"
@@ -67,7 +67,7 @@ def world_readable_dir():
 
 def test_two_users_at_once_each_see_only_their_own(demos, world_readable_dir):
     users = {name: ensure_user(name) for name in (DEMO_USER, SECOND_USER)}
-    before = {name: (home_files(name), demo_state_dirs(name)) for name in users}
+    before = {name: (home_files(name), tmp_entries(name)) for name in users}
     # The second user's machine has no npm proxy: the demo uses PyPI's pure-Python one.
     no_npm = path_without("configurable-http-proxy", world_readable_dir)
     first, second = demos(user=DEMO_USER), demos(user=SECOND_USER, path=no_npm)
@@ -116,7 +116,7 @@ def test_two_users_at_once_each_see_only_their_own(demos, world_readable_dir):
         assert demo.wait(90) == 0, demo.output
     for name, demo in runs.items():
         assert demo.processes() == {}
-        assert demo_state_dirs(name) - before[name][1] == set()
+        assert tmp_entries(name) - before[name][1] == set()
         assert home_files(name) - before[name][0] == set()
 
 
@@ -142,7 +142,7 @@ def test_a_wrong_code_stays_on_the_login_form_and_otp_prints_each_new_code(demos
 
 
 def test_ctrl_c_while_the_hub_starts_leaves_nothing(demos):
-    before = home_files(), demo_state_dirs()
+    before = home_files(), tmp_entries()
     demo = demos()
     deadline = time.monotonic() + 60
     while not demo.processes_named("jupyterhub") and time.monotonic() < deadline:
@@ -155,5 +155,5 @@ def test_ctrl_c_while_the_hub_starts_leaves_nothing(demos):
     while demo.processes() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert demo.processes() == {}
-    assert demo_state_dirs() - before[1] == set()
+    assert tmp_entries() - before[1] == set()
     assert home_files() - before[0] == set()
