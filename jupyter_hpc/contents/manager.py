@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import fnmatch
+import functools
 import hashlib
 import mimetypes
 import posixpath
@@ -43,6 +44,22 @@ def _time(seconds: float) -> datetime:
         return datetime.fromtimestamp(seconds, tz=timezone.utc)
     except (OverflowError, OSError, ValueError):
         return datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+@functools.lru_cache(maxsize=4096)
+def _mimetype_of_suffix(suffix: str) -> str | None:
+    return mimetypes.guess_type("file" + suffix)[0]
+
+
+def _mimetype(name: str) -> str | None:
+    """``mimetypes.guess_type(name)[0]``, cached by what it depends on: for a name "stem.a.b"
+    with a stem, only ".a.b" (an encoding suffix such as .gz, then the type's)."""
+    last = name.rfind(".")
+    cut = name.rfind(".", 0, last) if last > 0 else -1
+    start = cut if cut > 0 else last
+    if start <= 0 or not name[:start].strip(".") or ":" in name:  # no stem, or URL-like: as mimetypes sees it
+        return mimetypes.guess_type(name)[0]
+    return _mimetype_of_suffix(name[start:])
 
 
 class SFTPContentsManager(AsyncContentsManager):
@@ -254,17 +271,34 @@ class SFTPContentsManager(AsyncContentsManager):
         return model
 
     async def _listing(self, roots: Roots, location: Location) -> list[dict[str, Any]]:
+        """The folder's models, built in one pass (a 10,000-entry folder is 10,000 dicts: the
+        times and mimetypes are computed once per distinct value, not per entry)."""
         entries = await self._remote(self.cluster.listing(location), location.api_path)
+        prefix = location.api_path + "/" if location.api_path else ""
+        times: dict[float, datetime] = {}
+        listed = self._listed
         models = []
         for entry in entries:
-            if entry.kind == "other" or not self._listed(entry.name):
+            kind = entry.kind
+            name = entry.name
+            if kind == "other" or not listed(name):
                 continue
-            api_path = posixpath.join(location.api_path, entry.name) if location.api_path else entry.name
-            kind = self._kind(entry, api_path)
-            model = self._model(api_path, kind, entry)
-            if kind == "file":
-                model["mimetype"] = mimetypes.guess_type(entry.name)[0]
-            models.append(model)
+            when = times.get(entry.mtime)
+            if when is None:
+                when = times[entry.mtime] = _time(entry.mtime)
+            if kind == "directory":
+                mimetype, size = None, None
+            else:
+                if name.endswith(".ipynb"):
+                    kind, mimetype = "notebook", None
+                else:
+                    mimetype = _mimetype(name)
+                size = entry.size
+            models.append({
+                "name": name, "path": prefix + name, "type": kind, "writable": entry.writable,
+                "created": when, "last_modified": when, "mimetype": mimetype, "content": None,
+                "format": None, "size": size, "hash": None, "hash_algorithm": None,
+            })
         return models
 
     def _notebook_content(self, model: dict, data: bytes, path: str) -> None:

@@ -27,6 +27,7 @@ from tornado.web import HTTPError
 
 from ..errors import HPCError, SSHConnectError
 from ..ssh import SSHTarget, get_pool
+from .readdir import read_directory
 from .roots import Location, Roots, expand
 
 log = logging.getLogger("jupyter_hpc.contents")
@@ -72,6 +73,9 @@ class Identity:
         if attrs.gid in self.gids:
             return bool(mode & stat.S_IWGRP)
         return bool(mode & stat.S_IWOTH)
+
+
+_KINDS = {stat.S_IFDIR: "directory", stat.S_IFREG: "file"}
 
 
 def kind_of(attrs: asyncssh.SFTPAttrs) -> str:
@@ -204,26 +208,41 @@ class ClusterFiles:
                            link=stat.S_ISLNK(attrs.permissions or 0))
 
     async def listing(self, location: Location) -> list[Entry]:
-        """One ``readdir`` with attributes; a ``stat`` only for each symlink."""
+        """One pipelined ``readdir`` with attributes (:mod:`.readdir`); a ``stat`` only for
+        each symlink."""
         roots, identity = await self.resolve()
         sftp = await self.sftp()
         directory = await self.inside(location)
-        names = await sftp.readdir(directory.encode())
+        listed = await read_directory(sftp, directory.encode())
         entries: list[Entry] = []
         links: list[tuple[str, str]] = []
-        for item in names:
+        uid, gids, root = identity.uid, identity.gids, identity.uid == 0
+        base = location.remote.rstrip("/") + "/"
+        for filename, size, owner, group, mode, mtime in listed:
             try:
-                name = item.filename.decode()
+                name = filename.decode()
             except UnicodeDecodeError:
-                log.warning("Skipping a name in %s that is not UTF-8: %r", directory, item.filename)
+                log.warning("Skipping a name in %s that is not UTF-8: %r", directory, filename)
                 continue
-            if name in (".", ".."):
+            if name == "." or name == "..":
                 continue
-            remote = posixpath.join(location.remote, name)
-            if stat.S_ISLNK(item.attrs.permissions or 0):
-                links.append((name, remote))
+            mode = mode or 0
+            kind = _KINDS.get(mode & 0o170000)
+            if kind is None:
+                if stat.S_ISLNK(mode):
+                    links.append((name, base + name))
+                    continue
+                kind = "other"
+            if root:
+                writable = True
+            elif owner == uid:
+                writable = bool(mode & 0o200)
+            elif group in gids:
+                writable = bool(mode & 0o020)
             else:
-                entries.append(self._entry(name, remote, item.attrs, identity))
+                writable = bool(mode & 0o002)
+            entries.append(Entry(name, base + name, kind, size if kind == "file" else None,
+                                 float(mtime or 0), writable))
         if links:
             found = await asyncio.gather(*(sftp.stat(remote) for _, remote in links), return_exceptions=True)
             for (name, remote), attrs in zip(links, found):
@@ -357,14 +376,14 @@ class ClusterFiles:
         total, folders = 0, [remote]
         while folders and total <= limit:
             folder = folders.pop()
-            for item in await sftp.readdir(folder.encode()):
+            for item in await read_directory(sftp, folder.encode()):
                 if item.filename in (b".", b".."):
                     continue
-                mode = item.attrs.permissions or 0
+                mode = item.permissions or 0
                 if stat.S_ISDIR(mode):
                     folders.append(posixpath.join(folder, item.filename.decode(errors="surrogateescape")))
                 elif stat.S_ISREG(mode):
-                    total += item.attrs.size or 0
+                    total += item.size or 0
         return total
 
     async def copy_tree(self, source: str, location: Location) -> None:
