@@ -48,6 +48,8 @@ def test_login_in_chromium_with_screenshots(bed, artifacts):
             page.locator(".jp-Launcher").first.wait_for()
             assert f"/user/{ERIN}/lab" in page.url, page.url  # JupyterLab in Erin's own server
             launcher_tile(page, "Cori: Python 3 (login)").first.click()
+            # The kernel is up on the cluster (status bar: Idle) before the cell is typed and run.
+            page.locator(".jp-StatusBar-Widget", has_text="Cori: Python 3 (login) | Idle").wait_for(timeout=120_000)
             text = run_cell(page, "import os; print('uid', os.getuid())", "uid ")
             assert text.strip() == f"uid {pwd.getpwnam(ERIN).pw_uid}", text
         finally:
