@@ -12,7 +12,6 @@ import json
 import os
 import pwd
 import re
-import stat
 import subprocess
 import tempfile
 import threading
@@ -47,6 +46,7 @@ def dave(bed):
     browser = Browser(bed, DAVE)
     browser.logged_in_at = time.time()
     assert browser.login().status_code == 200
+    browser.hub_cookie = browser.session.cookies.get("jupyterhub-hub-login")
     browser.wait_server()
     assert browser.open_lab().status_code == 200
     browser.kernel = browser.start_kernel()
@@ -190,7 +190,11 @@ def test_user_a_cannot_act_as_user_b(bed, alice, bob):
     # Each server has its own 0700 directory (HOME, runtime, config).
     dirs = [bed.hub_dir / "users" / name for name in (ALICE, BOB)]
     for directory in dirs:
-        assert stat.S_IMODE(directory.stat().st_mode) == 0o700, directory
+        for sub in (directory, directory / "runtime", directory / "config", directory / "data"):
+            assert sub.stat().st_mode & 0o777 == 0o700, sub  # (jupyter_core adds the sticky bit to runtime)
+            assert sub.stat().st_uid == bed.hub_entry.pw_uid, sub  # the hub's user: no root, no setuid
+    # Each server's runtime files (its server info, kernels' connection files) are in its own.
+    assert list((dirs[0] / "runtime").glob("jpserver-*.json")) and list((dirs[1] / "runtime").glob("jpserver-*.json"))
     # Each server shows its own user's home and kernelspecs on the cluster, not the other's.
     mine = {item["name"] for item in alice.server_api("GET", "contents").json()["content"]}
     assert "alice-notes.txt" in mine and "bob-notes.txt" not in mine, mine
@@ -321,6 +325,13 @@ def test_expired_certificate_sends_to_login_and_a_new_login_serves_the_running_s
     time.sleep(max(0.0, dave.logged_in_at + LIFETIME - MARGIN + 6 - time.time()))
     page = dave.session.get(f"{bed.url}/hub/home", timeout=60)
     assert page.status_code == 200 and "/hub/login" in page.url and 'id="otp_input"' in page.text, page.url
+    # The browser dropped the expired hub cookie; the hub refuses it too, should it be sent
+    # anyway: the home page and a spawn both go to the login page.
+    stale = requests.Session()
+    stale.cookies.set("jupyterhub-hub-login", dave.hub_cookie, path="/hub/")
+    for path in ("home", "spawn"):
+        page = stale.get(f"{bed.url}/hub/{path}", timeout=60)
+        assert "/hub/login" in page.url and 'id="otp_input"' in page.text, (path, page.url)
     # The server's API refuses the stale session: no kernel is started that would fail at SSH.
     reply = dave.server_api("POST", "kernels", json={"name": "cori-login-python3"})
     assert reply.status_code in (302, 403), (reply.status_code, reply.text[:500])
