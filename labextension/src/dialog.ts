@@ -11,8 +11,8 @@ import {
   IChoice,
   ISiteOptions,
   cleanChoice,
-  formatLimit,
   initialChoice,
+  timeHint,
   validateChoice
 } from './model';
 
@@ -25,7 +25,7 @@ let formCount = 0;
 
 /** The dialog's body: Dialog calls getValue() when the user presses Start. */
 export class ResourceForm extends Widget {
-  constructor(readonly options: ISiteOptions, initial: IChoice) {
+  constructor(readonly options: ISiteOptions, initial: IChoice, private refusal = '') {
     super();
     this.addClass('jp-hpc-ResourceForm');
     this.prefix = `jp-hpc-form-${++formCount}-`;
@@ -43,7 +43,7 @@ export class ResourceForm extends Widget {
     this.select('account', 'Account', [['', options.default_account ? `default (${options.default_account})` : 'default'],
       ...options.accounts.map(a => [a, a] as [string, string])]);
     this.select('qos', 'QOS', [['', 'default'], ...options.qos.map(q => [q, q] as [string, string])]);
-    this.input('time', 'Time', 'text', 'HH:MM:SS, e.g. 00:30:00');
+    this.input('time', 'Time', 'text', 'HH:MM:SS');
     this.input('nodes', 'Nodes', 'number', '1');
     this.input('cpus_per_task', 'CPUs per task', 'number', 'site default');
     this.input('gpus', 'GPUs', 'number', '0');
@@ -69,9 +69,14 @@ export class ResourceForm extends Widget {
         control.value = String(value);
       }
     }
-    this.form.addEventListener('input', () => this.update());
-    this.form.addEventListener('change', () => this.update());
-    this.update();
+    // Checked at once on every edit, so that Start is never a step behind what is shown.
+    const edited = () => {
+      this.refusal = '';
+      this.check();
+    };
+    this.form.addEventListener('input', edited);
+    this.form.addEventListener('change', edited);
+    this.refresh();
   }
 
   /** The choice as it stands (Dialog's getValue). */
@@ -88,7 +93,22 @@ export class ResourceForm extends Widget {
     return validateChoice(this.getValue().choice, this.options).map(e => `${e.field}: ${e.message}`);
   }
 
+  /**
+   * Check the form now, then have the Dialog check it again: the Dialog reads its inputs on
+   * each 'input' event before this form does, and ignores Start while it last saw an error
+   * (jp-mod-error), so without a second look a fixed value would leave Start dead.
+   */
+  check(): void {
+    this.refresh();
+    this.node.dispatchEvent(new Event('input')); // reaches the Dialog's listener, not this form's
+  }
+
   protected onUpdateRequest(): void {
+    this.refresh();
+  }
+
+  /** Hints and limits for the chosen partition, problems shown, Start enabled or not. */
+  refresh(): void {
     const { choice } = this.getValue();
     const partition = this.options.partitions.find(p => p.name === choice.partition);
     const hint = (field: keyof IChoice, text: string) => {
@@ -99,7 +119,7 @@ export class ResourceForm extends Widget {
     };
     if (partition) {
       hint('partition', `${partition.total_nodes} node(s), ${partition.cpus_per_node} CPUs${partition.gpus_per_node ? `, ${partition.gpus_per_node} GPUs` : ''} each`);
-      hint('time', `max ${formatLimit(partition.max_time)}`);
+      hint('time', timeHint(partition.max_time));
       const nodes = partition.max_nodes ? Math.min(partition.max_nodes, partition.total_nodes) : partition.total_nodes;
       hint('nodes', `1 to ${nodes}`);
       hint('cpus_per_task', partition.cpus_per_node ? `up to ${partition.cpus_per_node}` : '');
@@ -118,7 +138,8 @@ export class ResourceForm extends Widget {
       control.setAttribute('aria-invalid', error ? 'true' : 'false');
       control.classList.toggle('jp-mod-error', !!error);
     }
-    this.errorBox.textContent = errors.map(e => `${e.field}: ${e.message}`).join('; ');
+    // The server's refusal of the last Start stays until the user edits the form.
+    this.errorBox.textContent = errors.length ? errors.map(e => `${e.field}: ${e.message}`).join('; ') : this.refusal;
     const start = this.node.closest('.jp-Dialog-content')?.querySelector('.jp-mod-accept') as HTMLButtonElement | null;
     if (start) {
       start.disabled = errors.length > 0;
@@ -126,7 +147,9 @@ export class ResourceForm extends Widget {
   }
 
   protected onAfterAttach(): void {
-    this.update();
+    // JupyterLab's dialogs stop at 500 px and scroll: room for the whole form instead.
+    this.node.closest('.jp-Dialog-content')?.classList.add('jp-hpc-ResourceDialog');
+    this.check();
     (this.controls.get('partition') as HTMLElement | undefined)?.focus();
   }
 
@@ -179,10 +202,13 @@ export class ResourceForm extends Widget {
 
 /**
  * Ask for the resources of one start; null if the user cancels. Start stays disabled while
- * the form breaks a limit; the server checks again whatever the form said.
+ * the form breaks a limit; the server checks again whatever the form said, and when it refuses
+ * the form comes back with the refused values and the server's message.
  */
-export async function askResources(options: ISiteOptions, memory: ChoiceMemory): Promise<IDialogResult | null> {
-  const form = new ResourceForm(options, initialChoice(options, memory.last(options.kernel_name)));
+export async function askResources(options: ISiteOptions, memory: ChoiceMemory,
+                                   refused?: { choice: IChoice; message: string }): Promise<IDialogResult | null> {
+  const initial = initialChoice(options, refused ? refused.choice : memory.last(options.kernel_name));
+  const form = new ResourceForm(options, initial, refused ? `Refused by the server: ${refused.message}` : '');
   const result = await showDialog<IDialogResult>({
     title: `Start ${options.display_name} on SLURM`,
     body: form,

@@ -16,9 +16,9 @@ import { IStatusBar } from '@jupyterlab/statusbar';
 
 import { SlurmAPI } from './api';
 import { askResources } from './dialog';
-import { ChoiceMemory, IChoice, IKernelStart, isSlurmSpec, kernelStartOf } from './model';
+import { ChoiceMemory, IChoice, IKernelStart, IKernelStatus, isSlurmSpec, kernelStartOf } from './model';
 import { ClusterSidebar } from './sidebar';
-import { KernelStatusPoller, SlurmStatusItem } from './status';
+import { KernelStatusPoller, SlurmStatusView, WalltimeWarnings, cancelStart } from './status';
 
 const PLUGIN_ID = 'jupyter-hpc:plugin';
 
@@ -60,26 +60,31 @@ const plugin: JupyterFrontEndPlugin<void> = {
         return {};
       }
       let remembered = memory.dontAsk(start.kernelName) ? memory.last(start.kernelName) : null;
+      let refused: { choice: IChoice; message: string } | undefined;
       for (;;) {
         let choice: IChoice;
+        let dontAsk = false;
         if (remembered) {
           choice = remembered;
+          dontAsk = true;
           remembered = null;
         } else {
-          const result = await askResources(options, memory);
+          const result = await askResources(options, memory, refused);
           if (!result) {
             return null;
           }
           choice = result.choice;
-          memory.remember(start.kernelName, choice);
-          memory.setDontAsk(start.kernelName, result.dontAsk);
+          dontAsk = result.dontAsk;
         }
         try {
           const accepted = await api.choose(start.kernelName, path, choice);
+          memory.remember(start.kernelName, choice);
+          memory.setDontAsk(start.kernelName, dontAsk);
           return accepted.resources;
         } catch (error) {
+          // Asked again, with the server's reason in the form (a remembered choice, too: the site changed).
           memory.setDontAsk(start.kernelName, false);
-          await showErrorMessage('SLURM resources refused', (error as Error).message);
+          refused = { choice, message: (error as Error).message };
         }
       }
     };
@@ -118,12 +123,13 @@ const plugin: JupyterFrontEndPlugin<void> = {
       execute: () => app.shell.activateById(sidebar.id)
     });
 
+    const cancel = (status: IKernelStatus) => void cancelStart(api, poller, status);
     if (statusBar) {
       const current = () => (labShell?.currentWidget ?? app.shell.currentWidget) as any;
-      const item = new SlurmStatusItem(poller, {
+      const item = new SlurmStatusView(poller, {
         path: () => current()?.sessionContext?.path ?? null,
         kernelId: () => current()?.sessionContext?.session?.kernel?.id ?? null
-      }, () => void app.commands.execute('docmanager:save'));
+      }, cancel, 'jp-hpc-StatusItem');
       statusBar.registerStatusItem('jupyter-hpc:slurm-status', {
         item,
         align: 'left',
@@ -132,6 +138,31 @@ const plugin: JupyterFrontEndPlugin<void> = {
       });
       labShell?.currentChanged.connect(() => item.refresh());
     }
+
+    // Each notebook's toolbar shows its own kernel's job, next to the kernel name.
+    app.docRegistry.addWidgetExtension('Notebook', {
+      createNew: (panel: any) => {
+        const view = new SlurmStatusView(poller, {
+          path: () => panel.sessionContext?.path ?? null,
+          kernelId: () => panel.sessionContext?.session?.kernel?.id ?? null
+        }, cancel, 'jp-hpc-ToolbarItem');
+        if (!panel.toolbar.insertBefore('kernelName', 'jupyter-hpc-slurm', view)) {
+          panel.toolbar.addItem('jupyter-hpc-slurm', view);
+        }
+        panel.disposed.connect(() => view.dispose());
+        return view;
+      }
+    });
+
+    // "Save now" in a walltime warning saves the notebooks of that kernel's session.
+    new WalltimeWarnings(poller, status => {
+      for (const widget of app.shell.widgets('main')) {
+        const context = (widget as any).context;
+        if (context && context.path === status.path) {
+          void context.save();
+        }
+      }
+    });
     poller.start();
   }
 };

@@ -216,6 +216,26 @@ export function statusText(status: IKernelStatus, timeLeft: number | null = stat
   }
 }
 
+/**
+ * The status of one notebook's kernel: by kernel id, else by session path (a start still in
+ * the queue has no kernel id on the page yet: the session's POST has not answered).
+ */
+export function findStatus(statuses: IKernelStatus[], kernelId: string | null, path: string | null): IKernelStatus | null {
+  return statuses.find(s => kernelId && s.kernel_id === kernelId) ??
+    statuses.find(s => path && s.path === path && s.phase !== 'running') ??
+    statuses.find(s => path && s.path === path) ?? null;
+}
+
+/** Whether the page offers to cancel this start: its job is submitted and not running a kernel yet. */
+export function cancellable(status: IKernelStatus | null): boolean {
+  return !!status && !!status.job_id && (status.phase === 'queued' || status.phase === 'starting');
+}
+
+/** The form's hint for a partition's time limit. */
+export function timeHint(maxMinutes: number | null): string {
+  return maxMinutes === null || maxMinutes === undefined ? 'no time limit' : `at most ${formatLimit(maxMinutes)}`;
+}
+
 /** Thresholds (seconds before the end) at which to offer saving the notebook. */
 export const SAVE_WARNINGS = [600, 120];
 
@@ -235,10 +255,12 @@ export interface IFieldError {
   message: string;
 }
 
-const WORD = /^[A-Za-z0-9_.+-]+$/;
-const CONSTRAINT = /^[A-Za-z0-9_.,&|[\]*:-]+$/;
-
-/** The partitions' and associations' limits, as the server enforces them (it checks again). */
+/**
+ * The partitions' and associations' limits, as the server enforces them, checked as the user
+ * types. What may reach sbatch (the characters of a constraint or a reservation name, any value
+ * at all) is the server's decision alone: it checks every value again and its refusal shows in
+ * the form.
+ */
 export function validateChoice(choice: IChoice, options: ISiteOptions): IFieldError[] {
   const errors: IFieldError[] = [];
   const partition =
@@ -248,17 +270,8 @@ export function validateChoice(choice: IChoice, options: ISiteOptions): IFieldEr
   if (choice.partition && !options.partitions.some(p => p.name === choice.partition)) {
     errors.push({ field: 'partition', message: `choose one of ${options.partitions.map(p => p.name).join(', ')}` });
   }
-  for (const field of ['account', 'qos', 'reservation'] as const) {
-    const value = choice[field];
-    if (value && !WORD.test(value)) {
-      errors.push({ field, message: 'only letters, digits and . _ + -' });
-    }
-  }
   if (choice.account && options.accounts.length && !options.accounts.includes(choice.account)) {
     errors.push({ field: 'account', message: `choose one of ${options.accounts.join(', ')}` });
-  }
-  if (choice.constraint && !CONSTRAINT.test(choice.constraint)) {
-    errors.push({ field: 'constraint', message: 'feature names joined by & | , (e.g. knl&quad)' });
   }
   if (choice.time) {
     const seconds = slurmSeconds(choice.time);

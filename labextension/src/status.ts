@@ -1,15 +1,24 @@
 /**
  * The SLURM kernels' status: one poll of GET /jupyter-hpc/api/slurm/kernels for the whole
  * page (which costs the scheduler nothing: the server answers from the provisioners' own
- * squeue poll), a status bar item for the current notebook's kernel, and the offers to save
+ * squeue poll), a view of one notebook's kernel job (the status bar's for the current
+ * notebook, each notebook toolbar's own) with Cancel while it waits, and the offers to save
  * at 10 and 2 minutes before a job's walltime ends.
  */
-import { Notification } from '@jupyterlab/apputils';
+import { Dialog, Notification, showDialog, showErrorMessage } from '@jupyterlab/apputils';
 import { ISignal, Signal } from '@lumino/signaling';
 import { Widget } from '@lumino/widgets';
 
 import { SlurmAPI } from './api';
-import { IKernelStatus, dueWarnings, formatDuration, statusText } from './model';
+import {
+  IKernelStatus,
+  SAVE_WARNINGS,
+  cancellable,
+  dueWarnings,
+  findStatus,
+  formatDuration,
+  statusText
+} from './model';
 
 export class KernelStatusPoller {
   constructor(private api: SlurmAPI) {}
@@ -62,51 +71,88 @@ export class KernelStatusPoller {
   private _changed = new Signal<this, IKernelStatus[]>(this);
 }
 
-/** What the status bar needs from the shell: the current notebook's path and kernel id. */
+/** Where a view finds its notebook's kernel: the session's path and kernel id. */
 export interface ICurrentKernel {
   path(): string | null;
   kernelId(): string | null;
 }
 
-export class SlurmStatusItem extends Widget {
-  constructor(private poller: KernelStatusPoller, private current: ICurrentKernel, private save: () => void) {
+/** Ask, then cancel the job of a kernel that is still starting (scancel; the start then fails). */
+export async function cancelStart(api: SlurmAPI, poller: KernelStatusPoller, status: IKernelStatus): Promise<void> {
+  const answer = await showDialog({
+    title: `Cancel job ${status.job_id}?`,
+    body: `The kernel ${status.kernel_name} for ${status.path || 'this notebook'} has not started yet: ` +
+      'its SLURM job is cancelled and the kernel start ends.',
+    buttons: [Dialog.cancelButton({ label: 'Keep waiting' }), Dialog.warnButton({ label: 'Cancel job' })]
+  });
+  if (!answer.button.accept) {
+    return;
+  }
+  try {
+    await api.cancelKernel(status.kernel_id);
+  } catch (error) {
+    await showErrorMessage('Cannot cancel the job', error as Error);
+  }
+  poller.hurry();
+}
+
+/**
+ * One notebook's SLURM kernel in words ("queued: job 12, Reason: Priority, est. start 14:05",
+ * then "starting on nid00042", then the walltime left), with a Cancel button while the job
+ * waits. The status bar shows one for the current notebook, each notebook's toolbar its own.
+ */
+export class SlurmStatusView extends Widget {
+  constructor(protected poller: KernelStatusPoller, private current: ICurrentKernel,
+              private onCancel: (status: IKernelStatus) => void, className: string) {
     super();
-    this.addClass('jp-hpc-StatusItem');
+    this.addClass('jp-hpc-StatusView');
+    this.addClass(className);
     this.node.setAttribute('role', 'status');
-    this.node.setAttribute('aria-live', 'polite');
-    poller.changed.connect(() => this.refresh());
+    this.label = document.createElement('span');
+    this.label.className = 'jp-hpc-StatusView-text';
+    this.label.setAttribute('aria-live', 'polite');
+    this.cancelButton = document.createElement('button');
+    this.cancelButton.type = 'button';
+    this.cancelButton.className = 'jp-hpc-StatusView-cancel jp-Button jp-mod-styled jp-mod-warn';
+    this.cancelButton.textContent = 'Cancel';
+    this.cancelButton.addEventListener('click', event => {
+      event.stopPropagation();
+      const status = this.currentStatus();
+      if (cancellable(status)) {
+        this.onCancel(status as IKernelStatus);
+      }
+    });
+    this.node.append(this.label, this.cancelButton);
+    poller.changed.connect(this.refresh, this);
     this._ticker = window.setInterval(() => this.refresh(), 1000);
+    this.refresh();
   }
 
   dispose(): void {
+    if (this.isDisposed) {
+      return;
+    }
     window.clearInterval(this._ticker);
+    this.poller.changed.disconnect(this.refresh, this);
     super.dispose();
   }
 
-  /** The status of the current notebook's kernel: by kernel id, else by session path (a start in the queue has no id yet). */
   currentStatus(): IKernelStatus | null {
-    const statuses = this.poller.statuses;
-    const id = this.current.kernelId();
-    const path = this.current.path();
-    return statuses.find(s => id && s.kernel_id === id) ??
-      statuses.find(s => path && s.path === path && s.phase !== 'running') ??
-      statuses.find(s => path && s.path === path) ?? null;
+    return findStatus(this.poller.statuses, this.current.kernelId(), this.current.path());
   }
 
   refresh(): void {
-    for (const status of this.poller.statuses) {
-      this.warn(status);
-    }
     const status = this.currentStatus();
     if (!status) {
-      this.node.textContent = '';
+      this.label.textContent = '';
       this.node.title = '';
+      delete this.node.dataset.phase;
       this.hide();
       return;
     }
     this.show();
     const left = this.poller.timeLeft(status);
-    this.node.textContent = `SLURM ${statusText(status, left)}`;
+    this.label.textContent = `SLURM ${statusText(status, left)}`;
     this.node.dataset.phase = status.phase;
     this.node.title = [
       `${status.kernel_name}: ${status.state ?? ''}`,
@@ -114,33 +160,51 @@ export class SlurmStatusItem extends Widget {
       status.time_limit ? `time limit ${status.time_limit}` : ''
     ].filter(Boolean).join(', ');
     this.node.classList.toggle('jp-hpc-mod-ending', left !== null && left <= 600);
+    const canCancel = cancellable(status);
+    this.cancelButton.hidden = !canCancel;
+    this.cancelButton.setAttribute('aria-label', canCancel ? `Cancel SLURM job ${status.job_id}` : 'Cancel');
   }
 
-  private warn(status: IKernelStatus): void {
-    if (status.phase !== 'running' || !status.job_id) {
-      return;
-    }
-    const left = this.poller.timeLeft(status);
-    const given = this._warned.get(status.job_id) ?? new Set<number>();
-    this._warned.set(status.job_id, given);
-    for (const threshold of dueWarnings(left, given)) {
-      given.add(threshold);
-      for (const t of [600, 120]) {
-        if (t >= threshold) {
-          given.add(t);
-        }
-      }
-      Notification.warning(
-        `SLURM job ${status.job_id} (${status.path || status.kernel_name}) ends in ${formatDuration(left ?? 0)}: ` +
-          'its kernel and unsaved state end with it.',
-        {
-          autoClose: false,
-          actions: [{ label: 'Save now', caption: 'Save the notebook', callback: () => this.save() }]
-        }
-      );
-    }
-  }
-
+  private label: HTMLSpanElement;
+  private cancelButton: HTMLButtonElement;
   private _ticker: number;
+}
+
+/**
+ * The offers to save at 10 and 2 minutes before a kernel job's walltime ends: one watcher for
+ * the page (however many views show the job), each offer once per job.
+ */
+export class WalltimeWarnings {
+  constructor(private poller: KernelStatusPoller, private save: (status: IKernelStatus) => void) {
+    poller.changed.connect(() => this.check());
+    window.setInterval(() => this.check(), 1000);
+  }
+
+  check(): void {
+    for (const status of this.poller.statuses) {
+      if (status.phase !== 'running' || !status.job_id) {
+        continue;
+      }
+      const left = this.poller.timeLeft(status);
+      const given = this._warned.get(status.job_id) ?? new Set<number>();
+      this._warned.set(status.job_id, given);
+      for (const threshold of dueWarnings(left, given)) {
+        for (const t of SAVE_WARNINGS) {
+          if (t >= threshold) {
+            given.add(t);
+          }
+        }
+        Notification.warning(
+          `SLURM job ${status.job_id} (${status.path || status.kernel_name}) ends in ${formatDuration(left ?? 0)}: ` +
+            'its kernel and unsaved state end with it.',
+          {
+            autoClose: false,
+            actions: [{ label: 'Save now', caption: 'Save the notebook', callback: () => this.save(status) }]
+          }
+        );
+      }
+    }
+  }
+
   private _warned = new Map<string, Set<number>>();
 }

@@ -1,6 +1,9 @@
 import {
   ChoiceMemory,
   IKernelStatus,
+  cancellable,
+  findStatus,
+  timeHint,
   ISiteOptions,
   IStorage,
   cleanChoice,
@@ -120,6 +123,31 @@ describe('statusText', () => {
   });
 });
 
+describe('findStatus and cancellable', () => {
+  const queued = status({ kernel_id: 'q', path: 'a.ipynb', phase: 'queued' });
+  const running = status({ kernel_id: 'r', path: 'a.ipynb', phase: 'running', node: 'nid1' });
+  const other = status({ kernel_id: 'o', path: 'b.ipynb', phase: 'running' });
+  it('finds a notebook\'s kernel by id, else the start still waiting for its path', () => {
+    expect(findStatus([running, queued, other], 'r', 'a.ipynb')).toBe(running);
+    expect(findStatus([running, queued, other], null, 'a.ipynb')).toBe(queued);
+    expect(findStatus([running, other], null, 'a.ipynb')).toBe(running);
+    expect(findStatus([other], 'x', 'c.ipynb')).toBeNull();
+    expect(findStatus([queued], null, null)).toBeNull();
+  });
+  it('offers Cancel only for a submitted job that runs no kernel yet', () => {
+    expect(cancellable(queued)).toBe(true);
+    expect(cancellable(status({ phase: 'starting' }))).toBe(true);
+    expect(cancellable(status({ phase: 'submitting', job_id: null }))).toBe(false);
+    expect(cancellable(running)).toBe(false);
+    expect(cancellable(status({ phase: 'ended' }))).toBe(false);
+    expect(cancellable(null)).toBe(false);
+  });
+  it('hints a partition\'s time limit', () => {
+    expect(timeHint(60)).toBe('at most 60 min');
+    expect(timeHint(null)).toBe('no time limit');
+  });
+});
+
 describe('dueWarnings', () => {
   it('offers saving at 10 and at 2 minutes before the end, each once', () => {
     const given = new Set<number>();
@@ -157,13 +185,14 @@ describe('validateChoice', () => {
     expect(fields({ partition: 'regular', cpus_per_task: 65 })).toEqual(['cpus_per_task']);
     expect(fields({ nodes: 1.5 })).toEqual(['nodes']);
   });
-  it('refuses unknown names and shell syntax', () => {
+  it('refuses names the site did not offer, and leaves what may reach sbatch to the server', () => {
     expect(fields({ partition: 'nosuch' })).toEqual(['partition']);
     expect(fields({ account: 'other' })).toEqual(['account']);
-    expect(fields({ account: 'm1234; rm -rf ~' })).toContain('account');
-    expect(fields({ constraint: 'knl$(id)' })).toEqual(['constraint']);
-    expect(fields({ reservation: 'a\nb' })).toEqual(['reservation']);
-    expect(fields({ constraint: 'knl&quad' })).toEqual([]);
+    expect(fields({ account: 'm1234; rm -rf ~' })).toEqual(['account']);
+    expect(fields({ time: '00:05:00; touch x' })).toEqual(['time']);
+    // Free text goes to the server as typed: it alone says what sbatch may get (its message shows in the form).
+    expect(fields({ constraint: 'knl$(id)' })).toEqual([]);
+    expect(fields({ reservation: 'a\nb' })).toEqual([]);
   });
 });
 
