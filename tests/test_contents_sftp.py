@@ -124,6 +124,31 @@ def test_rename_copy_and_delete_show_on_the_cluster(contents_server, files_user,
     assert not (home_dir / folder["name"]).exists()
 
 
+def test_a_folder_copies_on_the_cluster_across_roots_and_links_stay_links(contents_server, files_user, home_dir):
+    where = f"home/{home_dir.name}"
+    files_user.write(home_dir / "run1" / "in.txt", "input")
+    files_user.write(home_dir / "run1" / "deep" / "nb.ipynb", "{}")
+    files_user.run("ln", "-s", "/etc", str(home_dir / "run1" / "etc-link"))
+    scratch = files_user.folder(files_user.scratch)
+    try:
+        copied = api(contents_server, "POST", f"scratch/{scratch.name}", json={"copy_from": f"{where}/run1"})
+        assert copied.status_code == 201, copied.text
+        assert copied.json()["path"] == f"scratch/{scratch.name}/run1" and copied.json()["type"] == "directory"
+        assert files_user.read(scratch / "run1" / "in.txt") == b"input"
+        assert files_user.read(scratch / "run1" / "deep" / "nb.ipynb") == b"{}"
+        # The link is copied as a link (nothing of /etc copied), and still not followed out.
+        assert (scratch / "run1" / "etc-link").is_symlink() and os.readlink(scratch / "run1" / "etc-link") == "/etc"
+        assert api(contents_server, "GET", f"scratch/{scratch.name}/run1/etc-link").status_code == 403
+        # Beside itself: "-Copy1"; into itself: refused, nothing made.
+        again = api(contents_server, "POST", where, json={"copy_from": f"{where}/run1"})
+        assert again.json()["path"] == f"{where}/run1-Copy1", again.text
+        inside = api(contents_server, "POST", f"{where}/run1", json={"copy_from": f"{where}/run1"})
+        assert inside.status_code == 400 and "into itself" in inside.json()["message"]
+        assert sorted(os.listdir(home_dir / "run1")) == ["deep", "etc-link", "in.txt"]
+    finally:
+        files_user.run("rm", "-rf", str(scratch))
+
+
 def test_another_users_file_is_403_naming_it(contents_server, files_user, home_dir):
     secret = home_dir / "theirs.txt"
     secret.write_text("not yours")
