@@ -86,7 +86,7 @@ def test_the_debugger_stops_at_a_breakpoint_and_shows_the_variables(lab, browser
     try:
         button = bug_button(page)
         button.wait_for()
-        # JupyterLab enables the switch once the kernel says it supports debugging.
+        # JupyterLab enables the switch for a kernelspec whose metadata says "debugger": true.
         page.wait_for_function("el => el.getAttribute('aria-disabled') === 'false'", arg=button.element_handle())
         assert button.get_attribute("aria-pressed") == "false"
         button.click()

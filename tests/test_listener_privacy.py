@@ -31,6 +31,7 @@ from kernel_helpers import execute, provisioner_info, running_kernel
 from remote_inspect import all_cmdlines
 from testbed import intruder
 from testbed.sshd import running_sshd
+from test_private_transport import spy_script  # noqa: F401 (a fixture)
 from testbed.users import NEIGHBOUR_USER, ensure_user, run_as
 
 OWNER = "hpcpriv"
@@ -515,3 +516,26 @@ def test_a_kernel_started_by_a_standby_launcher_is_as_private(spec, owner, intru
 
 async def _dismiss(standby, process) -> None:
     standby.dismiss(process)
+
+
+def test_a_compute_node_kernel_reached_directly_gives_the_neighbour_nothing(slurm_spec, spy_script, remote_python):
+    """node_access = 'direct': the channels listen on the node's address, for the whole cluster
+    network to reach, with CurveZMQ. A client needs the kernel's server key for the handshake;
+    it is in the 0600 connection file only (no command line), so the neighbour reads nothing.
+    The IOPub pipe is a Unix socket there too, and the debugger private."""
+    from remote_inspect import tcp_listeners, unix_listeners
+    from test_private_transport import SECRET, neighbour_reads
+
+    with running_kernel(slurm_spec("hpc-direct-audit", node_access="direct")) as (km, client):
+        info = provisioner_info(km)
+        assert info["remote_transport"] == "tcp" and km.curve_secretkey is not None
+        kernel_dir = Path(info["kernel_dir"])
+        assert json.loads((kernel_dir / "listeners.json").read_text()) == {"iopub_pipe": "ipc", "debugger": "private"}
+        assert len(tcp_listeners(info["pid"])) == 5 and unix_listeners(info["pid"]) == [str(kernel_dir / "pipe-1")]
+        connection = json.loads((kernel_dir / "kernel.json").read_text())
+        secrets = [connection["key"], *(v for k, v in connection.items() if k.startswith("curve_"))]
+        assert len(secrets) >= 2, sorted(connection)  # the signing key and the Curve keys
+        assert stat.S_IMODE((kernel_dir / "kernel.json").stat().st_mode) == 0o600
+        assert not [cmd for cmd in all_cmdlines().values() for secret in secrets if secret in cmd]
+        report = neighbour_reads(spy_script, remote_python, info["pid"], client)
+    assert SECRET not in report["received"]
