@@ -160,10 +160,14 @@ class Lab:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def url(self, tree: str | None = None) -> str:
-        """The page to open: /lab (or /lab/tree/<tree>), logged in by the token."""
-        path = "/lab" if tree is None else f"/lab/tree/{tree}"
-        return f"{self.base}{path}?token={self.token}"
+    def url(self, tree: str | None = None, workspace: str | None = None) -> str:
+        """The page to open: /lab (or /lab/tree/<tree>), logged in by the token. With
+        ``workspace``, that JupyterLab workspace, emptied first (a fresh page on a lab whose
+        default workspace an earlier test left with notebooks open)."""
+        path = "/lab" if workspace is None else f"/lab/workspaces/{workspace}"
+        if tree is not None:
+            path += f"/tree/{tree}"
+        return f"{self.base}{path}?token={self.token}" + ("&reset" if workspace is not None else "")
 
     def api(self, method: str, path: str, **kwargs) -> requests.Response:
         """jupyter_server's /api/<path>, token in the header; an error status raises."""
@@ -277,17 +281,18 @@ def browser():
 
 
 def open_lab(browser, lab: Lab, tree: str | None = None, width: int = 1400, height: int = 900,
-             timeout: float = 90_000):
+             timeout: float = 90_000, workspace: str | None = None):
     """A new page (its own context: own cookies and localStorage) showing the lab, ready:
     the launcher is up (or, with ``tree``, that document). ``page.errors`` collects the page's
-    uncaught exceptions and console errors, for a test to assert on or print."""
+    uncaught exceptions and console errors, for a test to assert on or print. ``workspace``:
+    see :meth:`Lab.url`."""
     context = browser.new_context(viewport={"width": width, "height": height})
     page = context.new_page()
     page.errors = []
     page.on("pageerror", lambda error: page.errors.append(f"pageerror: {error}"))
     page.on("console", lambda message: message.type == "error" and page.errors.append(f"console: {message.text}"))
     page.set_default_timeout(timeout)
-    page.goto(lab.url(tree))
+    page.goto(lab.url(tree, workspace))
     if tree is None:
         page.locator(".jp-Launcher").first.wait_for()
     else:
