@@ -158,6 +158,13 @@ def adapter_token(client) -> str:
     return token
 
 
+def uid_of(pid: int) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return None
+
+
 def environ_of(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/environ", "rb") as handle:
@@ -233,7 +240,9 @@ def test_the_adapter_token_is_on_no_command_line(debugged, owner):
         assert "debugpy/adapter --for-server" in cmdlines[adapter]
         assert cmdlines[int(child)].split(" ", 1)[1] == "-c import time; time.sleep(60) "  # not rewritten by pydevd
         assert not [cmd for cmd in cmdlines.values() if token in cmd]
-        assert not [cmd for cmd in cmdlines.values() if "--server-access-token" in cmd or "access_token=" in cmd]
+        owners = [cmd for pid, cmd in cmdlines.items() if uid_of(pid) == owner.pw_uid]
+        assert any("ipykernel_launcher" in cmd for cmd in owners)
+        assert not [cmd for cmd in owners if "--server-access-token" in cmd or "access_token=" in cmd]
         assert not [pid for pid in cmdlines if token in environ_of(pid)]  # nor in an environment
     finally:
         execute(client, "child.kill(); child.wait()")
