@@ -129,6 +129,10 @@ def test_a_folder_copies_on_the_cluster_across_roots_and_links_stay_links(conten
     files_user.write(home_dir / "run1" / "in.txt", "input")
     files_user.write(home_dir / "run1" / "deep" / "nb.ipynb", "{}")
     files_user.run("ln", "-s", "/etc", str(home_dir / "run1" / "etc-link"))
+    files_user.write(home_dir / "run1" / "job.sh", "#!/bin/sh\n")
+    files_user.run("chmod", "750", str(home_dir / "run1" / "job.sh"))
+    files_user.write(home_dir / "run1" / "token", "private")
+    files_user.run("chmod", "600", str(home_dir / "run1" / "token"))
     scratch = files_user.folder(files_user.scratch)
     try:
         copied = api(contents_server, "POST", f"scratch/{scratch.name}", json={"copy_from": f"{where}/run1"})
@@ -136,6 +140,10 @@ def test_a_folder_copies_on_the_cluster_across_roots_and_links_stay_links(conten
         assert copied.json()["path"] == f"scratch/{scratch.name}/run1" and copied.json()["type"] == "directory"
         assert files_user.read(scratch / "run1" / "in.txt") == b"input"
         assert files_user.read(scratch / "run1" / "deep" / "nb.ipynb") == b"{}"
+        # A script stays executable, as a copy in a shell (cp -p) or shutil.copytree keeps it.
+        assert oct(os.stat(scratch / "run1" / "job.sh").st_mode & 0o777) == "0o750"
+        assert oct(os.stat(scratch / "run1" / "token").st_mode & 0o777) == "0o600"
+        assert os.listdir(scratch) == ["run1"], "the copy's staging folder was left behind"
         # The link is copied as a link (nothing of /etc copied), and still not followed out.
         assert (scratch / "run1" / "etc-link").is_symlink() and os.readlink(scratch / "run1" / "etc-link") == "/etc"
         assert api(contents_server, "GET", f"scratch/{scratch.name}/run1/etc-link").status_code == 403
@@ -144,7 +152,8 @@ def test_a_folder_copies_on_the_cluster_across_roots_and_links_stay_links(conten
         assert again.json()["path"] == f"{where}/run1-Copy1", again.text
         inside = api(contents_server, "POST", f"{where}/run1", json={"copy_from": f"{where}/run1"})
         assert inside.status_code == 400 and "into itself" in inside.json()["message"]
-        assert sorted(os.listdir(home_dir / "run1")) == ["deep", "etc-link", "in.txt"]
+        assert sorted(os.listdir(home_dir / "run1")) == ["deep", "etc-link", "in.txt", "job.sh", "token"]
+        assert not [name for name in os.listdir(home_dir) if name.endswith(".jupyter-copy")]
     finally:
         files_user.run("rm", "-rf", str(scratch))
 

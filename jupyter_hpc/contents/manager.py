@@ -461,12 +461,12 @@ class SFTPContentsManager(AsyncContentsManager):
         if target.is_top or target.is_root:
             raise HTTPError(403, f"{destination} cannot be written: copy inside {' or '.join(roots.names())}")
         limit = self.max_copy_folder_size_mb * 1024 * 1024
-        size = await self._remote(self.cluster.tree_size(entry.remote, limit), path)
+        size, modes = await self._remote(self.cluster.tree(entry.remote, limit), path)
         if size > limit:
             raise HTTPError(400, f"{path} is larger than the {self.max_copy_folder_size_mb} MB a folder copy "
                             "may be (c.SFTPContentsManager.max_copy_folder_size_mb): copy it in a terminal "
                             "on the cluster")
-        await self._remote(self.cluster.copy_tree(entry.remote, target), destination)
+        await self._remote(self.cluster.copy_tree(entry.remote, target, modes), destination)
         model = await self.get(destination, content=False)
         self.emit(data={"action": "copy", "path": destination, "source_path": from_path})
         return model

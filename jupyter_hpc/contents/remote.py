@@ -369,27 +369,37 @@ class ClusterFiles:
         else:
             await sftp.remove(entry.remote)
 
-    async def tree_size(self, remote: str, limit: int) -> int:
-        """The sum of the file sizes under ``remote`` (links not followed), from one ``readdir``
-        per folder; the walk stops as soon as it passes ``limit``."""
+    async def tree(self, remote: str, limit: int) -> tuple[int, list[tuple[bytes, int]]]:
+        """The sum of the file sizes under ``remote`` (links not followed), and the mode of each
+        folder and file by its path relative to ``remote``; one ``readdir`` per folder. The walk
+        stops as soon as the sum passes ``limit``."""
         sftp = await self.sftp()
-        total, folders = 0, [remote]
+        total, modes, folders = 0, [], [b""]
+        top = remote.encode()
         while folders and total <= limit:
             folder = folders.pop()
-            for item in await read_directory(sftp, folder.encode()):
+            for item in await read_directory(sftp, posixpath.join(top, folder) if folder else top):
                 if item.filename in (b".", b".."):
                     continue
                 mode = item.permissions or 0
+                relative = posixpath.join(folder, item.filename) if folder else item.filename
                 if stat.S_ISDIR(mode):
-                    folders.append(posixpath.join(folder, item.filename.decode(errors="surrogateescape")))
+                    folders.append(relative)
+                    modes.append((relative, stat.S_IMODE(mode)))
                 elif stat.S_ISREG(mode):
                     total += item.size or 0
-        return total
+                    modes.append((relative, stat.S_IMODE(mode)))
+        return total, modes
 
-    async def copy_tree(self, source: str, location: Location) -> None:
+    async def copy_tree(self, source: str, location: Location, modes: list[tuple[bytes, int]]) -> None:
         """``source`` (a real directory) copied to ``location``; its missing parents are made,
         after checking that the nearest existing one is inside the root. Links inside are
-        copied as links, never followed. Nothing is replaced: an existing target is a 409."""
+        copied as links, never followed. Each folder and file gets its original's mode
+        (``modes``, from :meth:`tree`: a script stays executable, a private file private), as
+        ``shutil.copytree`` keeps them. The copy is made inside a hidden 0700 folder beside the
+        target, so nobody else can open a file before its mode is set, and renamed into place
+        when whole: a copy that fails halfway leaves nothing under the target's name. Nothing
+        is replaced: an existing target is a 409."""
         sftp = await self.sftp()
         if await sftp.exists(location.remote):
             raise HTTPError(409, f"File already exists: {location.api_path}")
@@ -404,8 +414,26 @@ class ClusterFiles:
             raise HTTPError(400, f"Cannot copy a folder into itself: {location.api_path}")
         if missing != ".":
             await sftp.makedirs(real_parent, exist_ok=True)
-        await sftp.copy(source, posixpath.join(real_parent, posixpath.basename(location.remote)),
-                        recurse=True, follow_symlinks=False)
+        name = posixpath.basename(location.remote)
+        staging = posixpath.join(real_parent, f".~{name}.{secrets.token_hex(4)}.jupyter-copy")
+        await sftp.mkdir(staging, asyncssh.SFTPAttrs(permissions=0o700))
+        try:
+            await sftp.chmod(staging, 0o700)  # whatever the umask made of it
+            copied = posixpath.join(staging, name)
+            await sftp.copy(source, copied, recurse=True, follow_symlinks=False)
+            base = copied.encode()
+            # Deepest first: a folder without x for its owner would stop its files' chmod.
+            ordered = sorted(modes, key=lambda item: item[0].count(b"/"), reverse=True)
+            for start in range(0, len(ordered), 64):
+                await asyncio.gather(*(sftp.chmod(posixpath.join(base, relative), mode)
+                                       for relative, mode in ordered[start:start + 64]))
+            await sftp.chmod(copied, stat.S_IMODE((await sftp.stat(source)).permissions or 0o755))
+            await sftp.rename(copied, posixpath.join(real_parent, name))
+        finally:
+            try:
+                await sftp.rmtree(staging)
+            except (asyncssh.SFTPError, *UNREACHABLE):
+                log.warning("%s: could not remove the copy's staging folder %s", self.site, staging)
 
     async def rename(self, old: str, new: str) -> None:
         await (await self.sftp()).rename(old, new)
