@@ -116,7 +116,7 @@ class SSHCertOAuthTokenHandler(OAuthTokenHandler):
         user = self.users[orm_token.user]
         valid_before = ((await user.get_auth_state()) or {}).get(state.VALID_BEFORE)
         if valid_before:
-            self.authenticator._cap_server_tokens(user, self.authenticator.login_end(valid_before))
+            self.authenticator.cap_server_tokens(user, self.authenticator.login_end(valid_before))
 
 
 class SSHCertLogoutHandler(LogoutHandler):
@@ -305,10 +305,10 @@ class SSHCertAuthenticator(Authenticator):
         valid_before = (auth_state or {}).get(state.VALID_BEFORE)
         if not valid_before or time.time() >= self.stale_from(valid_before):
             return False
-        self._cap_server_tokens(user, self.login_end(valid_before))
+        self.cap_server_tokens(user, self.login_end(valid_before))
         return True
 
-    def _cap_server_tokens(self, user, deadline: float) -> None:
+    def cap_server_tokens(self, user, deadline: float) -> None:
         """End the browser's OAuth tokens for the user's servers with the login.
 
         These are the tokens JupyterHub issues to clients ``jupyterhub-user-…``; the servers'
