@@ -93,11 +93,19 @@ class HubBed:
         self.hub_entry = ensure_user(HUB_USER)
         for name in users:
             ensure_user(name)
-        self._start_keyservice(users)
-        self._start_sshd(users)
-        for name in users:
-            self._write_remote_kernelspec(name)
-        self._start_hub()
+        try:
+            self._start_keyservice(users)
+            self._start_sshd(users)
+            for name in users:
+                self._write_remote_kernelspec(name)
+            self._start_hub()
+        except BaseException:
+            # A bed that fails to start leaves no service running and no directory behind.
+            for service in ("hub", "sshd", "keyservice"):
+                if hasattr(self, service):
+                    getattr(self, service).stop()
+            self.cleanup()
+            raise
 
     # -- the site's services ------------------------------------------------------------
 
@@ -234,7 +242,8 @@ c.JupyterHub.load_roles = [
         self.keyservice.stop()
 
     def cleanup(self) -> None:
-        subprocess.run(["pkill", "-u", HUB_USER, "-f", str(self.hub_dir)], check=False)
+        if hasattr(self, "hub_dir"):
+            subprocess.run(["pkill", "-u", HUB_USER, "-f", str(self.hub_dir)], check=False)
         shutil.rmtree(self.root, ignore_errors=True)
 
 
