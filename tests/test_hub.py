@@ -264,6 +264,53 @@ def test_spawn_progress_names_the_stages_and_logout_clears_the_credential(bed):
     assert "/hub/login" in browser.session.get(f"{bed.url}/hub/home", timeout=60).url
 
 
+def server_pid(user: str) -> int:
+    """The pid of ``user``'s single-user server (the hub's unix user runs them all)."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"jupyterhub.singleuser" in argv and f"JUPYTERHUB_USER={user}".encode() in env:
+            return int(pid)
+    raise AssertionError(f"no server process of {user}")
+
+
+def test_a_server_cannot_be_read_by_the_other_servers_of_the_hub_user(bed, alice, bob):
+    """Every server runs as the hub's unix user; each marks itself non-dumpable, so Bob's
+    server (or anything else running as that user) cannot read Alice's memory or environment."""
+
+    def probe(pid: int) -> list[str]:
+        """As the hub's user: can /proc/PID/mem be opened, /proc/PID/environ be read?"""
+        code = (
+            "for name in ('mem', 'environ'):\n"
+            "    try:\n"
+            f"        open('/proc/{pid}/' + name, 'rb').read(0 if name == 'mem' else 1)\n"
+            "        print(name, 'open')\n"
+            "    except PermissionError:\n"
+            "        print(name, 'denied')\n"
+        )
+        out = subprocess.run(["runuser", "-u", bed.hub_entry.pw_name, "--", "/usr/bin/python3", "-c", code],
+                             capture_output=True, text=True, timeout=60)
+        return out.stdout.split()
+
+    pid = server_pid(ALICE)
+    assert Path(f"/proc/{pid}/status").stat().st_uid == 0  # how Linux shows a non-dumpable process
+    assert probe(pid) == ["mem", "denied", "environ", "denied"]
+    # The same probe on a process of that user that did not mark itself: it can tell.
+    plain = subprocess.Popen(["runuser", "-u", bed.hub_entry.pw_name, "--", "sleep", "120"])
+    try:
+        children = Path(f"/proc/{plain.pid}/task/{plain.pid}/children")
+        deadline = time.monotonic() + 30
+        while not children.read_text().split() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert probe(int(children.read_text().split()[0])) == ["mem", "open", "environ", "open"]
+    finally:
+        plain.terminate()
+        plain.wait(10)
+
+
 def secret_fragments(auth_state: dict) -> list[str]:
     """Pieces of a private key and certificate that no file, argv, environment or log may hold."""
     key_lines = [line for line in auth_state["ssh_private_key"].splitlines() if line and "-----" not in line]
