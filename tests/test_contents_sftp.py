@@ -158,6 +158,25 @@ def test_a_folder_copies_on_the_cluster_across_roots_and_links_stay_links(conten
         files_user.run("rm", "-rf", str(scratch))
 
 
+def test_a_200_mb_file_copies_on_the_cluster_not_through_the_servers_memory(contents_server, files_user, home_dir):
+    where = f"home/{home_dir.name}"
+    files_user.run("dd", "if=/dev/urandom", f"of={home_dir / 'data.bin'}", "bs=1M", "count=200")
+    files_user.run("chmod", "640", str(home_dir / "data.bin"))
+    status = Path(f"/proc/{contents_server.process.pid}/status")
+    Path(f"/proc/{contents_server.process.pid}/clear_refs").write_text("5")  # the peak (VmHWM) starts again
+    before = server_rss(contents_server)
+    copied = api(contents_server, "POST", where, json={"copy_from": f"{where}/data.bin"})
+    peak = next(int(line.split()[1]) * 1024 for line in status.read_text().splitlines() if line.startswith("VmHWM:"))
+    grown = peak - before
+    assert copied.status_code == 201, copied.text
+    assert copied.json()["name"] == "data-Copy1.bin" and copied.json()["size"] == 200 * 1024 * 1024
+    digest = lambda path: files_user.run("sha256sum", str(path)).stdout.split()[0]  # noqa: E731
+    assert digest(home_dir / "data-Copy1.bin") == digest(home_dir / "data.bin")
+    assert grown < 50 * 1024 * 1024, f"the server's peak grew by {grown / 2**20:.0f} MB copying 200 MB"
+    assert oct(os.stat(home_dir / "data-Copy1.bin").st_mode & 0o777) == "0o640"
+    assert not [name for name in os.listdir(home_dir) if name.startswith(".~")], os.listdir(home_dir)
+
+
 def test_another_users_file_is_403_naming_it(contents_server, files_user, home_dir):
     secret = home_dir / "theirs.txt"
     secret.write_text("not yours")

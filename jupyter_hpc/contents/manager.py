@@ -440,15 +440,20 @@ class SFTPContentsManager(AsyncContentsManager):
         await self._remote(self.cluster.rename(old.remote, new.remote), old_path)
 
     async def copy(self, from_path, to_path=None):
-        """A file is copied as jupyter_server's base class does (read, then saved through a
-        temporary name); a directory is copied on the cluster (SFTP ``copy-data`` where the
-        server offers it), with FileContentsManager's names: into ``to_path`` if that is a folder
-        (``name-Copy1`` if taken), else to ``to_path/name``, making the missing folders."""
+        """A notebook is copied as jupyter_server's base class does (read, then saved: signed,
+        checkpointed). Any other file is copied on the cluster (SFTP ``copy-data`` where the
+        server offers it, else streamed through in blocks), so a 2 GB file never sits in the
+        server's memory; with the base class's names, through a temporary name, keeping its
+        mode. A directory is copied on the cluster with FileContentsManager's names: into
+        ``to_path`` if that is a folder (``name-Copy1`` if taken), else to ``to_path/name``,
+        making the missing folders."""
         path = from_path.strip("/")
         roots, location = await self._locate(path)
         if location.is_top:
             raise HTTPError(400, "The top level cannot be copied")
         entry = await self._entry(location)
+        if entry.kind == "file" and not path.endswith(".ipynb"):
+            return await self._copy_file(roots, path, entry, to_path)
         if entry.kind != "directory":
             return await super().copy(from_path, to_path)
         from_dir, _, from_name = path.rpartition("/")
@@ -469,6 +474,28 @@ class SFTPContentsManager(AsyncContentsManager):
         await self._remote(self.cluster.copy_tree(entry.remote, target, modes), destination)
         model = await self.get(destination, content=False)
         self.emit(data={"action": "copy", "path": destination, "source_path": from_path})
+        return model
+
+    async def _copy_file(self, roots: Roots, path: str, entry: Entry, to_path: str | None) -> dict:
+        """The base class's names (``AsyncContentsManager.copy``), the bytes copied on the cluster."""
+        from_dir, _, from_name = path.rpartition("/")
+        specified = to_path is not None
+        to_path = from_dir if to_path is None else to_path.strip("/")
+        if await self.dir_exists(to_path):
+            to_name = await self.increment_filename(copy_pat.sub(".", from_name), to_path, insert="-Copy")
+            to_path = f"{to_path}/{to_name}" if to_path else to_name
+        elif not specified:
+            raise HTTPError(404, f"No such directory: {to_path}")
+        elif "/" in to_path and not await self.dir_exists(to_path.rsplit("/", 1)[0]):
+            raise HTTPError(404, f"No such parent directory: {to_path.rsplit('/', 1)[0]} to copy file in")
+        target = roots.locate(to_path)
+        if target.is_top or target.is_root:
+            raise HTTPError(403, f"{to_path} cannot be written: copy inside {' or '.join(roots.names())}")
+        if not self.allow_hidden and await self.is_hidden(to_path):
+            raise HTTPError(400, f"Cannot copy to hidden file {to_path!r}")
+        await self._remote(self.cluster.copy_file(entry.remote, target), to_path)
+        model = await self.get(to_path, content=False)
+        self.emit(data={"action": "copy", "path": to_path, "source_path": path})
         return model
 
     async def _exists_as(self, path: str, kind: str) -> bool:

@@ -306,6 +306,23 @@ class ClusterFiles:
             await self._discard(temporary)
             raise
 
+    async def copy_file(self, source: str, location: Location) -> None:
+        """``source`` (a real file) copied over SFTP to a hidden name beside ``location``, given
+        the source's mode, then renamed over it in one step (as a save)."""
+        real, _ = await self.writable_target(location)
+        temporary = self._beside(real, f"{secrets.token_hex(4)}.jupyter-copy")
+        sftp = await self.sftp()
+        try:
+            async with sftp.open(temporary, "wb", asyncssh.SFTPAttrs(permissions=0o600)):
+                pass  # created private: nobody else opens it before its mode is set
+            mode = stat.S_IMODE((await sftp.stat(source)).permissions or 0o644)
+            await sftp.copy(source, temporary)
+            await sftp.chmod(temporary, mode)
+            await self._replace(sftp, temporary, real)
+        except BaseException:
+            await self._discard(temporary)
+            raise
+
     async def write_chunk(self, location: Location, data: bytes, chunk: int) -> str:
         """A chunk of JupyterLab's upload: 1 starts a hidden upload file beside the target,
         later ones append to it, and -1 appends the last and renames it over the target.
