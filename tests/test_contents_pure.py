@@ -9,6 +9,7 @@ import os
 import mimetypes
 import struct
 
+import asyncssh
 import pytest
 from asyncssh.packet import SSHPacket
 from asyncssh.sftp import SFTPAttrs, SFTPName
@@ -77,7 +78,7 @@ def test_cached_mimetype_is_what_mimetypes_says(name):
     assert _mimetype(name) == mimetypes.guess_type(name)[0]  # and again, from the cache
 
 
-class _AnyKey(__import__("asyncssh").SSHServer):
+class _AnyKey(asyncssh.SSHServer):
     def begin_auth(self, username):
         return False  # no authentication: a loopback server of this test's own
 
@@ -86,8 +87,6 @@ async def test_read_directory_against_asyncssh_sftp_server_agrees_with_readdir(t
     """asyncssh's SFTP server (the demo's embedded login node serves files with it) sends its
     own attribute flags; the fast path reads the same entries as asyncssh's readdir, in a
     folder of more names than one reply holds, with a link, a folder and a non-UTF-8 name."""
-    import asyncssh
-
     from jupyter_hpc.contents.readdir import _fast_path, read_directory
 
     folder = tmp_path / "many"
