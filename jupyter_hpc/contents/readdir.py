@@ -39,7 +39,7 @@ class Listed(NamedTuple):
     uid: int | None
     gid: int | None
     permissions: int | None
-    mtime: int | None
+    mtime: float | None  # whole seconds in SFTP v3; finer where a later version carries it
 
 
 def parse_names(data: bytes) -> list[Listed]:
@@ -110,9 +110,7 @@ def _from_names(names) -> list[Listed]:
     out = []
     for name in names:
         attrs = name.attrs
-        mtime = attrs.mtime
-        out.append(Listed(name.filename, attrs.size, attrs.uid, attrs.gid, attrs.permissions,
-                          None if mtime is None else int(mtime)))
+        out.append(Listed(name.filename, attrs.size, attrs.uid, attrs.gid, attrs.permissions, attrs.mtime))
     return out
 
 
