@@ -116,6 +116,7 @@ class SlurmProvisioner(SSHProvisioner):
     )
 
     queue_state: JobState | None = None  # the job's latest state while it waits, for progress
+    cancel_requested = False  # the user cancelled the waiting job (the resource dialog's Cancel)
     queue: SlurmQueue | None = None  # the site's one poller, whose ``latest`` the REST status reads
     _kept_job: tuple[str, str, str] | None = None  # (job id, staging token, node) across a restart
     _job_token: str | None = None
@@ -299,6 +300,9 @@ class SlurmProvisioner(SSHProvisioner):
                 "cancelled. Try another partition or fewer resources, or raise queue_timeout."
             ) from None
         state = self.queue_state
+        if state.state != RUNNING and self.cancel_requested:
+            raise SlurmError(f"Job {job_id} was cancelled at your request before its kernel started. "
+                             "Start the kernel again to queue a new job.")
         if state.state != RUNNING:
             raise SlurmError(
                 f"Job {job_id} ended before the kernel started: {state.state}"

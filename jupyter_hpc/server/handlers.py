@@ -173,6 +173,7 @@ class KernelJobHandler(SlurmHandler):
         if state is None:
             self.fail(409, "The kernel's job is not submitted yet; try again in a moment")
         target = provisioner.ssh_target()
+        provisioner.cancel_requested = True  # its start then fails saying so, not that the job vanished
 
         async def go():
             await cancel(await get_pool().connect(target), state.job_id)
