@@ -48,6 +48,7 @@ def log_in(page, demo: Demo) -> str:
     return name
 
 
+@pytest.mark.timeout(600)
 def test_the_whole_demo_in_chromium(demo_bin, slurm, browser, artifacts):  # noqa: F811
     add_slurm_user(DEMO_USER)  # an association in SLURM's accounting, as a cluster's users have
     entry = ensure_user(DEMO_USER)
@@ -102,6 +103,7 @@ def run_the_demo(demo: Demo, entry, before, browser, artifacts) -> None:  # noqa
         page.locator(".jp-FileBrowser-toolbar [data-command='launcher:create']").click()
         launcher_tile(page, "Cori: Python 3 (login)").last.click()
         page.locator(".jp-NotebookPanel-toolbar .jp-KernelName", has_text="Cori: Python 3 (login)").wait_for()
+        page.locator(".jp-StatusBar-Widget", has_text="Cori: Python 3 (login) | Idle").wait_for()
         text = run_cell(page, "import os; print('via ssh:', os.environ['SSH_CONNECTION'])", "via ssh:")
         assert text.strip().endswith(f"127.0.0.1 {demo.login_port()}"), text
         text = run_cell(page, "print('as', os.getuid(), 'in', os.getcwd())", "as ")
@@ -112,14 +114,19 @@ def run_the_demo(demo: Demo, entry, before, browser, artifacts) -> None:  # noqa
         run_cell(page, "%load_ext jupyter_hpc.magics\nprint('magics loaded')", "magics loaded")
         text = run_cell(page, "%%sbatch\n#!/bin/bash\nsleep 60", "Submitted batch job")
         job_id = re.search(r"Submitted batch job (\d+)", text).group(1)
-        text = run_cell(page, "%squeue", job_id)  # the job's row in the DataFrame squeue gave
-        assert DEMO_USER in text, text
+        code = "jobs = %squeue\nprint('queued:', jobs.loc[jobs.JOBID == " + job_id + ", ['USER', 'STATE']].values.tolist())"
+        text = run_cell(page, code, "queued:")  # the job's row in the typed DataFrame %squeue gave
+        assert re.fullmatch(rf"queued: \[\['{DEMO_USER}', '(PENDING|RUNNING)'\]\]", text.strip()), text
+        run_cell(page, "jobs", "JOBID")  # and the table itself, for the screenshot
         screenshot(page, artifacts, "demo-5-squeue")
         run_cell(page, f"%scancel {job_id}\nprint('cancel sent')", "cancel sent")
 
         # 6. Saved in the browser, the notebook is a file in Cori's home with the cells typed.
         page.keyboard.press("Control+s")
-        saved = cluster_home / "Untitled.ipynb"
+        rename = page.locator(".jp-Dialog input[type='text']")  # JupyterLab asks for a name on the first save
+        rename.fill("cori-demo.ipynb")
+        page.locator(".jp-Dialog .jp-mod-accept").click()
+        saved = cluster_home / "cori-demo.ipynb"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if saved.exists() and "SSH_CONNECTION" in saved.read_text():
@@ -128,8 +135,11 @@ def run_the_demo(demo: Demo, entry, before, browser, artifacts) -> None:  # noqa
         sources = ["".join(cell["source"]) for cell in json.loads(saved.read_text())["cells"]]
         assert "import os; print('via ssh:', os.environ['SSH_CONNECTION'])" in sources
         assert saved.stat().st_uid == entry.pw_uid
-        page.locator(".jp-DirListing-item[title^='Name: Untitled.ipynb']").wait_for()
+        page.locator(".jp-DirListing-item[title^='Name: cori-demo.ipynb']").wait_for()
         screenshot(page, artifacts, "demo-6-saved")
+    except BaseException:
+        screenshot(page, artifacts, "demo-failed")
+        raise
     finally:
         context.close()
         if demo.runuser.poll() is None:

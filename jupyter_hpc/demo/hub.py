@@ -95,6 +95,7 @@ class JupyterHub:
         self.log_path = state_dir / "jupyterhub.log"
         self.process: asyncio.subprocess.Process | None = None
         self.proxy = find_proxy()
+        make_private_dir(self.state_dir)
 
     @property
     def url(self) -> str:
@@ -102,7 +103,10 @@ class JupyterHub:
 
     def config(self) -> str:
         """``jupyterhub_config.py``: a site's hub, addresses and directories the demo's."""
-        overrides: dict[str, Any] = {"LabApp": {"check_for_updates_class": "jupyterlab.NeverCheckForUpdate"}}
+        overrides: dict[str, Any] = {"LabApp": {
+            "check_for_updates_class": "jupyterlab.NeverCheckForUpdate",
+            "user_settings_dir": str(self.write_lab_settings()),
+        }}
         if os.getuid() == 0:
             # jupyter_server refuses root unless told; the demo serves only the loopback.
             overrides["ServerApp"] = {"allow_root": True}
@@ -133,6 +137,15 @@ class JupyterHub:
         lines += [f"c.{name} = {value!r}" for name, value in settings.items()]
         return "\n".join(lines) + "\n"
 
+    def write_lab_settings(self) -> Path:
+        """JupyterLab settings of the demo's users: no news prompt (its answer would be
+        forgotten with the demo anyway)."""
+        settings = self.state_dir / "lab-user-settings"
+        plugin = settings / "@jupyterlab" / "apputils-extension"
+        plugin.mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_private(plugin / "notification.jupyterlab-settings", '{"fetchNews": "false"}')
+        return settings
+
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)  # the users' servers get only what their spawner passes on
         env.update(HOME=str(self.state_dir), JUPYTER_RUNTIME_DIR=str(self.state_dir / "runtime"),
@@ -142,7 +155,6 @@ class JupyterHub:
         return env
 
     async def start(self, timeout: float = 120.0) -> str:
-        make_private_dir(self.state_dir)
         config_file = write_private(self.state_dir / "jupyterhub_config.py", self.config())
         output = None if self.show_log else open(self.log_path, "ab")
         try:
