@@ -27,14 +27,14 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from ..errors import HPCError
+from .child import ChildServer, ChildStartError
 from .login_node import make_private_dir, write_private
 
 PROXY_COMMAND = "configurable-http-proxy"
 READY = re.compile(r"JupyterHub is now running")
 
 
-class HubStartError(HPCError):
+class HubStartError(ChildStartError):
     """JupyterHub did not come up; the message carries the end of its log."""
 
 
@@ -70,9 +70,12 @@ def find_proxy(path: str | None = None) -> str:
     return next((candidate for candidate in found if is_node(candidate)), found[0])
 
 
-class JupyterHub:
+class JupyterHub(ChildServer):
     """One JupyterHub: :meth:`start` returns once its login page answers; :meth:`stop` ends it
     and, through JupyterHub's own cleanup, every user's server and the proxy."""
+
+    name = "JupyterHub"
+    start_error = HubStartError
 
     def __init__(
         self,
@@ -85,15 +88,13 @@ class JupyterHub:
         python: str = sys.executable,
         show_log: bool = False,
     ) -> None:
+        super().__init__(state_dir / "jupyterhub.log", show_log=show_log)
         self.state_dir = state_dir
         self.sites = sites
         self.keyservice_url = keyservice_url
         self.allowed_users = allowed_users
         self.port = port or free_port()
         self.python = python
-        self.show_log = show_log
-        self.log_path = state_dir / "jupyterhub.log"
-        self.process: asyncio.subprocess.Process | None = None
         self.proxy = find_proxy()
         make_private_dir(self.state_dir)
 
@@ -156,33 +157,10 @@ class JupyterHub:
 
     async def start(self, timeout: float = 120.0) -> str:
         config_file = write_private(self.state_dir / "jupyterhub_config.py", self.config())
-        output = None if self.show_log else open(self.log_path, "ab")
-        try:
-            self.process = await asyncio.create_subprocess_exec(
-                self.python, "-m", "jupyterhub", "-f", str(config_file),
-                env=self.environment(), cwd=str(self.state_dir),
-                stdin=asyncio.subprocess.DEVNULL, stdout=output, stderr=output,
-                start_new_session=True,
-            )
-        finally:
-            if output is not None:
-                output.close()
-        try:
-            await asyncio.wait_for(self._until_ready(), timeout)
-        except asyncio.TimeoutError:
-            raise HubStartError(f"JupyterHub did not answer within {timeout:.0f} s.{self._log_tail()}") from None
+        await self.spawn([self.python, "-m", "jupyterhub", "-f", str(config_file)],
+                         env=self.environment(), cwd=str(self.state_dir))
+        await self.wait_ready(lambda: asyncio.to_thread(self._answers), timeout, interval=0.3)
         return self.url
-
-    async def _until_ready(self) -> None:
-        assert self.process is not None
-        while True:
-            if self.process.returncode is not None:
-                raise HubStartError(
-                    f"JupyterHub exited with status {self.process.returncode} while starting.{self._log_tail()}"
-                )
-            if await asyncio.to_thread(self._answers):
-                return
-            await asyncio.sleep(0.3)
 
     def _answers(self) -> bool:
         try:
@@ -190,15 +168,6 @@ class JupyterHub:
                 return response.status == 200
         except (urllib.error.URLError, OSError):
             return False
-
-    def _log_tail(self, limit: int = 3000) -> str:
-        if self.show_log:
-            return " Its output is above."
-        try:
-            text = self.log_path.read_text(errors="replace")[-limit:]
-        except OSError:
-            return ""
-        return f" The end of its log:\n{text}" if text.strip() else ""
 
     async def stop(self, grace: float = 30.0) -> None:
         """SIGTERM: JupyterHub stops every user's server (each shuts its kernels down through
@@ -212,11 +181,3 @@ class JupyterHub:
             await asyncio.wait_for(process.wait(), grace)
         except asyncio.TimeoutError:
             await self.kill()
-
-    async def kill(self) -> None:
-        process = self.process
-        if process is None or process.returncode is not None:
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)
-        await process.wait()

@@ -21,15 +21,18 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from ..errors import HPCError
+from .child import ChildServer, ChildStartError
 
 
-class LabStartError(HPCError):
+class LabStartError(ChildStartError):
     """JupyterLab did not come up; the message carries the end of its log."""
 
 
-class JupyterLab:
+class JupyterLab(ChildServer):
     """One JupyterLab server: :meth:`start` returns once it answers; :meth:`stop` ends it."""
+
+    name = "JupyterLab"
+    start_error = LabStartError
 
     def __init__(
         self,
@@ -42,6 +45,7 @@ class JupyterLab:
         python: str = sys.executable,
         show_log: bool = False,
     ) -> None:
+        super().__init__(state_dir / "jupyterlab.log", show_log=show_log)
         self.state_dir = state_dir
         self.jupyter_path = jupyter_path
         self.default_kernel = default_kernel
@@ -49,21 +53,14 @@ class JupyterLab:
         self.requested_port = port
         self.port = port
         self.python = python
-        self.show_log = show_log
         self.token = secrets.token_hex(24)
         self.root_dir = state_dir / "notebooks"
         self.runtime_dir = state_dir / "runtime"
-        self.log_path = state_dir / "jupyterlab.log"
-        self.process: asyncio.subprocess.Process | None = None
         self.ready = False
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/lab?token={self.token}"
-
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid if self.process is not None else None
 
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -103,25 +100,9 @@ class JupyterLab:
         if self.server_config:
             config = self.state_dir / "config" / "jupyter_server_config.json"
             config.write_text(json.dumps(self.server_config, indent=1))
-        output = None if self.show_log else open(self.log_path, "ab")
-        try:
-            self.process = await asyncio.create_subprocess_exec(
-                *self.argv(),
-                env=self.environment(),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=output,
-                stderr=output,
-                start_new_session=True,
-            )
-        finally:
-            if output is not None:
-                output.close()
-        try:
-            await asyncio.wait_for(self._until_ready(), timeout)
-        except asyncio.TimeoutError:
-            raise LabStartError(
-                f"JupyterLab did not answer within {timeout:.0f} s.{self._log_tail()}"
-            ) from None
+        await self.spawn(self.argv(), env=self.environment())
+        await self.wait_ready(self._serving, timeout)
+        self.ready = True
         return self.url
 
     def _write_user_settings(self) -> None:
@@ -131,22 +112,15 @@ class JupyterLab:
         settings.mkdir(parents=True, exist_ok=True)
         (settings / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
 
-    async def _until_ready(self) -> None:
+    async def _serving(self) -> bool:
+        """Its server info file names its port, and its API answers there."""
         assert self.process is not None
         info_file = self.runtime_dir / f"jpserver-{self.process.pid}.json"
-        while True:
-            if self.process.returncode is not None:
-                raise LabStartError(
-                    f"JupyterLab exited with status {self.process.returncode} while starting."
-                    f"{self._log_tail()}"
-                )
-            if info_file.exists():
-                with contextlib.suppress(ValueError, OSError):
-                    self.port = int(json.loads(info_file.read_text())["port"])
-                    if await asyncio.to_thread(self._answers):
-                        self.ready = True
-                        return
-            await asyncio.sleep(0.2)
+        try:
+            self.port = int(json.loads(info_file.read_text())["port"])
+        except (ValueError, OSError, KeyError):
+            return False
+        return await asyncio.to_thread(self._answers)
 
     def _answers(self) -> bool:
         request = urllib.request.Request(
@@ -158,15 +132,6 @@ class JupyterLab:
                 return response.status == 200
         except (urllib.error.URLError, OSError):
             return False
-
-    def _log_tail(self, limit: int = 3000) -> str:
-        if self.show_log:
-            return " Its output is above."
-        try:
-            text = self.log_path.read_text(errors="replace")[-limit:]
-        except OSError:
-            return ""
-        return f" The end of its log:\n{text}" if text.strip() else ""
 
     async def stop(self, grace: float = 20.0) -> None:
         """Ask JupyterLab to shut down; SIGTERM, then SIGKILL, if it does not in time.
@@ -204,12 +169,3 @@ class JupyterLab:
         )
         with contextlib.suppress(OSError, urllib.error.URLError):
             urllib.request.urlopen(request, timeout=timeout).close()
-
-    async def kill(self) -> None:
-        """SIGKILL JupyterLab's whole process group at once."""
-        process = self.process
-        if process is None or process.returncode is not None:
-            return  # its group's survivors, if any, are left to the demo's sweep
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)
-        await process.wait()
