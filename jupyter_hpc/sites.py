@@ -58,6 +58,22 @@ def provisioner_settings(provisioner: str) -> set[str]:
     return set(cls.class_trait_names(config=True))
 
 
+def configured_defaults(config: Mapping[str, Any], provisioner: str) -> dict[str, Any]:
+    """What the server's own config (``c.SSHProvisioner.<name>``, ``c.SlurmProvisioner.<name>``)
+    sets for every kernel of ``provisioner``, the most specific class last, as traitlets
+    resolves it: the values a site or target that says nothing of them runs with."""
+    from .provisioners import SlurmProvisioner, SSHProvisioner
+
+    cls = SlurmProvisioner if provisioner == "hpc-slurm" else SSHProvisioner
+    names = set(cls.class_trait_names(config=True))
+    values: dict[str, Any] = {}
+    for klass in reversed(cls.mro()):
+        section = config.get(klass.__name__) if klass.__name__ in config else None
+        if isinstance(section, Mapping):
+            values.update({name: value for name, value in section.items() if name in names})
+    return values
+
+
 @dataclasses.dataclass(frozen=True)
 class Target:
     """Where on a site a kernel runs: the login node (``hpc-ssh``) or a SLURM job (``hpc-slurm``)."""

@@ -95,7 +95,7 @@ def write_spec(directory: Path, body, user: str = USER) -> Path:
 
 
 def start_server(tmp_path: Path, daemon: SSHDaemon, remote_python: str, targets: dict | None = None,
-                 **manager) -> Server:
+                 server_config: dict | None = None, **manager) -> Server:
     config_dir = tmp_path / "config"
     config_dir.mkdir(exist_ok=True)
     site = {"display_name": "Cori", **daemon.provisioner_config(USER, remote_python=remote_python)}
@@ -105,6 +105,7 @@ def start_server(tmp_path: Path, daemon: SSHDaemon, remote_python: str, targets:
         "HPCSites": {"sites": {"cori": site}},
         "RemoteKernelSpecManager": {"include_local": False, **manager},
         "ServerApp": {"jpserver_extensions": {"jupyter_hpc": True}},
+        **(server_config or {}),
     }))
     os.environ.setdefault("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))
     return Server(tmp_path, "--ServerApp.kernel_spec_manager_class=jupyter_hpc.kernelspecs.RemoteKernelSpecManager")
@@ -116,8 +117,8 @@ def servers(tmp_path, monkeypatch):
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "no-local-kernels"))
     started = []
 
-    def start(daemon, remote_python, targets=None, **manager):
-        server = start_server(tmp_path, daemon, remote_python, targets, **manager)
+    def start(daemon, remote_python, targets=None, server_config=None, **manager):
+        server = start_server(tmp_path, daemon, remote_python, targets, server_config, **manager)
         started.append(server)
         return server
 
@@ -260,3 +261,23 @@ def test_hostile_specs_are_inert(home, disco_sshd, remote_python, servers, canar
         assert not os.path.exists("/tmp/evil")
     finally:
         shutil.rmtree(foreign, ignore_errors=True)
+
+
+def test_a_server_wide_debugger_off_greys_jupyterlabs_switch_where_a_target_says_nothing(
+    home, disco_sshd, remote_python, servers
+):
+    """JupyterLab offers its debugger on the kernelspec's metadata.debugger alone: an admin's
+    c.SSHProvisioner.debugger = "off" must reach every discovered spec that does not choose
+    for itself, or users get a switch whose debugger then fails to start."""
+    write_spec(home / ".local/share/jupyter/kernels/py", {
+        "argv": [remote_python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Py", "language": "python"})
+    chown_tree(home / ".local", USER)
+    targets = {"login": {}, "knl": {"provisioner": "hpc-slurm", "partition": "debug"},
+               "own": {"debugger": "private"}}
+    server = servers(disco_sshd, remote_python, targets=targets,
+                     server_config={"SSHProvisioner": {"debugger": "off"}})
+    listed = specs(server)
+    assert listed["cori-login-py"]["spec"]["metadata"]["debugger"] is False
+    assert listed["cori-knl-py"]["spec"]["metadata"]["debugger"] is False  # SlurmProvisioner inherits it
+    assert "debugger" not in listed["cori-own-py"]["spec"]["metadata"]  # the target's own choice

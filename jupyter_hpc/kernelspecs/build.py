@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from .discovery import DiscoveryResult, RemoteSpec
@@ -46,9 +47,11 @@ def one_line(text: str) -> str:
     return " ".join("".join(c if c.isprintable() else " " for c in text).split())
 
 
-def local_kernelspecs(site: Any, result: DiscoveryResult) -> list[LocalSpec]:
+def local_kernelspecs(site: Any, result: DiscoveryResult,
+                      defaults: Mapping[str, Mapping[str, Any]] | None = None) -> list[LocalSpec]:
     """Every (target, remote spec) of ``site`` as a local kernelspec; problems go to
-    ``result.warnings``."""
+    ``result.warnings``. ``defaults``: per provisioner name, what the server's own config sets
+    for all its kernels (:func:`jupyter_hpc.sites.configured_defaults`)."""
     built = []
     for remote in result.specs:
         metadata = dict(remote.spec.get("metadata") or {})
@@ -65,12 +68,13 @@ def local_kernelspecs(site: Any, result: DiscoveryResult) -> list[LocalSpec]:
             else:
                 result.warnings.append(f"{remote.kernel_file}: metadata.jupyter_hpc.setup is not a list of strings; ignored")
         for target in site.targets.values():
-            built.append(_local_spec(site, target, remote, metadata, setup, result.prefix))
+            built.append(_local_spec(site, target, remote, metadata, setup, result.prefix,
+                                     (defaults or {}).get(target.provisioner, {})))
     return built
 
 
 def _local_spec(site: Any, target: Any, remote: RemoteSpec, metadata: dict, setup: list[str],
-                prefix: str) -> LocalSpec:
+                prefix: str, defaults: Mapping[str, Any]) -> LocalSpec:
     spec = remote.spec
     config = site.provisioner_config(target.name)
     if setup:
@@ -90,8 +94,9 @@ def _local_spec(site: Any, target: Any, remote: RemoteSpec, metadata: dict, setu
         "metadata": {
             **metadata,
             # JupyterLab offers its debugger on the kernelspec's word (metadata.debugger): a
-            # site with debugger = 'off' starts kernels that have none, so its switch is greyed.
-            **({"debugger": False} if str(config.get("debugger", "")).lower() == "off" else {}),
+            # site (or a server-wide c.SSHProvisioner.debugger) 'off' starts kernels that have
+            # none, so its switch is greyed.
+            **({"debugger": False} if str(config.get("debugger", defaults.get("debugger", ""))).lower() == "off" else {}),
             "kernel_provisioner": {"provisioner_name": target.provisioner, "config": config},
             "jupyter_hpc": {
                 "site": site.name, "target": target.name, "remote_name": remote.name,

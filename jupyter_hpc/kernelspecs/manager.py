@@ -29,7 +29,7 @@ from jupyter_core.paths import jupyter_runtime_dir
 from traitlets import Bool, Float, Unicode, default, validate
 
 from ..errors import HPCError
-from ..sites import HPCSites
+from ..sites import HPCSites, configured_defaults
 from ..ssh.loop import in_ssh_loop, ssh_loop
 from .build import LocalSpec, local_kernelspecs, resources_digest, write_kernelspec
 from .discovery import DiscoveryResult, _discover
@@ -137,7 +137,9 @@ class RemoteKernelSpecManager(KernelSpecManager):
         old = self._listings[name]
         try:
             result = await asyncio.wait_for(_discover(site, self.discovery_timeout), self.discovery_timeout + 5)
-            specs = local_kernelspecs(site, result)
+            defaults = {target.provisioner: configured_defaults(self.config, target.provisioner)
+                        for target in site.targets.values()}
+            specs = local_kernelspecs(site, result, defaults)
             dirs = await asyncio.get_running_loop().run_in_executor(None, self._mirror, specs)
         except (HPCError, OSError, asyncio.TimeoutError, Exception) as exc:  # never fails the list
             reason = str(exc) or type(exc).__name__
