@@ -43,10 +43,11 @@ JOBS_TTL = 10.0  # seconds one site's job list is reused for every browser
 JOB_ID = re.compile(r"^\d+(?:_\d+)?$")
 
 
-def slurm_kernelspecs(kernel_spec_manager: Any) -> dict[str, Any]:
-    """Every kernelspec whose kernels run in SLURM jobs, by name."""
+async def slurm_kernelspecs(kernel_spec_manager: Any) -> dict[str, Any]:
+    """Every kernelspec whose kernels run in SLURM jobs, by name (the manager's
+    ``get_all_specs`` may be a coroutine, as RemoteKernelSpecManager's is)."""
     out = {}
-    for name, entry in (kernel_spec_manager.get_all_specs() or {}).items():
+    for name, entry in (await ensure_async(kernel_spec_manager.get_all_specs()) or {}).items():
         spec = entry.get("spec") or {}
         provisioner = (spec.get("metadata") or {}).get("kernel_provisioner") or {}
         if provisioner.get("provisioner_name") == "hpc-slurm":
@@ -189,9 +190,9 @@ class JobsHandler(SlurmHandler):
     cache: dict[str, tuple[float, dict[str, Any]]] = {}
     lock = asyncio.Lock()
 
-    def sites(self) -> dict[str, SSHTarget]:
+    async def sites(self) -> dict[str, SSHTarget]:
         out: dict[str, SSHTarget] = {}
-        for name, spec in slurm_kernelspecs(self.kernel_spec_manager).items():
+        for name, spec in (await slurm_kernelspecs(self.kernel_spec_manager)).items():
             try:
                 target = provisioner_for(spec).ssh_target()
             except (ValueError, HPCError):
@@ -225,7 +226,7 @@ class JobsHandler(SlurmHandler):
                        if status["job_id"]}
         out = []
         async with self.lock:
-            for site, target in self.sites().items():
+            for site, target in (await self.sites()).items():
                 entry = self.cache.get(site)
                 if entry is None or now - entry[0] > JOBS_TTL or self.get_argument("refresh", ""):
                     entry = (now, await self.site_jobs(site, target))
@@ -271,9 +272,10 @@ class JobHandler(JobsHandler):
     async def delete(self, site: str, job_id: str) -> None:
         if not JOB_ID.match(job_id):
             self.fail(400, f"{job_id!r} is not a SLURM job id (digits, or digits_digits for an array task)")
-        target = self.sites().get(site)
+        sites = await self.sites()
+        target = sites.get(site)
         if target is None:
-            self.fail(404, f"No site {site!r}; known: {', '.join(self.sites()) or 'none'}")
+            self.fail(404, f"No site {site!r}; known: {', '.join(sites) or 'none'}")
         km = self.kernel_manager
         kernel_id = next((s["kernel_id"] for s in kernel_statuses(km) if s["job_id"] == job_id), None)
         if kernel_id is not None and kernel_id in km._kernels:

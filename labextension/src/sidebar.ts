@@ -39,8 +39,16 @@ export class ClusterSidebar extends Widget {
   }
 
   protected onAfterShow(): void {
+    window.clearInterval(this._timer);
+    if (!this.isVisible) {
+      return; // JupyterLab's side panels may tell a folded panel it is shown: it lists nothing then
+    }
     void this.load();
-    this._timer = window.setInterval(() => void this.load(), 15000);
+    this._timer = window.setInterval(() => {
+      if (this.isVisible) {
+        void this.load();
+      }
+    }, 15000);
   }
 
   protected onAfterHide(): void {
