@@ -3,7 +3,7 @@
 A SLURM tile asks for resources (the test SLURM's partitions ``debug`` and ``regular``, their
 limits in the form and enforced by it); the choice reaches that kernel's job (``scontrol show
 job``); while the partition is held the status bar and the notebook toolbar show the job and its
-Reason, with Cancel; then the walltime left and the offer to save. A hostile value typed into
+Reason, with Cancel; then the walltime left, the offer to save, and the Cluster sidebar. A hostile value typed into
 the form is refused by the server, its message in the form, and nothing is submitted. Twenty
 pages open while a kernel is queued cost slurmctld no more job queries than one (``sdiag``).
 Screenshots of each step go to test-artifacts/.
@@ -190,6 +190,21 @@ def test_dialog_partitions_and_limits_the_choice_reaches_the_job_queued_with_rea
         offer.get_by_role("button", name="Save now").click()
         [session] = lab.api("GET", "sessions").json()
         wait_until(lambda: "SLURM_JOB_ID" in saved_sources(lab, session["path"]), "the notebook saved with its cell")
+
+        # The Cluster sidebar lists the job (the user's squeue on the site), marked as a kernel's; Cancel
+        # there shuts the kernel down and ends the job.
+        page.locator(".jp-SideBar [data-id='jupyter-hpc-cluster']").click()
+        row = page.locator(f".jp-hpc-Cluster tr[data-job-id='{job['id']}']")
+        row.wait_for()
+        cells = row.locator("td").all_inner_texts()
+        assert cells[0] == job["id"] and cells[1].endswith("(kernel)") and cells[2:4] == ["RUNNING", "regular"], cells
+        assert cells[4].endswith("/ 0:05:00") and cells[5] == shown["NodeList"], cells
+        assert "jp-hpc-mod-kernel" in row.get_attribute("class")
+        screenshot(page, artifacts, "lab-slurm-5-cluster-sidebar")
+        row.get_by_role("button", name=f"Cancel job {job['id']}").click()
+        page.locator(".jp-Dialog", has_text=f"Cancel job {job['id']}?").locator(".jp-mod-warn").click()
+        wait_until(lambda: not squeue(USER) and not lab.kernel_ids(), "the kernel and its job ended")
+        row.wait_for(state="detached")
         assert not [e for e in page.errors if "jupyter-hpc" in e], page.errors
     finally:
         close_page(page)
@@ -205,7 +220,7 @@ def test_cancel_in_the_status_bar_cancels_the_queued_job_and_ends_the_start(lab,
         status_bar(page).locator(".jp-hpc-StatusView-cancel").click()
         confirm = page.locator(".jp-Dialog", has_text=f"Cancel job {job['id']}?")
         confirm.wait_for()
-        screenshot(page, artifacts, "lab-slurm-5-cancel-confirm")
+        screenshot(page, artifacts, "lab-slurm-6-cancel-confirm")
         confirm.get_by_role("button", name="Cancel job").click()
 
         wait_until(lambda: show_job(job["id"])["JobState"] == "CANCELLED", "the job cancelled")
