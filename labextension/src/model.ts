@@ -88,6 +88,21 @@ export interface IKernelStart {
 }
 
 /**
+ * The file a new session is for, as jupyter_server names it to the kernel (JPY_SESSION_NAME):
+ * JupyterLab 4 posts a placeholder path (``dir/<uuid>``, renamed once the kernel is up) and
+ * the document's file name as ``name``; the server joins the path's folder and the name.
+ */
+function sessionFile(model: any): string {
+  const path = typeof model.path === 'string' ? model.path : '';
+  const name = typeof model.name === 'string' ? model.name : '';
+  if (!name || name.includes('/')) {
+    return path;
+  }
+  const slash = path.lastIndexOf('/');
+  return slash >= 0 ? `${path.slice(0, slash)}/${name}` : name;
+}
+
+/**
  * Whether ``method url`` with ``body`` starts a kernel: POST /api/sessions (launcher tile,
  * opening a notebook), PATCH /api/sessions/<id> naming a kernel (the kernel picker), POST
  * /api/kernels. A restart (POST /api/kernels/<id>/restart) is not a start.
@@ -109,7 +124,7 @@ export function kernelStartOf(method: string, url: string, body: string | null):
     if (typeof name !== 'string' || model.kernel?.id) {
       return null; // no kernel, or an existing kernel joined
     }
-    return { kernelName: name, path: typeof model.path === 'string' ? model.path : '', sessionId: null };
+    return { kernelName: name, path: sessionFile(model), sessionId: null };
   }
   const patch = /\/api\/sessions\/([^/]+)\/?$/.exec(pathname);
   if (verb === 'PATCH' && patch) {

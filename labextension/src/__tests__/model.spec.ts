@@ -60,6 +60,13 @@ describe('kernelStartOf', () => {
     expect(kernelStartOf('POST', 'http://h/lab/api/sessions?1', JSON.stringify({
       path: 'dir/Untitled.ipynb', type: 'notebook', name: '', kernel: { name: 'knl' } })))
       .toEqual({ kernelName: 'knl', path: 'dir/Untitled.ipynb', sessionId: null });
+    // JupyterLab 4: a placeholder path until the kernel is up; the file is the folder plus the name.
+    expect(kernelStartOf('POST', '/api/sessions', JSON.stringify({
+      path: 'dir/9b2f1c0e-uuid', type: 'notebook', name: 'run.ipynb', kernel: { name: 'knl' } }))?.path)
+      .toBe('dir/run.ipynb');
+    expect(kernelStartOf('POST', '/api/sessions', JSON.stringify({
+      path: '9b2f1c0e-uuid', type: 'notebook', name: 'run.ipynb', kernel: { name: 'knl' } }))?.path)
+      .toBe('run.ipynb');
   });
   it('sees the kernel picker changing a session\'s kernel', () => {
     expect(kernelStartOf('PATCH', '/api/sessions/abc', JSON.stringify({ kernel: { name: 'knl' } })))
