@@ -105,26 +105,33 @@ def one_after_another(variants: list[Variant], users: list[str]) -> dict[str, di
     return results
 
 
-def at_once(variant: Variant, users: list[str]) -> dict:
-    prepared = [variant.prepare(user) for user in users]
-    walls: list[float] = [0.0] * len(users)
-    go = threading.Barrier(len(users) + 1)
-
-    def one(index: int) -> None:
-        go.wait()
-        walls[index] = variant.login(*prepared[index])
-
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(users))]
+def run_together(variant: Variant, n: int, one) -> dict:
+    """Run ``one(index, go)`` in ``n`` threads, each waiting on the barrier ``go`` (with the
+    main thread) before its timed part: the total time from the release, and the CPU the hub
+    and the key service spent meanwhile."""
+    go = threading.Barrier(n + 1)
+    threads = [threading.Thread(target=one, args=(i, go)) for i in range(n)]
     for thread in threads:
         thread.start()
     hub, ks = variant.cpu()
     start = time.perf_counter()
-    go.wait()
+    go.wait(300)
     for thread in threads:
         thread.join()
     total = (time.perf_counter() - start) * 1000
     hub_after, ks_after = variant.cpu()
-    return {"wall": walls, "hub": hub_after - hub, "ks": ks_after - ks, "total": total}
+    return {"hub": hub_after - hub, "ks": ks_after - ks, "total": total}
+
+
+def at_once(variant: Variant, users: list[str]) -> dict:
+    prepared = [variant.prepare(user) for user in users]
+    walls: list[float] = [0.0] * len(users)
+
+    def one(index: int, go: threading.Barrier) -> None:
+        go.wait()
+        walls[index] = variant.login(*prepared[index])
+
+    return {"wall": walls, **run_together(variant, len(users), one)}
 
 
 def whole_flow(variant: Variant, users: list[str], kernel: str) -> dict:
@@ -132,9 +139,8 @@ def whole_flow(variant: Variant, users: list[str], kernel: str) -> dict:
     cell; each user's time from pressing the button to the cell's output."""
     walls: list[float] = [0.0] * len(users)
     failures: list[str] = []
-    go = threading.Barrier(len(users) + 1)
 
-    def one(index: int) -> None:
+    def one(index: int, go: threading.Barrier) -> None:
         user = users[index]
         browser = Browser(variant.bed, user)
         browser.login_page()
@@ -156,19 +162,10 @@ def whole_flow(variant: Variant, users: list[str], kernel: str) -> dict:
             failures.append(f"{user}: {exc!r}"[:300])
         walls[index] = (time.perf_counter() - start) * 1000
 
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(users))]
-    for thread in threads:
-        thread.start()
-    hub, ks = variant.cpu()
-    start = time.perf_counter()
-    go.wait()
-    for thread in threads:
-        thread.join()
-    total = (time.perf_counter() - start) * 1000
-    hub_after, ks_after = variant.cpu()
+    measured = run_together(variant, len(users), one)
     for user in users:
         variant.bed.api("DELETE", f"users/{user}/server")
-    return {"wall": walls, "hub": hub_after - hub, "ks": ks_after - ks, "total": total, "failures": failures}
+    return {"wall": walls, **measured, "failures": failures}
 
 
 def row(label: str, result: dict, n: int, base: dict | None) -> str:
