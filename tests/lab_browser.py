@@ -89,6 +89,21 @@ def lab_config(sites: dict | None = None, *, remote_specs: bool = True, sftp: bo
     return merge(config, sections)
 
 
+def cori_with_slurm(sshd, user: str, remote_python: str, **knl) -> dict:
+    """The site "Cori" on ``sshd`` as ``user``: a login target, and a SLURM target "KNL node"
+    on the test SLURM's debug partition whose compute node is reached through ``sshd`` (the
+    one machine is login and compute node); ``knl`` adds to or overrides its settings."""
+    return {
+        "display_name": "Cori",
+        **sshd.provisioner_config(user, remote_python=remote_python),
+        "targets": {
+            "login": {},
+            "knl": {"provisioner": "hpc-slurm", "display_name": "KNL node", "partition": "debug",
+                    "node_port": sshd.port, "poll_interval": 0.5, **knl},
+        },
+    }
+
+
 class Lab:
     """One JupyterLab server process. ``config`` is laid over: HPCMappingKernelManager, the
     jupyter_hpc server extension, and the checkout's built JupyterLab extension."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from lab_browser import (  # noqa: F401 (browser is a fixture)
-    Lab, add_slurm_user, browser, cancel_jobs, close_page, lab_config, launcher_tile, open_lab, png,
+    Lab, add_slurm_user, browser, cancel_jobs, close_page, cori_with_slurm, lab_config, launcher_tile, open_lab, png,
     remove_remote_kernels, run_cell, screenshot, show_job, squeue, write_remote_kernel,
 )
 from testbed.sshd import running_sshd
@@ -32,15 +32,7 @@ def lab(tmp_path_factory, lab_user, remote_python, slurm):
     add_slurm_user(USER)
     write_remote_kernel(lab_user, "myenv", "My Env", remote_python, logo=LOGO)
     with running_sshd([USER], "lab-launcher") as sshd:
-        site = {
-            "display_name": "Cori",
-            **sshd.provisioner_config(USER, remote_python=remote_python),
-            "targets": {
-                "login": {},
-                "knl": {"provisioner": "hpc-slurm", "display_name": "KNL node", "partition": "debug",
-                        "node_port": sshd.port, "poll_interval": 0.5, "queue_timeout": 90},
-            },
-        }
+        site = cori_with_slurm(sshd, USER, remote_python, queue_timeout=90)
         with Lab.running(tmp_path_factory.mktemp("lab-launcher"), lab_config({"cori": site})) as lab:
             yield lab
     cancel_jobs(USER)

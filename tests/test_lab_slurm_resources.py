@@ -23,7 +23,7 @@ import time
 import pytest
 
 from lab_browser import (  # noqa: F401 (browser is a fixture)
-    Lab, add_slurm_user, browser, cancel_jobs, close_page, lab_config, launcher_tile, open_lab, png,
+    Lab, add_slurm_user, browser, cancel_jobs, close_page, cori_with_slurm, lab_config, launcher_tile, open_lab, png,
     remove_remote_kernels, run_cell, screenshot, show_job, squeue, write_remote_kernel,
 )
 from testbed.sshd import running_sshd
@@ -50,15 +50,7 @@ def lab(tmp_path_factory, remote_python, slurm):
     scontrol("PartitionName=regular", "MaxTime=01:00:00")
     try:
         with running_sshd([USER], "lab-slurm") as sshd:
-            site = {
-                "display_name": "Cori",
-                **sshd.provisioner_config(USER, remote_python=remote_python),
-                "targets": {
-                    "login": {},
-                    "knl": {"provisioner": "hpc-slurm", "display_name": "KNL node", "partition": "debug",
-                            "node_port": sshd.port, "poll_interval": 0.5, "queue_timeout": 300},
-                },
-            }
+            site = cori_with_slurm(sshd, USER, remote_python, queue_timeout=300)
             with Lab.running(tmp_path_factory.mktemp("lab-slurm"), lab_config({"cori": site})) as lab:
                 yield lab
     finally:
