@@ -33,7 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--no-browser", dest="open_browser", action="store_false",
                         help="print the URL but do not open a web browser")
     parser.add_argument("--debug", action="store_true",
-                        help="show JupyterLab's log and the demo's own debug messages")
+                        help="show JupyterHub's (or JupyterLab's) log and the demo's own debug messages")
     parser.set_defaults(func=run)
     return parser
 

@@ -21,9 +21,8 @@ DISPLAY_NAME = "Cori"
 SLURM_TARGET = "slurm"
 #: Said when no SLURM answers: how to get compute-node kernels in the demo.
 NO_SLURM = (
-    "No SLURM answers on this machine (sinfo), so the demo offers login-node kernels only. "
-    "With a running SLURM (the tests start a single-node one: slurmctld + slurmd + munge, "
-    "see tests/testbed/slurm.py) it adds a \"SLURM job\" target."
+    "No SLURM answers here (sinfo), so kernels run on the login node only; with a running\n"
+    "    SLURM (the tests start one: munge, slurmctld, slurmd) the demo adds \"SLURM job\" kernels."
 )
 
 
