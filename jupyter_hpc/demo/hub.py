@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import secrets
 import shutil
 import signal
@@ -28,10 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from .child import ChildServer, ChildStartError
+from .lab import write_quiet_lab_settings
 from .login_node import make_private_dir, write_private
 
 PROXY_COMMAND = "configurable-http-proxy"
-READY = re.compile(r"JupyterHub is now running")
 
 
 class HubStartError(ChildStartError):
@@ -44,11 +43,11 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def find_proxy(path: str | None = None) -> str:
+def find_proxy() -> str:
     """npm's configurable-http-proxy if one is on PATH (the reference one), else the first
     other one (PyPI's pure-Python port)."""
     found = []
-    for directory in (path if path is not None else os.environ.get("PATH", "")).split(os.pathsep):
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
         candidate = shutil.which(PROXY_COMMAND, path=directory) if directory else None
         if candidate and candidate not in found:
             found.append(candidate)
@@ -106,7 +105,7 @@ class JupyterHub(ChildServer):
         """``jupyterhub_config.py``: a site's hub, addresses and directories the demo's."""
         overrides: dict[str, Any] = {"LabApp": {
             "check_for_updates_class": "jupyterlab.NeverCheckForUpdate",
-            "user_settings_dir": str(self.write_lab_settings()),
+            "user_settings_dir": str(write_quiet_lab_settings(self.state_dir / "lab-user-settings")),
         }}
         if os.getuid() == 0:
             # jupyter_server refuses root unless told; the demo serves only the loopback.
@@ -137,15 +136,6 @@ class JupyterHub(ChildServer):
         lines = ["# Written by `jupyter hpc demo` for this run only; removed when it stops.", "c = get_config()  # noqa"]
         lines += [f"c.{name} = {value!r}" for name, value in settings.items()]
         return "\n".join(lines) + "\n"
-
-    def write_lab_settings(self) -> Path:
-        """JupyterLab settings of the demo's users: no news prompt (its answer would be
-        forgotten with the demo anyway)."""
-        settings = self.state_dir / "lab-user-settings"
-        plugin = settings / "@jupyterlab" / "apputils-extension"
-        plugin.mkdir(mode=0o700, parents=True, exist_ok=True)
-        write_private(plugin / "notification.jupyterlab-settings", '{"fetchNews": "false"}')
-        return settings
 
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)  # the users' servers get only what their spawner passes on

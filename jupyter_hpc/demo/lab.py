@@ -22,6 +22,16 @@ import urllib.request
 from pathlib import Path
 
 from .child import ChildServer, ChildStartError
+from .login_node import write_private
+
+
+def write_quiet_lab_settings(user_settings_dir: Path) -> Path:
+    """JupyterLab user settings for the demo's (temporary) users: no news prompt, whose answer
+    would be forgotten with the demo anyway. Returns ``user_settings_dir``."""
+    plugin = user_settings_dir / "@jupyterlab" / "apputils-extension"
+    plugin.mkdir(mode=0o700, parents=True, exist_ok=True)
+    write_private(plugin / "notification.jupyterlab-settings", json.dumps({"fetchNews": "false"}))
+    return user_settings_dir
 
 
 class LabStartError(ChildStartError):
@@ -96,7 +106,7 @@ class JupyterLab(ChildServer):
     async def start(self, timeout: float = 90.0) -> str:
         """Start JupyterLab; return its URL once its API answers."""
         self.root_dir.mkdir(mode=0o700, exist_ok=True)
-        self._write_user_settings()
+        write_quiet_lab_settings(self.state_dir / "config" / "lab" / "user-settings")
         if self.server_config:
             config = self.state_dir / "config" / "jupyter_server_config.json"
             config.write_text(json.dumps(self.server_config, indent=1))
@@ -104,13 +114,6 @@ class JupyterLab(ChildServer):
         await self.wait_ready(self._serving, timeout)
         self.ready = True
         return self.url
-
-    def _write_user_settings(self) -> None:
-        """Settings of the demo's own (temporary) JupyterLab user: no news prompt, whose
-        answer would be forgotten at exit anyway."""
-        settings = self.state_dir / "config" / "lab" / "user-settings" / "@jupyterlab" / "apputils-extension"
-        settings.mkdir(parents=True, exist_ok=True)
-        (settings / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
 
     async def _serving(self) -> bool:
         """Its server info file names its port, and its API answers there."""
