@@ -38,6 +38,7 @@ from ..errors import HPCError, KernelLaunchError, TransportRefusedError
 from ..launcher import RemoteKernel, kernel_shim_source
 from ..ssh import SiteConnection, SSHTarget, get_pool, run_in_ssh_loop
 from ..ssh import credentials
+from . import kernel_env
 from .endpoints import LocalEndpoints
 from .kernel_pool import KernelPool
 
@@ -255,15 +256,16 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
     async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
         """Reached from ``KernelManager.pre_start_kernel``; calls ``super()`` for the env.
 
-        Only the kernelspec's env, ``env`` above and Jupyter's own ``JPY_*`` values travel to
-        the remote: the server's environment is not the cluster's.
+        The kernel's environment is :mod:`.kernel_env`'s allow list: ``JPY_SESSION_NAME`` of
+        the server's, the kernelspec's env and ``env`` above; never a token (the server's
+        environment is not the cluster's, and a hub server's holds its hub API token).
         """
         extra_arguments = kwargs.pop("extra_arguments", None) or []
         # The notebook's folder on the cluster, from the contents manager (the server's own
         # ``cwd`` is a local path); restarts pass it again.
         self._remote_cwd = kwargs.pop("remote_cwd", None)
         local_env = kwargs.pop("env", None) or {}
-        kwargs["env"] = {k: v for k, v in local_env.items() if k.startswith("JPY_")}
+        kwargs["env"] = kernel_env.from_server(local_env)
         kwargs = await super().pre_launch(**kwargs)
         kwargs["env"].update(self.env)
         km = self.parent
@@ -286,7 +288,7 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         request = {
             "op": "launch",
             "argv": cmd,
-            "env": kwargs.get("env", {}),
+            "env": kernel_env.without_secrets(kwargs.get("env", {})),
             "cwd": getattr(self, "_remote_cwd", None) or self.cwd,
             "setup": list(self.setup),
             "key": km.session.key.decode() if km is not None else "",
