@@ -223,7 +223,7 @@ def run_create(args: argparse.Namespace) -> int:
 async def write_remote_kernelspec(site: Site, name: str, spec: dict) -> str:
     """In the SSH loop: ``~/.local/share/jupyter/kernels/<name>/kernel.json`` on the site,
     written to a temporary name and renamed, so discovery never reads half a file."""
-    import asyncssh
+    from ..ssh.quiet_import import asyncssh
 
     from ..ssh import get_pool
 

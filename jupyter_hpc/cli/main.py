@@ -10,14 +10,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import warnings
 
-# asyncssh still names DSA in its type hints, and cryptography warns when it is imported: five
-# lines about a key type we never use, before the first line a user should read.
-warnings.filterwarnings("ignore", message="DSA is deprecated", module=r"asyncssh(\.|$)")
-
-from .. import __version__  # noqa: E402 (after the filter: the subcommands import asyncssh)
-from . import demo, doctor, kernels, keyservice, site  # noqa: E402
+from .. import __version__
+from . import demo, doctor, kernels, keyservice, site  # asyncssh through ..ssh.quiet_import: no DSA warnings
 
 SUBCOMMANDS = (demo, doctor, kernels, keyservice, site)
 

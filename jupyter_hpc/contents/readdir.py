@@ -19,7 +19,7 @@ import collections
 import struct
 from typing import NamedTuple
 
-import asyncssh
+from ..ssh.quiet_import import asyncssh
 
 WINDOW = 8  # READDIRs in flight: enough to hide the round trips, few wasted after the end
 

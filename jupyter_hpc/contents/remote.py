@@ -22,7 +22,7 @@ import posixpath
 import secrets
 import stat
 from collections.abc import AsyncIterator
-import asyncssh
+from ..ssh.quiet_import import asyncssh
 from tornado.web import HTTPError
 
 from ..errors import HPCError, SSHConnectError

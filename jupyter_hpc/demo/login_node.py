@@ -47,7 +47,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import asyncssh
+from ..ssh.quiet_import import asyncssh
 
 log = logging.getLogger("jupyter_hpc.demo.login_node")
 

@@ -16,7 +16,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-import asyncssh
+from ..ssh.quiet_import import asyncssh
 
 from ..errors import KernelLaunchError
 from ..ssh import SiteConnection

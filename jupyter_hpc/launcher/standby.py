@@ -19,7 +19,7 @@ import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import asyncssh
+from ..ssh.quiet_import import asyncssh
 
 from ..ssh import SiteConnection
 

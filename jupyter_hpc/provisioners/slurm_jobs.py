@@ -17,7 +17,7 @@ import unicodedata
 import weakref
 from collections.abc import AsyncIterator, Sequence
 
-import asyncssh
+from ..ssh.quiet_import import asyncssh
 import jinja2
 
 from ..errors import RemoteCommandError, SlurmError

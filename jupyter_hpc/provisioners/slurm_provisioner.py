@@ -21,7 +21,7 @@ import re
 import secrets
 from typing import Any
 
-import asyncssh
+from ..ssh.quiet_import import asyncssh
 from traitlets import CaselessStrEnum, Float, Int, List, Unicode, validate
 
 from ..errors import KernelLaunchError, NodeUnreachableError, SlurmError, SSHConnectError

@@ -27,7 +27,7 @@ import os
 import signal
 from typing import Any
 
-import asyncssh
+from ..ssh.quiet_import import asyncssh
 import zmq
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning import KernelProvisionerBase

@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 
-import asyncssh
+from .quiet_import import asyncssh
 
 from ..errors import HPCError
 

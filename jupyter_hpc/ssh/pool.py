@@ -22,7 +22,7 @@ import shlex
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-import asyncssh
+from .quiet_import import asyncssh
 
 from ..errors import HostKeyError, RemoteCommandError, SSHConnectError
 from .target import SSHTarget

@@ -13,7 +13,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-import asyncssh
+from .quiet_import import asyncssh
 
 
 # AES-GCM first: with AES-NI it costs asyncssh about a third less CPU per packet than
