@@ -37,7 +37,7 @@ from .errors import HPCError
 from .ssh import SSHTarget
 
 #: Keys of a site that are not provisioner settings.
-SITE_KEYS = ("display_name", "roots", "targets")
+SITE_KEYS = ("display_name", "roots", "targets", "terminals")
 #: Keys of a target that are not provisioner settings.
 TARGET_KEYS = ("display_name", "provisioner")
 PROVISIONERS = ("hpc-ssh", "hpc-slurm")
@@ -93,6 +93,7 @@ class Site:
     settings: Mapping[str, Any]
     roots: Mapping[str, str]
     targets: Mapping[str, Target]
+    terminals: bool = True  # JupyterLab's Terminal may open a shell here (jupyter_hpc.terminals)
 
     @property
     def remote_python(self) -> str:
@@ -177,6 +178,9 @@ def parse_site(name: str, entry: Any) -> Site:
         target_name: parse_target(name, target_name, target_entry)
         for target_name, target_entry in targets_entry.items()
     }
+    terminals = entry.get("terminals", True)
+    if not isinstance(terminals, bool):
+        raise SiteConfigError(f"Site {name!r}: 'terminals' must be true or false, not {terminals!r}.")
     settings = {k: v for k, v in entry.items() if k not in SITE_KEYS}
     return Site(
         name=name,
@@ -184,6 +188,7 @@ def parse_site(name: str, entry: Any) -> Site:
         settings=settings,
         roots=dict(roots),
         targets=targets,
+        terminals=terminals,
     )
 
 
@@ -242,7 +247,8 @@ class HPCSites(SingletonConfigurable):
         e.g. {"home": "~", "scratch": "$SCRATCH"}; default {"home": "~"}) and 'targets' (where
         kernels run, e.g. {"login": {}, "knl": {"provisioner": "hpc-slurm", "partition":
         "regular", "display_name": "KNL node"}}; default: one target, "login", on the login
-        node). `jupyter hpc site add` writes this setting for you.""",
+        node), 'terminals' (false: JupyterLab's Terminal opens no shell there; default true).
+        `jupyter hpc site add` writes this setting for you.""",
     )
 
     @validate("sites")
