@@ -101,3 +101,7 @@ class KernelLaunchError(HPCError):
 
 class TransportRefusedError(HPCError):
     """No private transport is available and plaintext loopback was not allowed."""
+
+
+class PTYRefusedError(HPCError):
+    """The login node opened a session but refused it a terminal (PTY)."""

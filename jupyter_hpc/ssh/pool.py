@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from .quiet_import import asyncssh
 
-from ..errors import HostKeyError, RemoteCommandError, SSHConnectError
+from ..errors import HostKeyError, PTYRefusedError, RemoteCommandError, SSHConnectError
 from .target import SSHTarget
 
 log = logging.getLogger("jupyter_hpc.ssh")
@@ -161,6 +161,31 @@ class SiteConnection:
         """
         command = shlex.join(argv)
         return await self._in_session(lambda here: here.conn.create_process(command, **kwargs))
+
+    async def terminal(
+        self, argv: Sequence[str] | None = None, **kwargs: Any
+    ) -> tuple["SiteConnection", asyncssh.SSHClientProcess]:
+        """A session with a PTY (``term_type``, ``term_size`` in ``kwargs``): the user's login
+        shell when ``argv`` is None, as ``ssh host`` gives, else ``argv`` (``srun --pty …``).
+
+        A session past ``MaxSessions`` goes to a sibling connection as :meth:`start`'s do. A
+        PTY the server refuses raises :class:`PTYRefusedError`, so it is never mistaken for a
+        full connection (that refusal comes at the channel's open, this one after it)."""
+        command = shlex.join(argv) if argv is not None else None
+
+        async def open_here(here: "SiteConnection") -> asyncssh.SSHClientProcess:
+            try:
+                return await here.conn.create_process(command, **kwargs)
+            except asyncssh.ChannelOpenError as exc:
+                if exc.code == asyncssh.OPEN_REQUEST_PTY_FAILED:
+                    raise PTYRefusedError(
+                        f"{here.target.host} refused a terminal (PTY) for this session. The site "
+                        "may forbid interactive logins from here (sshd's PermitTTY, a forced "
+                        "command): ask its admins, or log in with ssh instead.",
+                    ) from exc
+                raise
+
+        return await self._in_session(open_here)
 
     @contextlib.asynccontextmanager
     async def sftp(self) -> AsyncIterator[asyncssh.SFTPClient]:
