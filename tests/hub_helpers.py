@@ -129,7 +129,7 @@ class HubBed:
             log = self.logs / f"keyservice-{time.monotonic_ns()}.log"
         self.keyservice = LoggedProcess(
             [shutil.which("jupyter-hpc"), "keyservice", "--port", str(port), "--state-dir", str(self.ks_dir),
-             "--lifetime", str(self.lifetime), "--debug"],
+             "--scope", "default", "--lifetime", str(self.lifetime), "--debug"],
             log, re.compile(""),
         )
         match = self.keyservice.wait_for(re.compile(r"listening on (http://127\.0\.0\.1:\d+/)"), 30)
@@ -187,7 +187,6 @@ c.HPCSites.sites = {{"cori": {{
 }}}}
 c.JupyterHub.services = [{{"name": "hubtest", "api_token": "{self.admin_token}"}}]
 c.JupyterHub.load_roles = [
-    {{"name": "user", "scopes": ["self", "admin:auth_state!user"]}},
     {{"name": "hubtest", "scopes": ["admin:users", "admin:servers", "admin:auth_state", "access:servers", "read:tokens"],
      "services": ["hubtest"]}},
 ]

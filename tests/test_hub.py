@@ -242,7 +242,7 @@ def test_spawn_progress_names_the_stages_and_logout_clears_the_credential(bed):
         "Server requested",  # JupyterHub's own first event
         "Preparing your server's private directory",
         "Starting your server (JupyterLab, cluster kernels only)",
-        "Server started; it fetches your SSH certificate from the hub and lists the cluster's kernels",
+        "Server started; the hub hands it your SSH certificate and it lists the cluster's kernels",
     ], messages
     assert events[-1].get("ready") is True, events
     assert [e["progress"] for e in events[:-1]] == sorted(e["progress"] for e in events[:-1])
@@ -252,13 +252,13 @@ def test_spawn_progress_names_the_stages_and_logout_clears_the_credential(bed):
     assert kernel.execute("import os; print(os.getuid())")["stdout"] == f"{pwd.getpwnam(FRANK).pw_uid}\n"
     kernel.close()
     credential_api = f"{bed.url}/user/{FRANK}/jupyter-hpc/api/credential"
-    held = requests.post(credential_api, headers={"Authorization": f"token {bed.admin_token}"}, timeout=30)
+    held = requests.get(credential_api, headers={"Authorization": f"token {bed.admin_token}"}, timeout=30)
     assert held.status_code == 200 and held.json()["fingerprint"] == bed.auth_state(FRANK)["ssh_fingerprint"]
 
     # Logout: the key and certificate leave auth_state, and the running server drops its copy.
     assert browser.session.get(f"{bed.url}/hub/logout", timeout=60).status_code == 200
     assert not {"ssh_private_key", "ssh_certificate"} & set(bed.auth_state(FRANK)), bed.auth_state(FRANK).keys()
-    held = requests.post(credential_api, headers={"Authorization": f"token {bed.admin_token}"}, timeout=30)
+    held = requests.get(credential_api, headers={"Authorization": f"token {bed.admin_token}"}, timeout=30)
     assert held.status_code == 200 and held.json() == {"fingerprint": None, "valid_for": None}, held.text
     # The browser's session is over: the hub sends it to the login page.
     assert "/hub/login" in browser.session.get(f"{bed.url}/hub/home", timeout=60).url

@@ -130,8 +130,6 @@ class JupyterHub(ChildServer):
             "Spawner.start_timeout": 120,
             "Spawner.http_timeout": 120,
             "HPCSites.sites": self.sites,
-            # The server reads its own user's credential from the hub with its token.
-            "JupyterHub.load_roles": [{"name": "user", "scopes": ["self", "admin:auth_state!user"]}],
         }
         lines = ["# Written by `jupyter hpc demo` for this run only; removed when it stops.", "c = get_config()  # noqa"]
         lines += [f"c.{name} = {value!r}" for name, value in settings.items()]

@@ -246,11 +246,26 @@ class SSHCertAuthenticator(Authenticator):
         return proposal["value"]
 
     def get_handlers(self, app):
+        self.warn_of_granted_auth_state(app)
         return [
             ("/login", SSHCertLoginHandler),
             ("/logout", SSHCertLogoutHandler),
             ("/api/oauth2/token", SSHCertOAuthTokenHandler),
         ]
+
+    def warn_of_granted_auth_state(self, app) -> None:
+        """Warn when the config still gives the ``user`` role ``admin:auth_state``: the hub
+        pushes the credential to the user's server now, and that scope lets every token a
+        user makes at /hub/token read their SSH key."""
+        for role in getattr(app, "load_roles", None) or []:
+            granted = [scope for scope in role.get("scopes", []) if scope.split("!")[0] == "admin:auth_state"]
+            if role.get("name") == "user" and granted:
+                self.log.warning(
+                    "The 'user' role is granted %s in JupyterHub.load_roles: remove it. HPCSpawner "
+                    "hands the SSH credential to the user's server itself, and with that scope every "
+                    "API token a user makes at /hub/token can read their SSH private key.",
+                    ", ".join(granted),
+                )
 
     async def authenticate(self, handler, data):
         username = self.normalize_username(data.get("username") or "")

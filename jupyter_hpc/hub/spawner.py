@@ -7,15 +7,15 @@ on the hub host: kernelspecs only from the cluster (``RemoteKernelSpecManager``,
 terminals off. Each user's server gets a 0700 directory of its own for HOME, config, runtime
 and data; it holds no secret.
 
-The SSH credential never travels in the environment, argv or a file: the server fetches it
-from the hub API with its own token (:mod:`jupyter_hpc.hub.singleuser`). That token can read
-its own user's auth_state because the hub grants ``admin:auth_state!user`` to the ``user`` role
-and ``server_token_scopes`` asks for it::
-
-    c.JupyterHub.load_roles = [{"name": "user", "scopes": ["self", "admin:auth_state!user"]}]
+The SSH credential never travels in the environment, argv or a file: the hub pushes it to the
+server (:mod:`jupyter_hpc.hub.singleuser`) once the server answers after a spawn and at every
+login and logout, authenticated by the server's own API token. No token can read it back:
+neither the server's token nor a user's (``server_token_scopes`` holds no
+``admin:auth_state``, and the ``user`` role needs none; the authenticator warns at start when a
+config still grants it).
 
 ``HPCCredentialMixin`` is the hand-off alone (server token scopes, the server's config, the
-post-login notice), so a site can put it in front of KubeSpawner or SystemdSpawner::
+pushes), so a site can put it in front of KubeSpawner or SystemdSpawner::
 
     class HPCKubeSpawner(HPCCredentialMixin, KubeSpawner): ...
 """
@@ -33,11 +33,12 @@ from typing import Any
 
 from jupyter_core.paths import jupyter_data_dir
 from jupyterhub.spawner import LocalProcessSpawner
-from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from traitlets import Dict, Float, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
 from ..sites import HPCSites, SiteConfigError
+from . import state
 
 KERNELSPEC_MANAGER = "jupyter_hpc.kernelspecs.RemoteKernelSpecManager"
 CONTENTS_MANAGER = "jupyter_hpc.contents.SFTPContentsManager"
@@ -74,7 +75,21 @@ class HPCCredentialMixin(LoggingConfigurable):
 
     @default("server_token_scopes")
     def _default_server_token_scopes(self) -> list[str]:
-        return ["users:activity!user", "access:servers!server", "admin:auth_state!user"]
+        # No admin:auth_state: the hub pushes the credential, the server never reads it.
+        return ["users:activity!user", "access:servers!server"]
+
+    def get_state(self) -> dict[str, Any]:
+        """The server's token survives a hub restart, so the hub can still push to a server
+        that kept running (it is the hub's proof to the server, and reads no credential)."""
+        state = super().get_state()
+        if self.api_token:
+            state["hpc_server_token"] = self.api_token
+        return state
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        super().load_state(state)
+        if state.get("hpc_server_token") and not self.api_token:
+            self.api_token = state["hpc_server_token"]
 
     def hpc_sites(self) -> dict[str, dict[str, Any]]:
         """The hub's ``c.HPCSites.sites`` for this user: a site's username defaults to the
@@ -130,16 +145,52 @@ class HPCCredentialMixin(LoggingConfigurable):
         return config
 
     async def notify_credential(self) -> None:
-        """Tell the running server that auth_state changed (a login or logout), and wait
-        until it has fetched it: the browser's next request finds it in place."""
+        """Push the user's current credential (none after a logout) to the running server,
+        and wait until it holds it: the browser's next request finds it in place."""
         if not self.api_token or self.server is None:
-            return  # a hub restarted since the spawn: the server's own checks pick it up
+            self.log.warning("%s's server has no token the hub knows: it cannot be handed the credential", self.user.name)
+            return
+        auth_state = await self.user.get_auth_state()
+        credential = {name: value for name, value in (auth_state or {}).items() if name in state.CREDENTIAL_FIELDS}
         url = f"{self.server.url.rstrip('/')}/jupyter-hpc/api/credential"
         request = HTTPRequest(
-            url, method="POST", body=b"", headers={"Authorization": f"token {self.api_token}"},
-            request_timeout=self.credential_notify_timeout,
+            url, method="POST", body=json.dumps({"auth_state": credential or None}),
+            headers={"Authorization": f"token {self.api_token}", "Content-Type": "application/json"},
+            request_timeout=self.credential_notify_timeout, **self._internal_ssl_options(),
         )
         await AsyncHTTPClient().fetch(request)
+
+    def _internal_ssl_options(self) -> dict[str, Any]:
+        """With JupyterHub's ``internal_ssl``, the push is TLS to the server's certificate,
+        checked against the hub's own internal CA, with the hub's client certificate."""
+        if not self.internal_ssl:
+            return {}
+        settings = self.user.settings
+        return {
+            "ca_certs": settings.get("internal_ssl_ca"),
+            "client_key": settings.get("internal_ssl_key"),
+            "client_cert": settings.get("internal_ssl_cert"),
+            "validate_cert": True,
+        }
+
+    async def push_when_up(self) -> None:
+        """After a spawn: push the credential as soon as the server answers (the sites'
+        first discovery waits for it), trying until the spawn's own timeout."""
+        deadline = asyncio.get_running_loop().time() + self.start_timeout
+        while asyncio.get_running_loop().time() < deadline:
+            if self.server is not None and self.api_token:
+                try:
+                    await self.notify_credential()
+                    return
+                except (OSError, HTTPClientError) as exc:
+                    if isinstance(exc, HTTPClientError) and exc.code not in (599, 502, 503, 404):
+                        self.log.error("%s's server refused the credential: %s", self.user.name, exc)
+                        return
+            await asyncio.sleep(0.1)
+        self.log.error("%s's server never answered the credential push", self.user.name)
+
+    def start_push(self) -> None:
+        self._push_task = asyncio.ensure_future(self.push_when_up())
 
 
 class HPCSpawner(HPCCredentialMixin, LocalProcessSpawner):
@@ -214,7 +265,8 @@ class HPCSpawner(HPCCredentialMixin, LocalProcessSpawner):
         await asyncio.get_running_loop().run_in_executor(None, self.prepare_user_dir)
         self._stage(30, "Starting your server (JupyterLab, cluster kernels only)")
         result = await super().start()
-        self._stage(60, "Server started; it fetches your SSH certificate from the hub and lists the cluster's kernels")
+        self.start_push()
+        self._stage(60, "Server started; the hub hands it your SSH certificate and it lists the cluster's kernels")
         return result
 
     async def progress(self):

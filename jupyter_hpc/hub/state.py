@@ -14,6 +14,7 @@ KEY = "ssh_private_key"
 CERTIFICATE = "ssh_certificate"
 VALID_BEFORE = "ssh_valid_before"
 FINGERPRINT = "ssh_fingerprint"
+CREDENTIAL_FIELDS = (KEY, CERTIFICATE, VALID_BEFORE, FINGERPRINT)
 
 
 def to_auth_state(credential: Credential) -> dict[str, Any]:
@@ -36,5 +37,5 @@ def without_credential(auth_state: dict[str, Any] | None) -> dict[str, Any] | No
     """``auth_state`` with the credential removed (what logout leaves)."""
     if not auth_state:
         return None
-    rest = {name: value for name, value in auth_state.items() if name not in (KEY, CERTIFICATE, VALID_BEFORE, FINGERPRINT)}
+    rest = {name: value for name, value in auth_state.items() if name not in CREDENTIAL_FIELDS}
     return rest or None

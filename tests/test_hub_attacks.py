@@ -1,0 +1,150 @@
+"""Issue 26: a hub a centre can put on the internet. Each test performs an attack on a real
+JupyterHub (as its non-root user, HPCSpawner, the key service, an sshd trusting only its CA)
+and asserts it fails: from a kernel on the cluster, with a user's own API token, with the
+server's own endpoints, as another unix user of the hub host. SECURITY.md lists each with the
+defence it proves.
+
+One bed for the module, hour-long certificates, two hub users.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+import requests
+
+from demo_helpers import ensure_demo_venv
+from hub_helpers import Browser, HubBed, Kernel
+
+pytestmark = pytest.mark.timeout(300)
+
+MALLORY, VICTOR = "hpcmallory", "hpcvictor"
+
+
+@pytest.fixture(scope="module")
+def bed(remote_python):
+    hub = HubBed(ensure_demo_venv(), remote_python, [MALLORY, VICTOR], lifetime=3600, margin=60)
+    yield hub
+    hub.stop()
+    hub.cleanup()
+
+
+def logged_in(bed, user: str) -> Browser:
+    browser = Browser(bed, user)
+    assert browser.login().status_code == 200
+    browser.wait_server()
+    assert browser.open_lab().status_code == 200
+    return browser
+
+
+@pytest.fixture(scope="module")
+def mallory(bed):
+    """The attacker: a hub user with a server and a notebook's kernel on the cluster."""
+    return logged_in(bed, MALLORY)
+
+
+@pytest.fixture(scope="module")
+def victor(bed):
+    """Another hub user, logged in, server running: what Mallory must not reach."""
+    return logged_in(bed, VICTOR)
+
+
+def notebook_kernel(browser: Browser, path: str = "attack.ipynb") -> Kernel:
+    """A kernel started as JupyterLab starts a notebook's (``POST /api/sessions``)."""
+    reply = browser.server_api("POST", "sessions", json={
+        "path": path, "name": path, "type": "notebook", "kernel": {"name": "cori-login-python3"}})
+    assert reply.status_code == 201, (reply.status_code, reply.text)
+    return Kernel(browser, reply.json()["kernel"]["id"])
+
+
+# Run inside the kernel on the cluster: every variable that names a token or the hub, and
+# what the hub API answers about the user with every value of the environment as a token.
+KERNEL_PROBE = r"""
+import json, os, urllib.request, urllib.error
+hub, user = {hub!r}, {user!r}
+names = sorted(os.environ)
+tried, leaked = 0, []
+for value in set(os.environ.values()) | {{""}}:
+    request = urllib.request.Request(hub + "/hub/api/users/" + user)
+    if value:
+        request.add_header("Authorization", "token " + value)
+    tried += 1
+    try:
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            body = reply.read().decode()
+        if "auth_state" in body or "ssh_private_key" in body:
+            leaked.append(value[:6])
+    except urllib.error.HTTPError:
+        pass
+print(json.dumps({{"names": names, "tried": tried, "leaked": leaked,
+                  "session": os.environ.get("JPY_SESSION_NAME")}}))
+"""
+
+
+def test_a_notebook_kernel_holds_no_token_and_reaches_no_key(bed, mallory):
+    """JupyterLab's way of starting a kernel: the kernel on the cluster has no token in its
+    environment, and from inside it the hub API gives no auth_state with any value it has."""
+    kernel = notebook_kernel(mallory)
+    try:
+        out = kernel.execute(KERNEL_PROBE.format(hub=bed.url, user=MALLORY))
+    finally:
+        kernel.close()
+    assert out["error"] is None, out
+    seen = json.loads(out["stdout"])
+    assert seen["session"] and seen["session"].endswith("attack.ipynb"), seen  # the allow list's one entry
+    forbidden = [name for name in seen["names"]
+                 if name in ("JPY_API_TOKEN", "JUPYTER_TOKEN") or name.startswith("JUPYTERHUB_") or "TOKEN" in name]
+    assert forbidden == [], forbidden
+    assert seen["tried"] > 5 and seen["leaked"] == [], seen
+
+
+def test_a_personal_api_token_reads_no_credential(bed, mallory):
+    """A token Mallory makes for herself (what /hub/token does) reads her model, but no key:
+    the user role no longer holds admin:auth_state."""
+    xsrf = mallory.session.cookies.get("_xsrf", path="/hub/") or ""
+    made = mallory.session.post(f"{bed.url}/hub/api/users/{MALLORY}/tokens", json={"note": "mine"},
+                                headers={"X-XSRFToken": xsrf}, timeout=30)
+    assert made.status_code == 201, (made.status_code, made.text)
+    token = made.json()["token"]
+    mine = requests.get(f"{bed.url}/hub/api/users/{MALLORY}", headers={"Authorization": f"token {token}"}, timeout=30)
+    assert mine.status_code == 200 and mine.json()["name"] == MALLORY
+    assert "auth_state" not in mine.json() and "ssh_private_key" not in mine.text
+    # The hub does hold it, and pushed it to her server (the admin's view, for contrast).
+    assert bed.auth_state(MALLORY)["ssh_private_key"]
+    held = requests.get(f"{bed.url}/user/{MALLORY}/jupyter-hpc/api/credential",
+                        headers={"Authorization": f"token {bed.admin_token}"}, timeout=30)
+    assert held.json()["fingerprint"] == bed.auth_state(MALLORY)["ssh_fingerprint"], held.text
+
+
+def test_only_the_hub_hands_a_server_a_credential(bed, mallory, victor):
+    """Mallory, logged in to her own server, cannot push a credential into it (only the hub,
+    with the server's own token, can), nor into Victor's; his keeps the hub's."""
+    fake = {"auth_state": {"ssh_private_key": "x", "ssh_certificate": "y"}}
+    xsrf = mallory.session.cookies.get("_xsrf", path=f"/user/{MALLORY}/") or ""
+    for owner in (MALLORY, VICTOR):
+        pushed = mallory.session.post(f"{bed.url}/user/{owner}/jupyter-hpc/api/credential", json=fake,
+                                      headers={"X-XSRFToken": xsrf}, allow_redirects=False, timeout=30)
+        assert pushed.status_code in (302, 403), (owner, pushed.status_code, pushed.text[:300])
+    held = requests.get(f"{bed.url}/user/{VICTOR}/jupyter-hpc/api/credential",
+                        headers={"Authorization": f"token {bed.admin_token}"}, timeout=30)
+    assert held.json()["fingerprint"] == bed.auth_state(VICTOR)["ssh_fingerprint"], held.text
+
+
+def test_the_hub_warns_of_a_user_role_that_reads_auth_state(caplog):
+    """A config that still grants admin:auth_state to the user role gets a warning at start."""
+    from jupyter_hpc.hub.authenticator import SSHCertAuthenticator
+
+    class Hub:  # what get_handlers reads of JupyterHub's app
+        load_roles = [{"name": "user", "scopes": ["self", "admin:auth_state!user"]}]
+
+    authenticator = SSHCertAuthenticator()
+    with caplog.at_level("WARNING"):
+        authenticator.get_handlers(Hub())
+    assert re.search(r"'user' role is granted admin:auth_state!user .*remove it", caplog.text), caplog.text
+    caplog.clear()
+    Hub.load_roles = [{"name": "user", "scopes": ["self"]}]
+    authenticator.get_handlers(Hub())
+    assert "admin:auth_state" not in caplog.text
