@@ -37,7 +37,7 @@ from .errors import HPCError
 from .ssh import SSHTarget
 
 #: Keys of a site that are not provisioner settings.
-SITE_KEYS = ("display_name", "roots", "targets", "terminals")
+SITE_KEYS = ("display_name", "roots", "targets", "terminals", "proxy_hosts")
 #: Keys of a target that are not provisioner settings.
 TARGET_KEYS = ("display_name", "provisioner")
 PROVISIONERS = ("hpc-ssh", "hpc-slurm")
@@ -94,6 +94,9 @@ class Site:
     roots: Mapping[str, str]
     targets: Mapping[str, Target]
     terminals: bool = True  # JupyterLab's Terminal may open a shell here (jupyter_hpc.terminals)
+    #: Host patterns (fnmatch, e.g. ``"nid*"``) the web-UI proxy may reach besides the login
+    #: node's loopback and the nodes of the user's running jobs (:mod:`jupyter_hpc.proxy`).
+    proxy_hosts: tuple[str, ...] = ()
 
     @property
     def remote_python(self) -> str:
@@ -181,6 +184,12 @@ def parse_site(name: str, entry: Any) -> Site:
     terminals = entry.get("terminals", True)
     if not isinstance(terminals, bool):
         raise SiteConfigError(f"Site {name!r}: 'terminals' must be true or false, not {terminals!r}.")
+    proxy_hosts = entry.get("proxy_hosts") or []
+    if not isinstance(proxy_hosts, (list, tuple)) or not all(isinstance(p, str) and p.strip() for p in proxy_hosts):
+        raise SiteConfigError(
+            f"Site {name!r}: 'proxy_hosts' must be a list of host patterns such as ['nid*', "
+            f"'*.cori.nersc.gov'], not {proxy_hosts!r}."
+        )
     settings = {k: v for k, v in entry.items() if k not in SITE_KEYS}
     return Site(
         name=name,
@@ -189,6 +198,7 @@ def parse_site(name: str, entry: Any) -> Site:
         roots=dict(roots),
         targets=targets,
         terminals=terminals,
+        proxy_hosts=tuple(p.strip().lower() for p in proxy_hosts),
     )
 
 
@@ -247,7 +257,9 @@ class HPCSites(SingletonConfigurable):
         e.g. {"home": "~", "scratch": "$SCRATCH"}; default {"home": "~"}) and 'targets' (where
         kernels run, e.g. {"login": {}, "knl": {"provisioner": "hpc-slurm", "partition":
         "regular", "display_name": "KNL node"}}; default: one target, "login", on the login
-        node), 'terminals' (false: JupyterLab's Terminal opens no shell there; default true).
+        node), 'terminals' (false: JupyterLab's Terminal opens no shell there; default true),
+        'proxy_hosts' (host patterns the web-UI proxy may reach besides the login node's
+        loopback and your jobs' nodes, e.g. ["nid*", "*.cori.nersc.gov"]).
         `jupyter hpc site add` writes this setting for you.""",
     )
 
