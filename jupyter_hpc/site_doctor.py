@@ -52,21 +52,52 @@ async def _resolve(host: str, port: int) -> Check:
 
 
 async def _kernel_check(login: SiteConnection, name: str, argv: Sequence[str]) -> Check:
-    """Whether the spec's program exists there, and for a python, whether it has ipykernel."""
+    """Whether the spec's program is found there as the launcher will find it, and for a
+    python running a module (``-m ipykernel_launcher``, ``-m xpython_launcher``), whether that
+    module imports.
+
+    argv[0] is resolved on the PATH of a command run over SSH, which is the environment the
+    launcher starts the kernel in: ``R`` (IRkernel's spec) or ``python`` is a command there,
+    as in a terminal, not a file name relative to the home.
+    """
     program = argv[0] if argv else ""
-    if "ipykernel_launcher" in argv or "ipykernel" in argv or program.rsplit("/", 1)[-1].startswith("python"):
-        result = await login.run([program, "-c", "import ipykernel"], check=False)
-        if result.exit_status != 0:
-            return Check(
-                f"kernel {name}", False,
-                f"{program} cannot import ipykernel on {login.target.host}: install it there "
-                f"({shlex.join([program, '-m', 'pip', 'install', '--user', 'ipykernel'])}), or fix the spec's argv",
-            )
-        return Check(f"kernel {name}", True, f"{program} imports ipykernel")
-    result = await login.run(["test", "-x", program], check=False)
+    if not program:
+        return Check(f"kernel {name}", False, "its argv is empty; fix the spec")
+    found = await login.run(["sh", "-c", _RESOLVE, "sh", program], check=False)
+    path = str(found.stdout or "").strip().splitlines()[-1:] or [""]
+    if found.exit_status != 0 or not path[0]:
+        where = "is not an executable file" if "/" in program else "is not a command on the login shell's PATH"
+        return Check(f"kernel {name}", False, f"{program} {where} on {login.target.host}; "
+                     "install it there, add its directory to PATH in the shell's rc file, or fix the spec's argv")
+    resolved = path[0]
+    shown = program if resolved == program else f"{program} ({resolved})"
+    module = _python_module(argv)
+    if module is None:
+        return Check(f"kernel {name}", True, f"{shown} is executable")
+    package = "ipykernel" if module == "ipykernel_launcher" else module.split(".")[0]
+    result = await login.run([resolved, "-c", f"import {package}"], check=False)
     if result.exit_status != 0:
-        return Check(f"kernel {name}", False, f"{program} is not an executable file on {login.target.host}; fix the spec's argv")
-    return Check(f"kernel {name}", True, f"{program} is executable (a wrapper: ipykernel not checked)")
+        return Check(
+            f"kernel {name}", False,
+            f"{program} cannot import {package} on {login.target.host}: install it there "
+            f"({shlex.join([program, '-m', 'pip', 'install', '--user', package])}), or fix the spec's argv",
+        )
+    return Check(f"kernel {name}", True, f"{shown} imports {package}")
+
+
+# Prints where the login's PATH finds "$1" (a command name or a path) and fails if nowhere
+# executable: the kernel's argv[0] as the launcher's exec will find it.
+_RESOLVE = 'p=$(command -v -- "$1") && [ -x "$p" ] && [ ! -d "$p" ] && printf "%s\\n" "$p"'
+
+
+def _python_module(argv: Sequence[str]) -> str | None:
+    """The module a python argv runs with ``-m`` (``ipykernel_launcher``), else None."""
+    if not argv or not argv[0].rsplit("/", 1)[-1].startswith("python"):
+        return None
+    for option, value in zip(argv[1:], argv[2:]):
+        if option == "-m" and value.replace(".", "").replace("_", "").isalnum():
+            return value
+    return "ipykernel_launcher" if "ipykernel" in argv else None
 
 
 async def _slurm_checks(login: SiteConnection, site: Site, target: str) -> list[Check]:

@@ -22,6 +22,7 @@ import requests
 
 from demo_helpers import KernelSocket
 from server_helpers import Server
+from testbed.remote_python import VENV
 from testbed.sshd import SSHDaemon, running_sshd
 from testbed.users import ensure_user
 
@@ -127,8 +128,16 @@ def servers(tmp_path, monkeypatch):
         server.stop()
 
 
+# Where the cluster keeps kernelspecs of its own, which every discovery here also lists: Debian's
+# R kernel (/usr/share/jupyter/kernels/ir), the cluster venv's ipykernel and xeus-python specs.
+SITE_KERNEL_DIRS = tuple(os.path.join(d, "share", "jupyter", "kernels", "") for d in ("/usr", "/usr/local", VENV))
+
+
 def specs(server: Server) -> dict:
-    return server.api("GET", "kernelspecs").json()["kernelspecs"]
+    """The kernelspecs listed from anywhere but the cluster's own directories: this test's."""
+    listed = server.api("GET", "kernelspecs").json()["kernelspecs"]
+    return {name: model for name, model in listed.items()
+            if not model["spec"]["metadata"]["jupyter_hpc"]["remote_file"].startswith(SITE_KERNEL_DIRS)}
 
 
 def test_myenv_in_ipython_kernels_is_listed_with_logo_and_runs_in_its_environment(
