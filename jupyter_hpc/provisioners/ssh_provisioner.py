@@ -36,6 +36,7 @@ from traitlets import Bool, CaselessStrEnum, Dict, Float, Int, List, Unicode, de
 
 from ..errors import HPCError, KernelLaunchError, TransportRefusedError
 from ..launcher import RemoteKernel, kernel_shim_source
+from ..proxy.links import kernel_helper_files, kernel_proxy_env, kernel_site
 from ..ssh import SiteConnection, SSHTarget, get_pool, run_in_ssh_loop
 from ..ssh import credentials
 from . import kernel_env
@@ -46,6 +47,12 @@ log = logging.getLogger("jupyter_hpc.provisioners")
 
 RECONNECT_ATTEMPT_TIMEOUT = 5.0  # seconds one reconnection attempt may take before the next
 ZMQ_RECONNECT_GRACE = 1.0  # seconds for clients' sockets to rejoin reopened endpoints
+
+
+def _served_by_jupyter_server(manager: Any) -> bool:
+    """Whether the kernel manager is jupyter_server's (its ServerKernelManager or a subclass),
+    without importing jupyter_server where it is not already loaded."""
+    return any(cls.__module__.startswith("jupyter_server.") for cls in type(manager).__mro__)
 
 
 class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
@@ -122,10 +129,12 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         "the kernel's PYTHONPATH (Python kernels only); `jupyter hpc doctor` shows the outcome.",
     )
     local_transport = CaselessStrEnum(
-        ["tcp", "ipc"], default_value="tcp", config=True,
+        ["tcp", "ipc"], config=True,
         help="Where the server's side listens: 'tcp' (ephemeral 127.0.0.1 ports) or 'ipc' "
-        "(Unix sockets in a 0700 runtime directory; use it when the server's host is shared, "
-        "e.g. JupyterLab running on a login node).",
+        "(Unix sockets in a 0700 runtime directory: private on a shared host, e.g. JupyterLab "
+        "on a login node; its iopub also streams faster). Default: 'ipc' when the kernel's client "
+        "is jupyter_server (JupyterLab, a hub's server), else 'tcp' (scripts, `jupyter console`, "
+        "whose connection file other tools may expect to hold ports).",
     )
     pool_size = Int(
         0, config=True,
@@ -154,6 +163,12 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
     @default("username")
     def _default_username(self) -> str | None:
         return None
+
+    @default("local_transport")
+    def _default_local_transport(self) -> str:
+        # A Unix socket's path must fit sun_path (108 bytes): a very long runtime dir keeps TCP.
+        fits = len(os.path.join(jupyter_runtime_dir(), "hpc-12345678", "k-5").encode()) < 100
+        return "ipc" if fits and _served_by_jupyter_server(self.parent) else "tcp"
 
     @validate("port")
     def _valid_port(self, proposal: dict) -> int | None:
@@ -267,6 +282,7 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         local_env = kwargs.pop("env", None) or {}
         kwargs["env"] = kernel_env.from_server(local_env)
         kwargs = await super().pre_launch(**kwargs)
+        kwargs["env"].update(kernel_proxy_env(kernel_site(self)))  # the web-UI proxy's links
         kwargs["env"].update(self.env)
         km = self.parent
         if km is not None and km.curve_publickey is None and self._curve_wanted(km):
@@ -298,6 +314,7 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
             "lease": self.lease,
             "ready_timeout": self.launch_timeout,
             "listeners": self.debugger,
+            "pythonpath_files": kernel_helper_files(),  # jupyter_hpc.proxy_url in the kernel
         }
         if self.debugger != "open":
             request["shim"] = kernel_shim_source()

@@ -17,3 +17,6 @@ def _load_jupyter_server_extension(serverapp) -> None:
     for module in HANDLER_MODULES:
         serverapp.web_app.add_handlers(".*$", importlib.import_module(module).handlers(base_url))
     serverapp.log.info("jupyter_hpc: REST handlers under %sjupyter-hpc/api/", base_url)
+    from .connect_ahead import ConnectAhead
+
+    ConnectAhead(parent=serverapp).start(serverapp)

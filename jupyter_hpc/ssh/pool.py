@@ -266,13 +266,47 @@ class SiteConnection:
 
 
 class ConnectionPool:
-    """Shared SSH connections, opened on first use and dropped when they close."""
+    """Shared SSH connections, opened on first use (or ahead of it) and dropped when they close."""
 
     def __init__(self) -> None:
         self._connecting: dict[tuple, asyncio.Task[SiteConnection]] = {}
+        self._asked: set[tuple] = set()  # keys someone connected to (not only ahead of need)
         self.opened = 0
 
     async def connect(self, target: SSHTarget) -> SiteConnection:
+        """The shared connection for ``target``, opened now or earlier (ahead or not)."""
+        hop: SSHTarget | None = target
+        while hop is not None:  # the jump hosts carry this connection: in use too
+            self._asked.add(hop.pool_key())
+            hop = hop.jump_target()
+        return await self._shared(target)
+
+    async def connect_ahead(self, target: SSHTarget, unused_lifetime: float) -> SiteConnection:
+        """Open ``target``'s connection before anything needs it (a server with kernelspecs of
+        a site, at its start), so the first kernel pays no key exchange. If nothing connects
+        to it within ``unused_lifetime`` seconds, it is closed: no idle login is kept for a
+        kernelspec nobody starts. Once used, it lives as any other pooled connection."""
+        connection = await self._shared(target)
+        loop = asyncio.get_running_loop()
+        hop: SSHTarget | None = target
+        while hop is not None:
+            key = hop.pool_key()
+            if key not in self._asked:
+                loop.call_later(unused_lifetime, self._close_if_unasked, key)
+            hop = hop.jump_target()
+        return connection
+
+    def _close_if_unasked(self, key: tuple) -> None:
+        task = self._connecting.get(key)
+        if key in self._asked or task is None or not task.done() or task.cancelled() or task.exception():
+            return
+        connection = task.result()
+        if connection.sessions == 0 and not connection.closed:
+            log.info("SSH connection to %s opened ahead and never used: closed", connection.target.host)
+            del self._connecting[key]
+            connection.conn.close()
+
+    async def _shared(self, target: SSHTarget) -> SiteConnection:
         key = target.pool_key()
         task = self._connecting.get(key)
         if task is not None and task.done() and (task.cancelled() or task.exception() or task.result().closed):
@@ -307,7 +341,7 @@ class ConnectionPool:
         tunnel = None
         jump = target.jump_target()
         if jump is not None:
-            tunnel = (await self.connect(jump)).conn
+            tunnel = (await self._shared(jump)).conn
         options = target.connect_options()
         where = f"{target.host} port {target.port or 22}"
         if tunnel is not None:

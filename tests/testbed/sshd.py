@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import asyncssh
+from jupyter_hpc.ssh.quiet_import import asyncssh
 
 SSHD = "/usr/sbin/sshd"
 

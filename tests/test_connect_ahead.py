@@ -1,0 +1,75 @@
+"""Issue 30: a server with installed hpc kernelspecs logs in to their sites at its start.
+
+One jupyter_server (plain KernelSpecManager, the jupyter_hpc extension loaded) with two installed
+``hpc-ssh`` kernelspecs on the test sshd. They pin copies of one known_hosts, so each has a pooled
+connection of its own. Both are opened at the server's start, before any kernel; the first
+kernel rides its spec's connection (no login of its own, its channels on Unix sockets since the
+client is jupyter_server), and the other, never used, is closed after its
+``pool_idle_lifetime``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+
+from demo_helpers import KernelSocket
+from server_helpers import Server
+
+
+def logins(log: str, user: str) -> list[str]:
+    """The client ports of the logins of ``user`` in this part of sshd's log."""
+    return re.findall(rf"Accepted publickey for {re.escape(user)} from \S+ port (\d+)", log)
+
+
+def test_installed_kernelspecs_sites_are_connected_ahead_and_unused_ones_closed(
+    ssh_spec, sshd, kernel_user, tmp_path
+):
+    user = kernel_user.pw_name
+    used = ssh_spec("hpc-ahead-used", pool_idle_lifetime=60)
+    spare_known_hosts = shutil.copy(sshd.known_hosts, tmp_path / "known_hosts.spare")
+    ssh_spec("hpc-ahead-spare", pool_idle_lifetime=2, known_hosts=str(spare_known_hosts))
+    offset = len(sshd.log.read_text())
+
+    def since_start() -> str:
+        return sshd.log.read_text()[offset:]
+
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "jupyter_server_config.json").write_text(
+        json.dumps({"ServerApp": {"jpserver_extensions": {"jupyter_hpc": True}}}))
+    server = Server(tmp_path)
+    try:
+        deadline = time.monotonic() + 30
+        while len(logins(since_start(), user)) < 2:
+            assert time.monotonic() < deadline, "no logins ahead of a kernel:\n" + since_start() + server.log
+            time.sleep(0.1)
+        assert server.kernel_ids() == []
+        first_two = logins(since_start(), user)
+
+        kernel_id = server.api("POST", "kernels", json={"name": used}).json()["id"]
+        ws = KernelSocket(server, kernel_id)
+        try:
+            out = ws.execute("print(6 * 7)")
+            assert out["stdout"].strip() == "42", out
+        finally:
+            ws.close()
+        assert logins(since_start(), user) == first_two, "the first kernel logged in again"
+        # jupyter_server is the client: the kernel's channels are Unix sockets in the runtime dir.
+        sockets = list((tmp_path / "runtime").glob("hpc-*/k-1"))
+        assert sockets and sockets[0].is_socket(), list((tmp_path / "runtime").iterdir())
+
+        # The spare connection closes after its 2 s; the used one stays.
+        deadline = time.monotonic() + 20
+        closed = []
+        while not closed:
+            assert time.monotonic() < deadline, "the unused connection stayed open:\n" + since_start()
+            closed = [port for port in first_two if re.search(rf"Disconnected from user {user} \S+ port {port}\b", since_start())]
+            time.sleep(0.2)
+        assert len(closed) == 1, since_start()
+        still = server.api("GET", f"kernels/{kernel_id}").json()
+        assert still["execution_state"] in ("idle", "busy"), still
+        server.api("DELETE", f"kernels/{kernel_id}")
+    finally:
+        server.stop()
