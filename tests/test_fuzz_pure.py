@@ -27,15 +27,11 @@ from jupyter_hpc.errors import HPCError, KernelLaunchError, SlurmError
 from jupyter_hpc.launcher import parse_answer
 from jupyter_hpc.launcher import remote_launcher as rl
 from jupyter_hpc.magics.dialect import SEP, SQUEUE_FIELDS, Slurm, SlurmJSON
-from jupyter_hpc.provisioners.slurm_jobs import (
-    DEFAULT_BATCH_TEMPLATE,
-    JobState,
-    SlurmQueue,
-    checked_value,
-    render_batch_script,
-    sbatch_argv,
-)
-from jupyter_hpc.slurm_text import sbatch_job_id
+from jupyter_hpc.slurm.batch import DEFAULT_BATCH_TEMPLATE, render_batch_script
+from jupyter_hpc.slurm.commands import checked_value, sbatch_argv
+from jupyter_hpc.slurm.parse import sbatch_job_id
+from jupyter_hpc.slurm.site import SlurmQueue
+from jupyter_hpc.slurm.states import JobState
 
 FAST = settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 SLOW = settings(max_examples=30, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])

@@ -78,7 +78,7 @@ def test_scancel_from_outside_is_seen_within_5s(slurm_spec, slurm, kernel_user):
 
 def test_queue_wait_blocks_nothing_and_polls_once_per_interval(slurm_spec, ssh_spec, slurm, kernel_user):
     """Three kernels wait in the queue while another kernel on the same server runs cells."""
-    from jupyter_hpc.provisioners.slurm_jobs import SlurmQueue
+    from jupyter_hpc.slurm.site import SlurmQueue
 
     held = slurm_spec("held", extra_directives=["--hold"], queue_timeout=4, poll_interval=0.5)
     busy = ssh_spec("busy")

@@ -1,61 +1,30 @@
 """Turn SLURM's text fields into typed pandas columns.
 
-SLURM prints durations as ``[D-]HH:MM:SS`` (or ``M:SS``), times as ISO text or, with
-``SLURM_TIME_FORMAT=%s``, epoch seconds, and fills blanks with words (``N/A``, ``Unknown``,
-``UNLIMITED``, ``None assigned``). Each converter maps those words to a missing value and keeps
-the column's dtype: ``Int64``, ``datetime64[ns, UTC]``, ``timedelta64[ns]``, ``category``.
+Durations are read by :mod:`jupyter_hpc.slurm.times` (the one parser), times come as ISO
+text or, with ``SLURM_TIME_FORMAT=%s``, epoch seconds, and SLURM's words for blanks (its
+``MISSING`` set) become missing values. Each converter keeps the column's dtype: ``Int64``,
+``datetime64[ns, UTC]``, ``timedelta64[ns]``, ``category``.
 Durations are parsed once per distinct value, so a 10,000-row queue costs a few hundred parses.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
 import pandas as pd
 
-# SLURM's words for "no value" in numeric, time and duration fields.
-MISSING = frozenset({"", "N/A", "n/a", "Unknown", "UNKNOWN", "None", "NONE", "none", "INVALID", "NOT_SET", "None assigned", "(null)"})
-UNLIMITED = frozenset({"UNLIMITED", "Partition_Limit", "infinite"})
-
-JOB_STATES = (
-    "PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "COMPLETED", "SUSPENDED", "STOPPED",
-    "PREEMPTED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "BOOT_FAIL", "DEADLINE",
-    "OUT_OF_MEMORY", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "RESIZING", "REVOKED",
-    "SIGNALING", "SPECIAL_EXIT", "STAGE_OUT", "RESV_DEL_HOLD",
-)
-NODE_STATES = (
-    "idle", "mixed", "allocated", "completing", "drained", "draining", "down", "fail",
-    "failing", "future", "inval", "maint", "perfctrs", "planned", "power_down", "powered_down",
-    "powering_down", "powering_up", "reboot_issued", "reboot_requested", "reserved", "unknown",
-)
-
-EPOCH_LIMIT = 9.2e9  # seconds: past this (the year 2261) a datetime64[ns] overflows
-
-_DURATION = re.compile(r"^(?:(\d+)-)?(?:(\d+):)?(\d+):(\d+)(?:\.(\d+))?$", re.ASCII)
+from ..slurm.states import JOB_STATES, NODE_STATES  # noqa: F401  (the magics' typed categories)
+from ..slurm.times import EPOCH_LIMIT, MISSING, NO_LIMIT, duration_seconds
 
 
 def duration(text: str) -> pd.Timedelta:
-    """``1-02:03:04``, ``02:03:04``, ``3:04``, ``00:01.234`` → Timedelta; words → NaT.
-
-    A bare number is minutes, as in ``--time=30``.
-    """
-    text = text.strip()
-    if text in MISSING or text in UNLIMITED:
+    """A SLURM duration (:func:`jupyter_hpc.slurm.times.duration_seconds`) as a Timedelta;
+    no value and no limit (``UNLIMITED``) → NaT."""
+    seconds = duration_seconds(text)
+    if seconds is None or seconds == NO_LIMIT:
         return pd.NaT
     try:
-        if text.isascii() and text.isdigit():
-            return pd.Timedelta(minutes=int(text))
-        match = _DURATION.match(text)
-        if not match:
-            return pd.NaT
-        days, hours, minutes, seconds, fraction = match.groups()
-        if hours is None and days is not None:  # "D-HH:MM" is not a SLURM output form; days-hours only
-            hours, minutes, seconds = minutes, seconds, "0"
-        total = pd.Timedelta(days=int(days or 0), hours=int(hours or 0), minutes=int(minutes), seconds=int(seconds))
-        if fraction:
-            total += pd.Timedelta(float("0." + fraction), unit="s")
-        return total
+        return pd.Timedelta(seconds=seconds)
     except (OverflowError, ValueError):  # beyond what a Timedelta holds (~292 years)
         return pd.NaT
 

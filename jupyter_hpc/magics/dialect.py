@@ -16,16 +16,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import re
 from collections.abc import Callable, Sequence
 
 from . import convert
 from ..errors import SlurmError
-from ..slurm_text import sbatch_job_id
-
-SEP = "\x1f"
-EPOCH_ENV = {"SLURM_TIME_FORMAT": "%s"}
+from ..slurm import commands, parse
+from ..slurm.commands import EPOCH_ENV, SACCT_FIELDS, SEP
+from ..slurm.parse import JobStatus
+from ..slurm.states import JOB_STATES, NODE_STATES
 
 
 @dataclasses.dataclass
@@ -39,52 +38,20 @@ class Query:
     fallback: "Query | None" = None  # run instead when this dialect's option is unknown
 
 
-@dataclasses.dataclass
-class JobStatus:
-    """What ``scontrol show job`` says about one job."""
-
-    job_id: int
-    state: str
-    reason: str
-    run_time: str
-    exit_code: int | None
-    signal: int | None
-    stdout_path: str
-
-    @property
-    def finished(self) -> bool:
-        return self.state not in {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED",
-                                  "REQUEUED", "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED"}
-
-
 # squeue: (header, -o field, converter); one row per job (``-r``: array tasks expanded).
-SQUEUE_FIELDS = (
-    ("JOBID", "%A", convert.integers),
-    ("ARRAY_JOB_ID", "%F", convert.integers),
-    ("ARRAY_TASK_ID", "%K", convert.integers),
-    ("NAME", "%j", convert.text),
-    ("USER", "%u", convert.text),
-    ("ACCOUNT", "%a", lambda v: convert.text(v, convert.MISSING)),
-    ("PARTITION", "%P", convert.text),
-    ("STATE", "%T", lambda v: convert.category(v, convert.JOB_STATES)),
-    ("REASON", "%r", lambda v: convert.text(v, {"None"})),
-    ("TIME", "%M", convert.durations),
-    ("TIME_LIMIT", "%l", convert.durations),
-    ("SUBMIT_TIME", "%V", convert.timestamps),
-    ("START_TIME", "%S", convert.timestamps),
-    ("END_TIME", "%e", convert.timestamps),
-    ("NODES", "%D", convert.integers),
-    ("CPUS", "%C", convert.integers),
-    ("PRIORITY", "%Q", convert.integers),
-    ("NODELIST", "%N", lambda v: convert.text(v, {""})),
-)
+_SQUEUE_CONVERT = {
+    "JOBID": convert.integers, "ARRAY_JOB_ID": convert.integers, "ARRAY_TASK_ID": convert.integers,
+    "NAME": convert.text, "USER": convert.text, "ACCOUNT": lambda v: convert.text(v, convert.MISSING),
+    "PARTITION": convert.text, "STATE": lambda v: convert.category(v, JOB_STATES),
+    "REASON": lambda v: convert.text(v, {"None"}), "TIME": convert.durations, "TIME_LIMIT": convert.durations,
+    "SUBMIT_TIME": convert.timestamps, "START_TIME": convert.timestamps, "END_TIME": convert.timestamps,
+    "NODES": convert.integers, "CPUS": convert.integers, "PRIORITY": convert.integers,
+    "NODELIST": lambda v: convert.text(v, {""}),
+}
+SQUEUE_FIELDS = tuple((name, field, _SQUEUE_CONVERT[name]) for name, field in commands.SQUEUE_FIELDS)
 
-# sacct: field names as sacct spells them; converters by name, so a captured
-# ``--parsable2`` text with any of these columns parses the same way.
-SACCT_FIELDS = (
-    "JobIDRaw", "JobName", "User", "Account", "Partition", "State", "ExitCode", "Submit",
-    "Start", "End", "Elapsed", "Timelimit", "NNodes", "NCPUS", "NodeList", "Reason", "WorkDir",
-)
+# sacct: converters by field name, so a captured ``--parsable2`` text with any of these
+# columns parses the same way.
 _SACCT_CONVERT = {
     "JobName": convert.text, "User": lambda v: convert.text(v, {""}),
     "Account": lambda v: convert.text(v, {""}), "Partition": lambda v: convert.text(v, {""}),
@@ -99,9 +66,6 @@ _SACCT_CONVERT = {
 # sinfo: one row per (partition, node), from JSON or from ``sinfo -N -o``.
 SINFO_COLUMNS = ("PARTITION", "NODE", "STATE", "STATE_FLAGS", "CPUS", "CPUS_ALLOC", "CPUS_IDLE",
                  "MEMORY", "FREE_MEMORY", "CPU_LOAD", "REASON")
-_NODE_SUFFIX = {"*": "NOT_RESPONDING", "~": "POWERED_DOWN", "#": "POWERING_UP", "!": "POWERING_DOWN",
-                "%": "POWERING_DOWN", "$": "MAINTENANCE", "@": "REBOOT_REQUESTED", "^": "REBOOT_ISSUED",
-                "-": "PLANNED"}
 
 _FORMAT_OPTIONS = re.compile(r"^(-o|-O|--format|--Format)(=|$)|^-[oO].")
 
@@ -132,10 +96,6 @@ def has_format_option(args: Sequence[str]) -> bool:
     return any(_FORMAT_OPTIONS.match(arg) for arg in args)
 
 
-def _rows(text: str, sep: str) -> list[list[str]]:
-    return [line.split(sep) for line in text.splitlines() if line]
-
-
 def _frame(columns: dict):
     import pandas as pd
 
@@ -149,32 +109,28 @@ class Slurm:
 
     # -- commands -------------------------------------------------------------------------
     def squeue(self, args: Sequence[str]) -> Query:
-        fmt = SEP.join(field for _, field, _ in SQUEUE_FIELDS)
-        return Query(["squeue", "--noheader", "--array", "-o", fmt, *args], self.parse_squeue, dict(EPOCH_ENV))
+        return Query(commands.squeue_argv(args), self.parse_squeue, dict(EPOCH_ENV))
 
     def sacct(self, args: Sequence[str]) -> Query:
-        argv = ["sacct", "--parsable2", f"--delimiter={SEP}", "--format=" + ",".join(SACCT_FIELDS), *args]
-        return Query(argv, self.parse_sacct, dict(EPOCH_ENV))
+        return Query(commands.sacct_argv(args), self.parse_sacct, dict(EPOCH_ENV))
 
     def sinfo(self, args: Sequence[str]) -> Query:
-        fmt = SEP.join(("%P", "%N", "%T", "%c", "%C", "%m", "%e", "%O", "%E"))
-        return Query(["sinfo", "--noheader", "-N", "-o", fmt, *args], self.parse_sinfo, dict(EPOCH_ENV))
+        return Query(commands.sinfo_argv(args), self.parse_sinfo, dict(EPOCH_ENV))
 
     def sbatch(self, args: Sequence[str], script: str) -> Query:
-        return Query(["sbatch", "--parsable", *args], self.parse_sbatch, input=script)
+        return Query(commands.sbatch_user_argv(args), self.parse_sbatch, input=script)
 
     def scancel(self, args: Sequence[str]) -> Query:
-        return Query(["scancel", *args], lambda text: None)
+        return Query(commands.scancel_user_argv(args), lambda text: None)
 
     def job_status(self, job_id: int) -> Query:
-        return Query(["scontrol", "show", "job", str(job_id)], self.parse_job_status)
+        return Query(commands.job_argv(job_id), self.parse_job_status)
 
     # -- parsers --------------------------------------------------------------------------
     @reads("squeue")
     def parse_squeue(self, text: str):
-        rows = _rows(text, SEP)
         width = len(SQUEUE_FIELDS)
-        rows = [row if len(row) == width else _repair(row, width, SQUEUE_FIELDS) for row in rows]
+        rows = parse.delimited_rows(text, width, spill_at=[name for name, _, _ in SQUEUE_FIELDS].index("NAME"))
         columns = list(zip(*rows)) if rows else [()] * width
         return _frame({name: conv(values) for (name, _, conv), values in zip(SQUEUE_FIELDS, columns)})
 
@@ -197,7 +153,7 @@ class Slurm:
                 out["Step"] = convert.text(step, {""})
             elif name == "State":
                 words = [value.split(" ", 1) for value in values]
-                out["State"] = convert.category([w[0] for w in words], convert.JOB_STATES)
+                out["State"] = convert.category([w[0] for w in words], JOB_STATES)
                 out["CancelledBy"] = convert.integers(
                     [w[1][3:] if len(w) > 1 and w[1].startswith("by ") else None for w in words])
             elif name == "ExitCode":
@@ -208,18 +164,7 @@ class Slurm:
 
     @reads("sinfo")
     def parse_sinfo(self, text: str):
-        records = []
-        for row in _rows(text, SEP):
-            row = row + [""] * (8 - len(row))  # a short row (an older sinfo, a cut line): blanks
-            partition, node, state, cpus, aiot, memory, free, load, reason = row[:8] + [SEP.join(row[8:])]
-            base, flags = state, []
-            while base and base[-1] in _NODE_SUFFIX:
-                flags.append(_NODE_SUFFIX[base[-1]])
-                base = base[:-1]
-            alloc, idle, _other, _total = (aiot.split("/") + ["", "", "", ""])[:4]
-            records.append((partition.rstrip("*"), node, base, ",".join(flags), cpus, alloc, idle,
-                            memory, free, load, reason))
-        return self._sinfo_frame(records)
+        return self._sinfo_frame(parse.sinfo_rows(text))
 
     def _sinfo_frame(self, records: list[tuple]):
         columns = list(zip(*records)) if records else [()] * len(SINFO_COLUMNS)
@@ -227,7 +172,7 @@ class Slurm:
         return _frame({
             "PARTITION": convert.text(data["PARTITION"]),
             "NODE": convert.text(data["NODE"]),
-            "STATE": convert.category(data["STATE"], convert.NODE_STATES),
+            "STATE": convert.category(data["STATE"], NODE_STATES),
             "STATE_FLAGS": convert.text(data["STATE_FLAGS"]),
             "CPUS": convert.integers(data["CPUS"]),
             "CPUS_ALLOC": convert.integers(data["CPUS_ALLOC"]),
@@ -242,58 +187,13 @@ class Slurm:
     @reads("sbatch --parsable")
     def parse_sbatch(text: str) -> int:
         """``--parsable`` prints ``<id>`` or ``<id>;<cluster>``."""
-        return int(sbatch_job_id(text))
+        return int(parse.sbatch_job_id(text))
 
     @staticmethod
     @reads("scontrol show job")
     def parse_job_status(text: str) -> JobStatus:
-        """Read keys from ``scontrol show job``'s multi-line form. Keys are matched at the start
-        of a line, so a job name such as ``x JobState=COMPLETED`` (on the first line, after
-        ``JobName=``) cannot pose as the state."""
-
-        def first_key(key: str) -> str:
-            for line in text.splitlines():
-                stripped = line.strip()
-                if stripped.startswith(key + "="):
-                    value = stripped[len(key) + 1:]
-                    return value if key in ("StdOut", "JobName") else value.split(" ", 1)[0]
-            return ""
-
-        def key_on_state_line(key: str) -> str:
-            for line in text.splitlines():
-                if line.strip().startswith("JobState="):
-                    match = re.search(rf"(?:^|\s){key}=(\S*)", line)
-                    return match.group(1) if match else ""
-            return ""
-
-        def key_anywhere_at_line(key: str) -> str:
-            for line in text.splitlines():
-                if line.strip().startswith(("Requeue=", "RunTime=")):
-                    match = re.search(rf"(?:^|\s){key}=(\S*)", line)
-                    if match:
-                        return match.group(1)
-            return ""
-
-        exit_text = key_anywhere_at_line("ExitCode")
-        status, _, signal = exit_text.partition(":")
-        return JobStatus(
-            job_id=int(re.match(r"\s*JobId=(\d+)", text).group(1)) if re.match(r"\s*JobId=(\d+)", text) else 0,
-            state=first_key("JobState"),
-            reason=key_on_state_line("Reason"),
-            run_time=key_anywhere_at_line("RunTime"),
-            exit_code=int(status) if status.isdigit() else None,
-            signal=int(signal) if signal.isdigit() else None,
-            stdout_path=first_key("StdOut"),
-        )
-
-
-def _repair(row: list[str], width: int, fields) -> list[str]:
-    """A row with a stray separator inside the job name: put the surplus back into NAME."""
-    name_at = [name for name, _, _ in fields].index("NAME")
-    extra = len(row) - width
-    if extra <= 0:
-        return row + [""] * (width - len(row))
-    return row[:name_at] + [SEP.join(row[name_at:name_at + extra + 1])] + row[name_at + extra + 1:]
+        """Keys of ``scontrol show job``'s multi-line form (see :func:`jupyter_hpc.slurm.parse.scontrol_job`)."""
+        return parse.job_status(text)
 
 
 class SlurmJSON(Slurm):
@@ -306,24 +206,11 @@ class SlurmJSON(Slurm):
         delimited = super().sinfo(args)
         if args:  # 22.05's --json ignores filters: let sinfo do the filtering
             return delimited
-        return Query(["sinfo", "--json"], self.parse_sinfo_json, fallback=delimited)
+        return Query(commands.sinfo_json_argv(), self.parse_sinfo_json, fallback=delimited)
 
     @reads("sinfo --json")
     def parse_sinfo_json(self, text: str):
-        records = []
-        for node in json.loads(text).get("nodes", []):
-            state = str(node.get("state", "")).lower()
-            flags = ",".join(map(str, node.get("state_flags") or []))
-            load = node.get("cpu_load")
-            load = load if isinstance(load, (int, float)) else None
-            for partition in node.get("partitions") or [""]:
-                records.append((
-                    partition, node.get("name", ""), state, flags, node.get("cpus"),
-                    node.get("alloc_cpus"), node.get("idle_cpus"), node.get("real_memory"),
-                    node.get("free_memory"), None if load is None else load / 100,
-                    node.get("reason") or "",
-                ))
-        return self._sinfo_frame(records)
+        return self._sinfo_frame(parse.sinfo_json_rows(text))
 
 
 DIALECTS = {cls.name: cls for cls in (Slurm, SlurmJSON)}

@@ -27,18 +27,10 @@ from traitlets import CaselessStrEnum, Float, Int, List, Unicode, validate
 from ..errors import KernelLaunchError, NodeUnreachableError, SlurmError, SSHConnectError
 from ..launcher import RemoteKernel, launcher_source
 from ..ssh import SiteConnection, SSHTarget, get_pool
-from .slurm_jobs import (
-    DEFAULT_BATCH_TEMPLATE,
-    RUNNING,
-    JobState,
-    SlurmQueue,
-    cancel,
-    checked_value,
-    node_address,
-    render_batch_script,
-    sbatch_argv,
-    submit,
-)
+from ..slurm.batch import DEFAULT_BATCH_TEMPLATE, render_batch_script
+from ..slurm.commands import checked_value, sbatch_argv, step_argv
+from ..slurm.site import SlurmQueue, cancel, node_address, submit
+from ..slurm.states import RUNNING, JobState
 from .ssh_provisioner import SSHProvisioner
 
 log = logging.getLogger("jupyter_hpc.provisioners")
@@ -231,8 +223,7 @@ class SlurmProvisioner(SSHProvisioner):
     async def _monitor_on_node(self, login: SiteConnection, job_id: str, node: str, attach: dict[str, Any]) -> RemoteKernel:
         """Run the launcher's ``attach`` where the job's kernel runs."""
         if self.node_access == "direct":
-            step = ["srun", f"--jobid={job_id}", "--overlap", "--nodes=1", "--ntasks=1",
-                    f"--nodelist={node}", "--quiet"]
+            step = step_argv(job_id, node)
             remote = await RemoteKernel.start(login, self.remote_python, attach, self.launch_timeout + 5, step)
         else:
             connection = await self._node_connection(login, node, job_id)

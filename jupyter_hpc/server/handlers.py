@@ -32,8 +32,10 @@ from jupyter_server.utils import ensure_async
 from tornado import web
 
 from ..errors import HPCError
-from ..provisioners.slurm_jobs import WAITING, cancel
 from ..provisioners.slurm_provisioner import SlurmProvisioner
+from ..slurm import commands
+from ..slurm.site import cancel
+from ..slurm.states import WAITING
 from ..ssh import SSHTarget, get_pool, run_in_ssh_loop
 from .resources import OptionsCache, ResourceError, validate_resources
 from .slurm_status import kernel_statuses
@@ -201,13 +203,10 @@ class JobsHandler(SlurmHandler):
         return out
 
     async def site_jobs(self, site: str, target: SSHTarget) -> dict[str, Any]:
-        from ..magics.dialect import Slurm
-
         async def go():
             connection = await get_pool().connect(target)
             user = connection.conn.get_extra_info("username") or target.username or ""
-            query = Slurm().squeue(["-u", user])
-            argv = ["env", *(f"{k}={v}" for k, v in query.env.items()), *query.argv]
+            argv = commands.with_env(commands.EPOCH_ENV, commands.squeue_argv(["-u", user]))
             return await connection.run(argv, check=False)
 
         try:
@@ -287,11 +286,10 @@ class JobHandler(JobsHandler):
             return
 
         async def go():
-            connection = await get_pool().connect(target)
-            return await connection.run(["scancel", job_id], check=False)
+            return await cancel(await get_pool().connect(target), job_id)
 
         result = await run_in_ssh_loop(go())
-        if result.exit_status != 0:
+        if result is not None and result.exit_status != 0:
             self.fail(400, f"scancel {job_id} on {site}: {str(result.stderr).strip()}")
         self.cache.pop(site, None)
         self.finish(json.dumps({"site": site, "cancelled": job_id}))

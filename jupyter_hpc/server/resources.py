@@ -6,7 +6,7 @@ on the site's pooled connection (``sinfo --json``, ``scontrol show partition --o
 ``sacctmgr show assoc``) and cached for a minute per site, so many open dialogs cost the
 scheduler one look. The form is only a convenience: :func:`validate_resources` checks every
 value again on the server, against the same live options, and every value passes
-:func:`~jupyter_hpc.provisioners.slurm_jobs.checked_value` as the provisioner's own settings do.
+:func:`~jupyter_hpc.slurm.commands.checked_value` as the provisioner's own settings do.
 
 JupyterLab's kernel start request carries only a kernelspec name and a path, so a choice cannot
 travel with it. The front end puts the checked choice here first (:class:`PendingResources`,
@@ -26,7 +26,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import HPCError, SlurmError
-from ..provisioners.slurm_jobs import checked_value
+from ..slurm import commands, parse
+from ..slurm.commands import checked_value
+from ..slurm.parse import Association, Partition, add_node_facts
+from ..slurm.times import TIME_SYNTAX, duration_minutes
 from ..ssh import SiteConnection
 
 OPTIONS_TTL = 60.0  # seconds a site's options are reused
@@ -36,62 +39,10 @@ RESOURCE_SETTINGS = ("partition", "account", "qos", "time", "nodes", "cpus_per_t
                      "constraint", "reservation")
 NAME_WORD = re.compile(r"^[A-Za-z0-9_.+-]+$")  # partition, account, QOS, reservation names
 CONSTRAINT = re.compile(r"^[A-Za-z0-9_.,&|\[\]*:-]+$")  # SLURM's feature expression syntax, no more
-TIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
 
 
 class ResourceError(HPCError, ValueError):
     """A chosen resource is not one this user may ask for; the message names it and the choices."""
-
-
-def slurm_seconds(text: str) -> int | None:
-    """SLURM's time syntax (``30`` minutes, ``30:00``, ``1:00:00``, ``2-00[:00[:00]]``, as
-    sbatch --time and squeue's ``%L``/``%l`` write it) as seconds; None when it is no time
-    (``UNLIMITED``, ``NOT_SET``, ``N/A``)."""
-    match = TIME.match(text.strip())
-    if match is None:
-        return None
-    days, first, second, third = match.groups()
-    if days is not None:  # D-HH[:MM[:SS]]
-        return int(days) * 86400 + int(first) * 3600 + int(second or 0) * 60 + int(third or 0)
-    if third is not None:  # HH:MM:SS
-        return int(first) * 3600 + int(second) * 60 + int(third)
-    if second is not None:  # MM:SS
-        return int(first) * 60 + int(second)
-    return int(first) * 60  # a bare number is minutes
-
-
-def slurm_minutes(text: str) -> int | None:
-    """A SLURM time limit as whole minutes, rounded up; None for no limit."""
-    seconds = slurm_seconds(text)
-    return None if seconds is None else -(-seconds // 60)
-
-
-@dataclasses.dataclass
-class Partition:
-    name: str
-    default: bool = False
-    state: str = "UP"
-    max_time: int | None = None  # minutes; None: no limit
-    default_time: int | None = None
-    max_nodes: int | None = None
-    total_nodes: int = 0
-    cpus_per_node: int = 0  # the largest node's
-    gpus_per_node: int = 0
-    features: list[str] = dataclasses.field(default_factory=list)
-    allow_accounts: list[str] | None = None  # None: all
-    deny_accounts: list[str] = dataclasses.field(default_factory=list)
-    allow_qos: list[str] | None = None
-    allow_groups: list[str] | None = None
-
-
-@dataclasses.dataclass
-class Association:
-    account: str
-    partition: str  # "" for every partition
-    qos: list[str]
-    default_qos: str
-    max_time: int | None
-    max_nodes: int | None
 
 
 @dataclasses.dataclass
@@ -141,97 +92,15 @@ class SiteOptions:
 
 # -- reading the site -----------------------------------------------------------------------
 
-def _count(value: str) -> int | None:
-    value = value.strip()
-    if value.upper() in ("UNLIMITED", "", "N/A", "NONE"):
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        return None
-
-
-def _names(value: str) -> list[str] | None:
-    """``AllowAccounts=a,b`` as a list; None for ``ALL``."""
-    value = value.strip()
-    return None if value.upper() in ("ALL", "") else [v for v in value.split(",") if v]
-
-
-def parse_partitions(text: str) -> list[Partition]:
-    """``scontrol show partition --oneliner``: one partition a line, ``Key=Value`` words."""
-    partitions = []
-    for line in text.splitlines():
-        fields = dict(word.partition("=")[::2] for word in line.split() if "=" in word)
-        if "PartitionName" not in fields:
-            continue
-        partitions.append(Partition(
-            name=fields["PartitionName"],
-            default=fields.get("Default", "NO") == "YES",
-            state=fields.get("State", "UP"),
-            max_time=slurm_minutes(fields.get("MaxTime", "UNLIMITED")),
-            default_time=slurm_minutes(fields.get("DefaultTime", "NONE")),
-            max_nodes=_count(fields.get("MaxNodes", "UNLIMITED")),
-            total_nodes=_count(fields.get("TotalNodes", "0")) or 0,
-            allow_accounts=_names(fields.get("AllowAccounts", "ALL")),
-            deny_accounts=_names(fields.get("DenyAccounts", "")) or [],
-            allow_qos=_names(fields.get("AllowQos", "ALL")),
-            allow_groups=_names(fields.get("AllowGroups", "ALL")),
-        ))
-    return partitions
-
-
-def _gpus(gres: str) -> int:
-    """GPUs in a node's gres, e.g. ``gpu:4``, ``gpu:a100:4(S:0-1)``, ``gpu:2,shard:8``."""
-    total = 0
-    for item in gres.split(","):
-        parts = re.sub(r"\(.*\)", "", item).split(":")
-        if parts[0] == "gpu" and len(parts) > 1 and parts[-1].isdigit():
-            total += int(parts[-1])
-    return total
-
-
-def add_node_facts(partitions: list[Partition], sinfo_json: str) -> None:
-    """CPUs, GPUs and features of each partition's nodes, from ``sinfo --json`` (whose 22.05
-    form lists nodes, each naming its partitions)."""
-    nodes = json.loads(sinfo_json).get("nodes") or []
-    by_name = {p.name: p for p in partitions}
-    for node in nodes:
-        features = [f for f in str(node.get("active_features") or node.get("features") or "").split(",") if f]
-        for name in node.get("partitions") or []:
-            part = by_name.get(name)
-            if part is None:
-                continue
-            part.cpus_per_node = max(part.cpus_per_node, int(node.get("cpus") or 0))
-            part.gpus_per_node = max(part.gpus_per_node, _gpus(str(node.get("gres") or "")))
-            part.features = sorted(set(part.features) | set(features))
-
-
-def parse_associations(text: str) -> list[Association]:
-    """``sacctmgr show assoc … format=Account,Partition,QOS,DefaultQOS,MaxWall,MaxNodes
-    --parsable2 --noheader``."""
-    out = []
-    for line in text.splitlines():
-        fields = line.split("|")
-        if len(fields) < 6 or not fields[0]:
-            continue
-        account, partition, qos, default_qos, max_wall, max_nodes = fields[:6]
-        out.append(Association(account, partition, [q for q in qos.split(",") if q], default_qos,
-                               slurm_minutes(max_wall), _count(max_nodes)))
-    return out
-
-
 async def fetch_site_options(connection: SiteConnection) -> SiteOptions:
     """The partitions, accounts and QOS the connection's user may use: five small commands,
     run at once on the one connection."""
     user = connection.conn.get_extra_info("username") or connection.target.username or ""
-    assoc_argv = ["sacctmgr", "show", "assoc", f"user={user}", "--parsable2", "--noheader",
-                  "format=Account,Partition,QOS,DefaultQOS,MaxWall,MaxNodes"]
     partitions_run, nodes_run, assoc_run, user_run, groups_run = await asyncio.gather(
-        connection.run(["scontrol", "show", "partition", "--oneliner"], check=False),
-        connection.run(["sinfo", "--json"], check=False),
-        connection.run(assoc_argv, check=False),
-        connection.run(["sacctmgr", "show", "user", user, "format=DefaultAccount", "--parsable2", "--noheader"],
-                       check=False),
+        connection.run(commands.partitions_argv(), check=False),
+        connection.run(commands.sinfo_json_argv(), check=False),
+        connection.run(commands.associations_argv(user), check=False),
+        connection.run(commands.default_account_argv(user), check=False),
         connection.run(["id", "-Gn"], check=False),
     )
     if partitions_run.exit_status != 0:
@@ -239,7 +108,7 @@ async def fetch_site_options(connection: SiteConnection) -> SiteOptions:
             f"SLURM did not list its partitions on {connection.target.host}: "
             f"{str(partitions_run.stderr).strip() or 'scontrol failed'}. Is SLURM on this login node's PATH?",
         )
-    partitions = parse_partitions(str(partitions_run.stdout))
+    partitions = parse.partitions(str(partitions_run.stdout))
     if nodes_run.exit_status == 0:
         try:
             add_node_facts(partitions, str(nodes_run.stdout))
@@ -247,8 +116,8 @@ async def fetch_site_options(connection: SiteConnection) -> SiteOptions:
             pass  # an older or odd sinfo: the limits below still hold, only node sizes are unknown
     groups = set(str(groups_run.stdout).split())
     partitions = [p for p in partitions if p.allow_groups is None or groups & set(p.allow_groups)]
-    associations = parse_associations(str(assoc_run.stdout)) if assoc_run.exit_status == 0 else []
-    default_account = str(user_run.stdout).strip().splitlines()[0] if str(user_run.stdout).strip() else ""
+    associations = parse.associations(str(assoc_run.stdout)) if assoc_run.exit_status == 0 else []
+    default_account = parse.first_line(str(user_run.stdout))
     if associations:  # with accounting, only partitions some association of the user's reaches
         partitions = [p for p in partitions if any(a.partition in ("", p.name) and
                       (p.allow_accounts is None or a.account in p.allow_accounts) and
@@ -342,8 +211,8 @@ def validate_resources(choice: Mapping[str, Any], options: SiteOptions) -> dict[
         qos = _word("qos", given["qos"])
         out["qos"] = _one_of("qos", qos, options.qos(account, part.name if part else None), where)
     if "time" in given:
-        text = _word("time", given["time"], TIME, "digits, ':' and '-', as in 01:30:00 or 1-00:00:00")
-        minutes = slurm_minutes(text)
+        text = _word("time", given["time"], TIME_SYNTAX, "digits, ':' and '-', as in 01:30:00 or 1-00:00:00")
+        minutes = duration_minutes(text)
         if minutes is None or minutes <= 0:
             raise ResourceError(f"time={text!r} asks for no time at all; give e.g. 00:30:00")
         limits = [m for m in (part.max_time if part else None,

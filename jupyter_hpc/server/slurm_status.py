@@ -11,9 +11,9 @@ import os
 import time
 from typing import Any
 
-from ..provisioners.slurm_jobs import RUNNING, WAITING, JobState
 from ..provisioners.slurm_provisioner import SlurmProvisioner
-from .resources import slurm_seconds
+from ..slurm.states import RUNNING, WAITING, JobState
+from ..slurm.times import NO_LIMIT, duration_seconds
 
 
 def session_path(kwargs: dict[str, Any], root_dir: str) -> str:
@@ -56,7 +56,8 @@ def kernel_status(kernel_id: str, km: Any, now: float | None = None) -> dict[str
         phase = "running"
     else:
         phase = "ended"
-    left = slurm_seconds(state.time_left) if state is not None and state.time_left else None
+    left = duration_seconds(state.time_left) if state is not None and state.time_left else None
+    left = None if left == NO_LIMIT else left
     if left is not None and state is not None and state.state == RUNNING and state.seen:
         left = max(0, int(left - (now - state.seen)))
     return {

@@ -60,6 +60,11 @@ def with_env(env: Mapping[str, str], argv: Sequence[str]) -> list[str]:
 
 # -- submitting ---------------------------------------------------------------------------------
 
+def sbatch_user_argv(args: Sequence[str]) -> list[str]:
+    """``%%sbatch``'s: the user's own options after ``--parsable`` (the script on standard input)."""
+    return ["sbatch", "--parsable", *args]
+
+
 def sbatch_argv(options: Mapping[str, object], job_name: str) -> list[str]:
     """``sbatch --parsable --name=value …`` for a kernel's job: each setting one argv element.
     Empty settings (None, "", 0) are left to the site."""
@@ -134,6 +139,18 @@ def signal_argv(job_id: str, signal: str = "TERM") -> list[str]:
     """The first step of the cancel sequence: a signal to every step of a running job, the batch
     shell included (``--full``), so the kernel can end as on a plain SIGTERM."""
     return ["scancel", f"--signal={signal}", "--full", checked_value("job_id", job_id)]
+
+
+def scancel_user_argv(args: Sequence[str]) -> list[str]:
+    """``%scancel``'s: the user's own words, as scancel takes them."""
+    return ["scancel", *args]
+
+
+def step_argv(job_id: str, node: str) -> list[str]:
+    """A one-task step on ``node`` inside the running job, beside its other steps (``--overlap``):
+    how the server reaches a kernel where SSH to compute nodes is not allowed."""
+    return ["srun", f"--jobid={checked_value('job_id', job_id)}", "--overlap", "--nodes=1", "--ntasks=1",
+            f"--nodelist={checked_value('node', node)}", "--quiet"]
 
 
 def cancel_argv(job_id: str) -> list[str]:

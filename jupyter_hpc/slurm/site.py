@@ -14,8 +14,9 @@ import logging
 import time
 import weakref
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
-import asyncssh
+from ..ssh.quiet_import import asyncssh
 
 from ..errors import HPCError, RemoteCommandError, SlurmError
 from ..ssh import SiteConnection
@@ -89,34 +90,38 @@ async def _expand(connection: SiteConnection, expression: str, known: dict[str, 
 
 
 async def cancel(connection: SiteConnection, job_id: str, grace: float = 5.0,
-                 scheduler: BatchScheduler = SLURM) -> None:
+                 scheduler: BatchScheduler = SLURM) -> Any:
     """End the job by the scheduler's cancel sequence: for a running job ``scancel --signal=TERM
     --full`` (its kernel ends as on SIGTERM), then, if it is still listed after ``grace``
     seconds, a plain ``scancel``; a waiting job gets the plain one at once.
 
-    Never raises: it runs while something else already failed (or is being cancelled), and a
-    scheduler that cannot be asked still gets the plain ``scancel``.
+    Returns the last command's result (None when the job had already left the queue), so a
+    caller can tell the user why SLURM refused (another user's job). Never raises: it runs while
+    something else already failed (or is being cancelled), and a scheduler that cannot be asked
+    still gets the plain ``scancel``.
     """
     queue = SlurmQueue.of(connection, scheduler)
     steps = scheduler.cancel_sequence(job_id, running=False)
     try:
         state = (await queue.query([job_id])).get(job_id)
         if state is None:
-            return
+            return None
         steps = scheduler.cancel_sequence(job_id, running=state.state not in WAITING)
         for step in steps[:-1]:
-            await connection.run(step, check=False)
+            if (await connection.run(step, check=False)).exit_status != 0:
+                break  # refused: the last step says why
             deadline = time.monotonic() + grace
             while time.monotonic() < deadline:
                 if (await queue.query([job_id])).get(job_id) is None:
-                    return
+                    return None
                 await asyncio.sleep(0.5)
     except (HPCError, asyncssh.Error, OSError) as exc:
         log.warning("job %s: %s; cancelling it outright", job_id, exc)
     try:
-        await connection.run(steps[-1], check=False)
+        return await connection.run(steps[-1], check=False)
     except (asyncssh.Error, OSError) as exc:
         log.error("job %s could not be cancelled (%s); its lease will end its kernel", job_id, exc)
+        return None
 
 
 class SlurmQueue:
