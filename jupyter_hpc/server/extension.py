@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 
-HANDLER_MODULES = ["jupyter_hpc.server.discovery_handlers", "jupyter_hpc.server.handlers"]
+HANDLER_MODULES = ["jupyter_hpc.server.discovery_handlers", "jupyter_hpc.server.handlers", "jupyter_hpc.proxy.handlers"]
 
 
 def _load_jupyter_server_extension(serverapp) -> None:
@@ -17,6 +17,9 @@ def _load_jupyter_server_extension(serverapp) -> None:
     for module in HANDLER_MODULES:
         serverapp.web_app.add_handlers(".*$", importlib.import_module(module).handlers(base_url))
     serverapp.log.info("jupyter_hpc: REST handlers under %sjupyter-hpc/api/", base_url)
+    from ..terminals import load_terminals
+
+    load_terminals(serverapp)  # with sites: JupyterLab's Terminal opens shells there, none here
     from .connect_ahead import ConnectAhead
 
     ConnectAhead(parent=serverapp).start(serverapp)
