@@ -148,3 +148,118 @@ def test_exit_closes_the_terminal_as_a_local_one_does(lab):
     while lab.api("GET", "terminals").json() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert lab.api("GET", "terminals").json() == []
+
+
+@pytest.fixture(scope="module")
+def second_node(term_user):
+    with running_sshd([USER], "term2") as sshd:
+        yield sshd
+
+
+@pytest.fixture(scope="module")
+def no_tty_node(term_user):
+    with running_sshd([USER], "notty", PermitTTY="no") as sshd:
+        yield sshd
+
+
+@pytest.fixture(scope="module")
+def sites_lab(tmp_path_factory, login_node, second_node, no_tty_node, remote_python):
+    """Several sites: Cori (MaxSessions 10), Hopper, one that refuses PTYs, one down, one that
+    says terminals: false."""
+    def site(display: str, sshd, **extra) -> dict:
+        return {"display_name": display, **sshd.provisioner_config(USER, remote_python=remote_python), **extra}
+
+    sites = {
+        "cori": site("Cori", login_node),
+        "hopper": site("Hopper", second_node),
+        "notty": site("NoTTY", no_tty_node),
+        "down": site("Down", login_node, port=free_port()),
+        "locked": site("Locked", second_node, terminals=False),
+    }
+    config = lab_config(sites, remote_specs=False, HPCTerminalManager={"max_terminals": 12})
+    with Lab.running(tmp_path_factory.mktemp("terminal-sites"), config) as lab:
+        yield lab
+
+
+def site_terminal(lab: Lab, site: str) -> TermClient:
+    reply = lab.hpc("POST", "terminals", json={"site": site})
+    assert reply.status_code == 200, reply.text
+    return connect(lab, reply.json()["name"])
+
+
+def test_one_terminal_per_site_and_each_failure_is_one_clear_line(sites_lab, second_node, no_tty_node):
+    offered = sites_lab.hpc("GET", "terminals").json()
+    assert offered["default"] == "cori"
+    assert [(s["name"], s["display_name"], s["terminals"]) for s in offered["sites"]] == [
+        ("cori", "Cori", True), ("hopper", "Hopper", True), ("notty", "NoTTY", True),
+        ("down", "Down", True), ("locked", "Locked", False)]
+    # Each site's terminal is a shell on that site's login node.
+    hopper = site_terminal(sites_lab, "hopper")
+    assert hopper.run('echo "on port ${SSH_CONNECTION##* }"').strip() == f"on port {second_node.port}"
+    cori = connect(sites_lab, open_terminal(sites_lab))  # JupyterLab's own Terminal: the default site
+    assert cori.run('echo "on port ${SSH_CONNECTION##* }"').strip() != f"on port {second_node.port}"
+
+    # A refused PTY, an unreachable site, a site without terminals, bad input: one line each,
+    # the terminal still listed (its tab stays to show it), never a 500 or a blank tab.
+    expected = {
+        "notty": r"\[No shell on NoTTY: 127\.0\.0\.1 refused a terminal \(PTY\) for this session\.[^\]]*\]",
+        "down": r"\[No shell on Down: Cannot reach 127\.0\.0\.1 port \d+ over SSH: [^\]]*\]",
+        "locked": r"\[No shell on Locked: Locked offers no terminals here \(its site config says terminals: false\)[^\]]*\]",
+        "nowhere": r"\[No shell on nowhere: No site named 'nowhere' \(configured: cori, hopper, notty, down, locked\)\.\]",
+    }
+    for site, line in expected.items():
+        term = site_terminal(sites_lab, site)
+        term.wait_for(line)
+        assert term.screen.count("[No shell") == 1, term.screen
+        assert not term.disconnected
+        model = sites_lab.api("GET", f"terminals/{term.name}").json()
+        assert model["jupyter_hpc"]["state"] == "ended"
+        sites_lab.api("DELETE", f"terminals/{term.name}")
+    assert sites_lab.hpc("POST", "terminals", json={}).status_code == 400
+    assert sites_lab.hpc("POST", "terminals", json={"site": "cori", "job": "1; rm -rf ~"}).status_code == 400
+    assert sites_lab.hpc("POST", "terminals", json={"kernel_id": "no-such-kernel"}).status_code == 404
+    for term in (hopper, cori):
+        sites_lab.api("DELETE", f"terminals/{term.name}")
+
+
+def test_ten_terminals_ride_one_connection_the_eleventh_a_sibling_and_max_terminals_says_so(sites_lab, login_node):
+    def client_port(term: TermClient) -> str:
+        return term.run("echo $SSH_CONNECTION").split()[1]  # the SSH connection's own source port
+
+    terms = [site_terminal(sites_lab, "cori") for _ in range(10)]
+    ports = {client_port(term) for term in terms}
+    assert len(ports) == 1  # ten shells, one SSH connection
+    logins = login_node.accepted_logins()
+    # The eleventh is past sshd's MaxSessions (10): it opens on a sibling connection and works.
+    terms.append(site_terminal(sites_lab, "cori"))
+    assert terms[-1].run("echo eleventh").strip() == "eleventh"
+    assert client_port(terms[-1]) not in ports
+    assert login_node.accepted_logins() - logins == 1
+    terms.append(site_terminal(sites_lab, "cori"))  # the twelfth: max_terminals is 12 here
+    assert terms[-1].run("echo twelfth").strip() == "twelfth"
+    refused = site_terminal(sites_lab, "cori")
+    refused.wait_for(r"\[No shell on Cori: Cori has 12 terminals open already \(max_terminals\): close one")
+    # Closing one makes room again.
+    sites_lab.api("DELETE", f"terminals/{terms.pop().name}")
+    sites_lab.api("DELETE", f"terminals/{refused.name}")
+    terms.append(site_terminal(sites_lab, "cori"))
+    assert terms[-1].run("echo again").strip() == "again"
+    for term in terms:
+        sites_lab.api("DELETE", f"terminals/{term.name}")
+    assert sites_lab.api("GET", "terminals").json() == []
+
+
+def test_an_idle_terminal_is_ended_with_a_line_saying_so(tmp_path, login_node, remote_python):
+    site = {"display_name": "Cori", **login_node.provisioner_config(USER, remote_python=remote_python)}
+    config = lab_config({"cori": site}, remote_specs=False,
+                        HPCTerminalManager={"terminal_idle_timeout": 2, "cull_interval": 0.5})
+    with Lab.running(tmp_path, config) as lab:
+        term = connect(lab, open_terminal(lab))
+        shell_pid = int(term.run("echo $$").strip())
+        term.wait_for(r"\[Closed after \d+ s with no input or output \(terminal_idle_timeout\)\. Open a new terminal to go on\.\]",
+                      timeout=20)
+        deadline = time.monotonic() + 10
+        while os.path.exists(f"/proc/{shell_pid}") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not os.path.exists(f"/proc/{shell_pid}")
+        assert lab.api("GET", f"terminals/{term.name}").json()["jupyter_hpc"]["state"] == "ended"
