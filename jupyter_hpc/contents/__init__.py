@@ -4,6 +4,7 @@
 """
 
 from .checkpoints import SFTPCheckpoints
+from .clusters import ClusterContentsManager
 from .manager import SFTPContentsManager
 
-__all__ = ["SFTPCheckpoints", "SFTPContentsManager"]
+__all__ = ["ClusterContentsManager", "SFTPCheckpoints", "SFTPContentsManager"]

@@ -91,6 +91,9 @@ class Demo:
         self._browser_session: int | None = None
         if not show_log:  # its start-up notices are for a site's admin, not the demo's reader
             logging.getLogger("jupyter_hpc.demo.keyservice").setLevel(logging.ERROR)
+            # A refused login is the key service's 401 to the hub, which the login form already
+            # shows the user: tornado's access log line would only repeat it on the terminal.
+            logging.getLogger("tornado.access").setLevel(logging.ERROR)
 
     def say(self, text: str = "") -> None:
         print(text, file=self.out, flush=True)
@@ -139,6 +142,8 @@ class Demo:
             await self._sweep()
             for signum in STOP_SIGNALS:
                 loop.remove_signal_handler(signum)
+        if self.state_dir is not None and not self.state_dir.exists():
+            self.say("The demo has stopped: no process, port or file of it is left.")
         return status
 
     async def _start(self) -> None:
@@ -172,6 +177,7 @@ class Demo:
             self.hub = JupyterHub(
                 self.state_dir / "hub", sites={SITE: site}, keyservice_url=self.keys.create_pair_url,
                 allowed_users=[self.node.username], port=self.port, show_log=self.show_log,
+                server_config=user_server_config(),
             )
             await self.hub.start(self.start_timeout)
         else:
@@ -195,7 +201,10 @@ class Demo:
         self.say(f"    {self.url}")
         self.say()
         if self.keys is not None:
-            self.say(f"Log in with user name {self.node.username}, password {self.keys.password},")
+            self.say(f"Log in with user name {self.node.username} and the password")
+            self.say()
+            self.say(f"    {self.keys.password}")
+            self.say()
             self.say(f"and the one-time code {self.keys.code()} (a new one every 30 s; `jupyter hpc demo --otp`")
             self.say("prints each here). An authenticator app takes the same codes from:")
             self.say(f"    {self.keys.provisioning_uri}")
@@ -292,13 +301,23 @@ def port_is_free(port: int) -> bool:
     return True
 
 
+def user_server_config() -> dict:
+    """What the demo adds to each hub user's server: the launcher's first Python kernel as the
+    default (jupyter_server's "python3" is no kernelspec there), and every site's files, one
+    folder per site when there are several, the browser opening in the home."""
+    return {
+        "ServerApp": {"contents_manager_class": "jupyter_hpc.contents.ClusterContentsManager"},
+        "MultiKernelManager": {"default_kernel_name": PLAIN_KERNEL},
+    }
+
+
 def lab_config(site: dict) -> dict:
     """jupyter_server config of JupyterLab alone (``--no-hub``): the site's kernels
     discovered, its files over SFTP, kernels starting in the notebook's folder there."""
     return {
         "ServerApp": {
             "kernel_spec_manager_class": "jupyter_hpc.kernelspecs.RemoteKernelSpecManager",
-            "contents_manager_class": "jupyter_hpc.contents.SFTPContentsManager",
+            "contents_manager_class": "jupyter_hpc.contents.ClusterContentsManager",
             "kernel_manager_class": "jupyter_hpc.server.kernel_manager.HPCMappingKernelManager",
         },
         "HPCSites": {"sites": {SITE: site}},

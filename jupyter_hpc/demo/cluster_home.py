@@ -3,16 +3,16 @@
 A user of a real cluster drops kernelspecs into their remote home (a conda env, a module
 stack) and jupyter-hpc discovers them. The demo's home holds two, in IPython's legacy
 ``~/.ipython/kernels`` as many clusters' users still have them: a plain "Python 3" and a
-"myenv" with its own logo and a setup line, which discovery, the launcher and the kernel
+"myenv" with a setup line, both with ipykernel's own logo, which discovery, the launcher and the kernel
 start treat exactly as they would on a cluster. Both run the demo's own python (the one
 cluster-side python this machine is known to have with ipykernel).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
-import struct
-import zlib
+import shutil
 from pathlib import Path
 
 from .login_node import make_private_dir
@@ -25,15 +25,14 @@ MYENV = "myenv"
 MYENV_MARKER = ("MYENV", "1")
 
 
-def png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
-    """A small solid-colour PNG, written with zlib alone (the demo needs no imaging library)."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    row = b"\x00" + bytes(rgb) * width
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-            + chunk(b"IDAT", zlib.compress(row * height)) + chunk(b"IEND", b""))
+def ipykernel_logos() -> list[Path]:
+    """ipykernel's logo files (``logo-32x32.png``, ``logo-64x64.png``, ``logo-svg.svg``), as its
+    own ``python3`` kernelspec carries them, found without importing ipykernel."""
+    spec = importlib.util.find_spec("ipykernel")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    resources = Path(next(iter(spec.submodule_search_locations))) / "resources"
+    return sorted(resources.glob("logo-*")) if resources.is_dir() else []
 
 
 def kernel_json(python: str, display_name: str, **extra: object) -> dict:
@@ -61,7 +60,8 @@ def make_cluster(root: Path, python: str) -> tuple[Path, Path]:
         python, "myenv", env={"PYTHONNOUSERSITE": "1"},
         metadata={"jupyter_hpc": {"setup": [f"export {name}={value}"]}},
     ), indent=1))
-    (myenv / "logo-64x64.png").write_bytes(png(64, 64, (0x2E, 0x7D, 0x32)))
-    (myenv / "logo-32x32.png").write_bytes(png(32, 32, (0x2E, 0x7D, 0x32)))
+    for logo in ipykernel_logos():  # Python's logo on both tiles, not JupyterLab's letter
+        for kernel in (plain, myenv):
+            shutil.copyfile(logo, kernel / logo.name)
     (scratch / "README.txt").write_text("Scratch: the demo cluster's fast, purged file system.\n")
     return home, scratch

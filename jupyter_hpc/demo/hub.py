@@ -86,8 +86,11 @@ class JupyterHub(ChildServer):
         port: int = 0,
         python: str = sys.executable,
         show_log: bool = False,
+        server_config: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         super().__init__(state_dir / "jupyterhub.log", show_log=show_log)
+        #: jupyter_server config added to each user's server (e.g. the default kernel).
+        self.server_config = server_config or {}
         self.state_dir = state_dir
         self.sites = sites
         self.keyservice_url = keyservice_url
@@ -107,9 +110,11 @@ class JupyterHub(ChildServer):
             "check_for_updates_class": "jupyterlab.NeverCheckForUpdate",
             "user_settings_dir": str(write_quiet_lab_settings(self.state_dir / "lab-user-settings")),
         }}
+        for section, values in self.server_config.items():
+            overrides.setdefault(section, {}).update(values)
         if os.getuid() == 0:
             # jupyter_server refuses root unless told; the demo serves only the loopback.
-            overrides["ServerApp"] = {"allow_root": True}
+            overrides.setdefault("ServerApp", {})["allow_root"] = True
         settings = {
             "JupyterHub.bind_url": f"http://127.0.0.1:{self.port}",
             "JupyterHub.hub_bind_url": f"http://127.0.0.1:{free_port()}",
