@@ -14,6 +14,18 @@ from kernel_helpers import start_failure, execute, provisioner_info, running_ker
 from remote_inspect import process_alive
 
 
+def job_nodes(km) -> list[tuple[str, str, str]]:
+    """jupyter_hpc.slurm.site.running_job_nodes on the kernel's own login connection."""
+    from jupyter_hpc.slurm.site import running_job_nodes
+    from jupyter_hpc.ssh import get_pool, run_in_ssh_loop_sync
+
+    async def ask():
+        connection = await get_pool().connect(km.provisioner.ssh_target())
+        return await running_job_nodes(connection)
+
+    return [(n.job_id, n.name, n.address) for n in run_in_ssh_loop_sync(ask())]
+
+
 def test_kernel_runs_in_the_job_squeue_shows(slurm_spec, slurm, kernel_user):
     with running_kernel(slurm_spec()) as (km, client):
         out = execute(client, "import os; print(os.environ['SLURM_JOB_ID'])")
@@ -21,6 +33,7 @@ def test_kernel_runs_in_the_job_squeue_shows(slurm_spec, slurm, kernel_user):
         assert slurm.jobs(kernel_user.pw_name) == [job_id]
         info = provisioner_info(km)
         assert info["job_id"] == job_id
+        assert job_nodes(km) == [(job_id, info["node"], "127.0.0.1")]  # the proxy's allow list: NodeAddr
         msg_id = client.execute("while True: pass", stop_on_error=False)
         time.sleep(0.5)
         km.interrupt_kernel()
