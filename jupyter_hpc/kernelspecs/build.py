@@ -17,6 +17,8 @@ from typing import Any
 from .discovery import DiscoveryResult, RemoteSpec
 
 UNSAFE = re.compile(r"[^a-z0-9._-]+")
+#: What a kernelspec's metadata.jupyter_hpc.transport may choose (SSHProvisioner.wanted_transport).
+SPEC_TRANSPORTS = ("ipc", "tcp-curve", "tcp")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,20 +69,37 @@ def local_kernelspecs(site: Any, result: DiscoveryResult,
                 setup = list(ours["setup"])
             else:
                 result.warnings.append(f"{remote.kernel_file}: metadata.jupyter_hpc.setup is not a list of strings; ignored")
+        transport = ours.get("transport") if isinstance(ours, dict) else None
+        if transport is not None and transport not in SPEC_TRANSPORTS:
+            result.warnings.append(f"{remote.kernel_file}: metadata.jupyter_hpc.transport is not one of "
+                                   f"{', '.join(SPEC_TRANSPORTS)}; ignored")
+            transport = None
         for target in site.targets.values():
-            built.append(_local_spec(site, target, remote, metadata, setup, result.prefix,
-                                     (defaults or {}).get(target.provisioner, {})))
+            built.append(_local_spec(site, target, remote, metadata, setup, result,
+                                     (defaults or {}).get(target.provisioner, {}), transport))
     return built
 
 
+def remote_argv(argv: list[str], resource_dir: str, result: DiscoveryResult) -> list[str]:
+    """jupyter_client's own substitutions, made with the remote's values (the kernel runs
+    there): ``{resource_dir}``, ``{prefix}``, and a leading ``python``, ``python3`` or
+    ``python3.X`` of the remote python's version as that python itself, as
+    ``KernelManager.format_kernel_cmd`` makes it ``sys.executable`` locally (ipykernel's and
+    xeus-python's own specs say ``python`` or ``python3.11``, meaning the environment's)."""
+    argv = [arg.replace("{resource_dir}", resource_dir).replace("{prefix}", result.prefix) for arg in argv]
+    major = result.python_version.split(".")[0]
+    if result.executable and argv and argv[0] in {"python", f"python{major}", f"python{result.python_version}"}:
+        argv[0] = result.executable
+    return argv
+
+
 def _local_spec(site: Any, target: Any, remote: RemoteSpec, metadata: dict, setup: list[str],
-                prefix: str, defaults: Mapping[str, Any]) -> LocalSpec:
+                result: DiscoveryResult, defaults: Mapping[str, Any], transport: str | None = None) -> LocalSpec:
     spec = remote.spec
     config = site.provisioner_config(target.name)
     if setup:
         config["setup"] = [*(config.get("setup") or []), *setup]
-    # jupyter_client's own substitutions, made with the remote's values: the kernel runs there.
-    argv = [arg.replace("{resource_dir}", remote.resource_dir).replace("{prefix}", prefix) for arg in spec["argv"]]
+    argv = remote_argv(spec["argv"], remote.resource_dir, result)
     # '${VAR}' in env is for the remote launcher to expand; '$$' survives jupyter_client's local pass.
     env = {name: value.replace("$", "$$") for name, value in spec.get("env", {}).items()}
     display = one_line(spec.get("display_name") or remote.name)
@@ -102,6 +121,7 @@ def _local_spec(site: Any, target: Any, remote: RemoteSpec, metadata: dict, setu
                 "site": site.name, "target": target.name, "remote_name": remote.name,
                 "remote_file": remote.kernel_file, "provisioner": target.provisioner,
                 **({"setup": setup} if setup else {}),
+                **({"transport": transport} if transport else {}),
             },
         },
     }

@@ -53,8 +53,10 @@ class DiscoveryResult:
     specs: list[RemoteSpec]
     warnings: list[str]
     kernel_dirs: list[str]
-    prefix: str = ""
+    prefix: str = ""  # the remote python's sys.prefix, as its site module makes it (a venv's own)
     elapsed: float = 0.0
+    executable: str = ""  # that python's sys.executable
+    python_version: str = ""  # its "3.11"
 
 
 @lru_cache(maxsize=1)
@@ -86,7 +88,7 @@ async def _discover(site: Any, timeout: float) -> DiscoveryResult:
     target = site.ssh_target()
     remote_python = site.remote_python
     connection = await asyncio.wait_for(get_pool().connect(target), timeout)
-    argv = script_argv(remote_python)
+    argv = script_argv(remote_python, site=True)
     try:
         completed = await connection.run(argv, input=discovery_stdin(), check=False, timeout=timeout)
     except asyncio.TimeoutError:
@@ -130,8 +132,9 @@ def parse_answer(stdout: str, *, site: str, host: str, remote_python: str, exit_
         if spec is not None:
             specs.append(spec)
     dirs = [d for d in answer.get("kernel_dirs") or [] if isinstance(d, str)]
-    prefix = answer.get("prefix") if isinstance(answer.get("prefix"), str) else ""
-    return DiscoveryResult(site=site, specs=specs, warnings=warnings, kernel_dirs=dirs, prefix=prefix)
+    text = {name: answer.get(name) if isinstance(answer.get(name), str) else ""
+            for name in ("prefix", "executable", "python_version")}
+    return DiscoveryResult(site=site, specs=specs, warnings=warnings, kernel_dirs=dirs, **text)
 
 
 def remote_spec(entry: Any, warnings: list[str]) -> RemoteSpec | None:

@@ -5,9 +5,16 @@ Sent on the SSH channel's stdin behind the launcher's bootstrap (see
 library only, Python 3.8 and newer. It reads one JSON request line (limits), walks the Jupyter
 data paths in jupyter_client's order, and prints one line, ``MARKER`` then JSON::
 
-    {"ok": true, "kernel_dirs": [...], "prefix": sys.prefix,
+    {"ok": true, "kernel_dirs": [...], "prefix": sys.prefix, "executable": sys.executable,
+     "python_version": "3.11",
      "specs": [{"name", "dir", "file", "kernel_json": text, "resources": {name: base64}}],
      "warnings": ["<remote file>: why it was skipped", ...]}
+
+It runs with the site module (``python -I``, no ``-S``), so that ``sys.prefix`` is a venv's
+own, as its kernels and ``jupyter kernelspec list`` see it, and the venv's
+``share/jupyter/kernels`` (where ``pip install ipykernel`` or xeus-python put their specs) is
+listed. ``executable`` and ``python_version`` let the server give a spec whose argv starts
+with ``python``, ``python3`` or ``python3.X`` this python, as jupyter_client does locally.
 
 The marker lets the server find the answer behind whatever a login shell prints to stdout.
 kernel.json is sent as text and checked by the server, which is the side that trusts nothing.
@@ -197,7 +204,8 @@ def discover(request, environ=None):
                 resources[resource] = base64.b64encode(data).decode("ascii")
             specs.append({"name": name, "dir": path, "file": kernel_file, "kernel_json": text,
                           "resources": resources})
-    return {"ok": True, "kernel_dirs": dirs, "prefix": sys.prefix, "specs": specs, "warnings": warnings}
+    return {"ok": True, "kernel_dirs": dirs, "prefix": sys.prefix, "executable": sys.executable,
+            "python_version": "%d.%d" % sys.version_info[:2], "specs": specs, "warnings": warnings}
 
 
 def main():

@@ -37,13 +37,15 @@ def launcher_source() -> bytes:
     return resources.files(__package__).joinpath("remote_launcher.py").read_bytes()
 
 
-def script_argv(remote_python: str) -> list[str]:
+def script_argv(remote_python: str, *, site: bool = False) -> list[str]:
     """The remote command that runs a stdlib-only script sent on stdin (the launcher, discovery).
 
     -I -S: such a script needs no site packages, starts faster, and a cluster's PYTHONPATH or
     PYTHONSTARTUP cannot break it; a kernel it starts still gets the full environment.
+    ``site``: run the site module (still -I), for a script that must see the environment as
+    its kernels will: a venv's ``sys.prefix`` is the venv only once ``site`` has run.
     """
-    return [remote_python, "-I", "-S", "-c", BOOTSTRAP]
+    return [remote_python, "-I", *([] if site else ["-S"]), "-c", BOOTSTRAP]
 
 
 def script_stdin(source: bytes) -> bytes:

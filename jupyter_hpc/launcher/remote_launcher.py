@@ -32,7 +32,9 @@ import signal
 import socket
 import string
 import subprocess
+import stat
 import sys
+import tempfile
 import threading
 import time
 import zlib
@@ -42,6 +44,13 @@ SOCKET_PREFIX = "k"
 KERNEL_LOG = "kernel.log"
 MONITOR_FILE = "monitor.pid"
 CONNECTION_FILE = "kernel.json"
+PROBE_SOCKET = "probe"  # the launcher's own socket: does the site forward to Unix sockets?
+PROBE_WAIT = 30.0  # seconds the probe socket waits for the server's one connection
+# A Unix socket's path has at most 107 bytes (sun_path holds 108 with its NUL, on Linux), and
+# ZMQ's ipc transport refuses longer ones. The longest name a kernel directory holds: "pipe-999".
+SOCKET_PATH_MAX = 107
+LONGEST_SOCKET_NAME = 8
+SHORT_DIR_PREFIX = "jupyter-hpc-"  # a kernel directory made in TMPDIR where the runtime dir is too long
 
 
 class LaunchFailure(Exception):
@@ -87,8 +96,16 @@ def _make_private_dir(path):
 
 
 def make_kernel_dir(runtime_dir, kernel_id):
-    """The kernel's own 0700 directory: its sockets, connection file and log live there."""
+    """The kernel's own 0700 directory: its sockets, connection file and log live there.
+
+    HPC homes are deep (``/global/homes/a/alice/.jupyter-hpc/run``): where the sockets' paths
+    would pass the 107 bytes a Unix socket path may have, the directory is made in TMPDIR
+    instead (a fresh 0700 directory with a random name), or the launch fails naming the limit.
+    """
     safe = "".join(c for c in str(kernel_id) if c.isalnum())[:8] or "kernel"
+    name_length = len(safe) + 2 * 12  # "-<pid>-<attempt>", generously
+    if not socket_paths_fit(runtime_dir, name_length):
+        return make_short_kernel_dir(runtime_dir, safe)
     for attempt in range(100):
         path = os.path.join(runtime_dir, "%s-%d-%d" % (safe, os.getpid(), attempt))
         try:
@@ -98,6 +115,39 @@ def make_kernel_dir(runtime_dir, kernel_id):
         os.chmod(path, 0o700)
         return path
     raise LaunchFailure("could not create a kernel directory in %s" % runtime_dir)
+
+
+def socket_paths_fit(parent, name_length):
+    """Whether sockets in a directory of ``name_length`` characters in ``parent`` fit the limit."""
+    return len(os.fsencode(parent)) + 1 + name_length + 1 + LONGEST_SOCKET_NAME <= SOCKET_PATH_MAX
+
+
+def make_short_kernel_dir(runtime_dir, safe):
+    """A kernel directory in TMPDIR (0700, random name, ours) for a runtime dir too deep."""
+    base = tempfile.gettempdir()
+    prefix = SHORT_DIR_PREFIX + safe + "-"
+    if not socket_paths_fit(base, len(prefix) + 8):
+        raise LaunchFailure(
+            "the kernel's Unix socket paths would be longer than the %d bytes a socket path may "
+            "have, in %s (%d bytes) and in %s alike. Set TMPDIR (or XDG_RUNTIME_DIR) to a short "
+            "directory of yours in the login environment, or give the kernel a TCP transport "
+            "(remote_transport, or the kernelspec's metadata.jupyter_hpc.transport: 'tcp-curve')"
+            % (SOCKET_PATH_MAX, runtime_dir, len(os.fsencode(runtime_dir)), base)
+        )
+    return tempfile.mkdtemp(prefix=prefix, dir=base)
+
+
+def is_short_kernel_dir(path):
+    """Whether ``path`` is a kernel directory :func:`make_short_kernel_dir` made for this user."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    return (
+        os.path.dirname(path) == os.path.realpath(tempfile.gettempdir())
+        and os.path.basename(path).startswith(SHORT_DIR_PREFIX)
+        and stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o077
+    )
 
 
 def pick_tcp_ports(ip, count=len(CHANNELS)):
@@ -182,11 +232,18 @@ SETUP_PREAMBLE = 'exit() { local status=$?; set +e; builtin exit "${1:-$status}"
 def kernel_command(request, connection_file):
     """The argv to exec: the kernelspec's argv, behind the setup lines when there are any.
 
+    ``{connection_file}`` is the connection file's path here, and ``{kernel_dir}`` the kernel's
+    0700 directory, which holds it and the Unix sockets: a container's argv bind-mounts that
+    directory at the same path (``podman run -v {kernel_dir}:{kernel_dir}``), so that the file
+    and the sockets it names are where the kernel inside looks for them.
+
     Setup lines (``module load``, ``conda activate``, ``source venv/bin/activate``) are shell
     by nature and are written by the site or the user for themselves; the kernel argv is
     passed to that shell as positional parameters, never joined into its text.
     """
-    argv = [arg.replace("{connection_file}", connection_file) for arg in request["argv"]]
+    kernel_dir = os.path.dirname(connection_file)
+    argv = [arg.replace("{connection_file}", connection_file).replace("{kernel_dir}", kernel_dir)
+            for arg in request["argv"]]
     if not argv:
         raise LaunchFailure("the kernelspec's argv is empty")
     setup = request.get("setup") or []
@@ -293,31 +350,148 @@ class PortTaken(LaunchFailure):
     """Another process bound one of the TCP ports between choosing and binding them."""
 
 
+TRANSPORT_HINT = (
+    "A kernel that cannot listen on %s needs another transport: set its kernelspec's "
+    "metadata.jupyter_hpc.transport, or the provisioner's remote_transport, to %s."
+)
+
+
+def transport_hint(info):
+    if info["transport"] == "ipc":
+        return TRANSPORT_HINT % ("Unix sockets (ipc)", "'tcp-curve' (or 'tcp' where it cannot do CurveZMQ)")
+    if info.get("curve_secretkey"):
+        return TRANSPORT_HINT % ("TCP with CurveZMQ", "'ipc' or plain 'tcp'")
+    return TRANSPORT_HINT % ("TCP", "'ipc'")
+
+
+def stray_sockets(info, kernel_dir):
+    """Unix sockets in the kernel's directory that are none of the expected ones: a kernel
+    that names its ipc sockets its own way (it will never bind the expected paths)."""
+    if info["transport"] != "ipc":
+        return []
+    expected = set(os.path.basename(path) for path in socket_paths(info)) | {PROBE_SOCKET}
+    found = []
+    for name in os.listdir(kernel_dir):
+        if name in expected or name.startswith("pipe-"):
+            continue
+        try:
+            if stat.S_ISSOCK(os.lstat(os.path.join(kernel_dir, name)).st_mode):
+                found.append(name)
+        except OSError:
+            pass
+    return sorted(found)
+
+
+STRAY_GRACE = 2.0  # seconds stray sockets may stand without the expected ones before the start fails
+
+
 def wait_until_bound(process, info, log_path, timeout):
-    """Wait for the kernel to listen on its channels; fail early if the kernel dies first.
+    """Wait for the kernel to listen on its channels; fail early if the kernel dies first, or
+    binds sockets other than the expected ones (it would never answer on these).
 
     Checks every 5 ms while a kernel normally binds (a warm start waits on it), then every
     25 ms: thirty kernels starting at once on a busy node should not spend its CPU polling.
     """
     started = time.monotonic()
     deadline = started + timeout
+    kernel_dir = os.path.dirname(log_path)
+    strays_since = None
+    expected = ", ".join(socket_paths(info)) or ", ".join(
+        "%s:%d" % (info["ip"], info[name + "_port"]) for name in CHANNELS)
     while True:
         status = process.poll()
         if status is not None:
             output = tail(log_path)
             failure = PortTaken if "Address already in use" in output else LaunchFailure
             raise failure(
-                "the kernel exited with status %d before it was ready. Its output:\n%s"
-                % (status, output or "(none)")
+                "the kernel exited with status %d before it listened on its sockets (%s transport). "
+                "Its output:\n%s\n%s" % (status, info["transport"], output or "(none)", transport_hint(info))
             )
         if listening(info):
             return
-        if time.monotonic() > deadline:
+        now = time.monotonic()
+        strays = stray_sockets(info, kernel_dir)
+        strays_since = (strays_since or now) if strays else None
+        if strays and now - strays_since > STRAY_GRACE:
             raise LaunchFailure(
-                "the kernel did not open its sockets within %.0f s. Its output:\n%s"
-                % (timeout, tail(log_path) or "(none)")
+                "the kernel did not bind the sockets its connection file names (%s): it listens on %s "
+                "in its directory instead. %s" % (expected, ", ".join(strays), transport_hint(info))
             )
-        time.sleep(0.005 if time.monotonic() - started < 0.5 else 0.025)
+        if now > deadline:
+            raise LaunchFailure(
+                "the kernel did not bind the sockets its connection file names (%s) within %.0f s. "
+                "Its output:\n%s\n%s" % (expected, timeout, tail(log_path) or "(none)", transport_hint(info))
+            )
+        time.sleep(0.005 if now - started < 0.5 else 0.025)
+
+
+def kernel_tcp_listeners(session_id, info):
+    """The TCP addresses the kernel's processes (its session) listen on beyond its channels,
+    as ``["127.0.0.1:41234", ...]``: what other users of the node can connect to. None where
+    /proc does not tell (not Linux)."""
+    listening_inodes = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as handle:
+                rows = handle.read().splitlines()[1:]
+        except OSError:
+            if table.endswith("tcp"):
+                return None
+            continue
+        for row in rows:
+            fields = row.split()
+            if len(fields) > 9 and fields[3] == "0A":  # LISTEN
+                listening_inodes[fields[9]] = proc_address(fields[1])
+    channels = set()
+    if info["transport"] == "tcp":
+        channels = set(info[name + "_port"] for name in CHANNELS)
+    found = set()
+    for pid in session_pids(session_id):
+        try:
+            fds = os.listdir("/proc/%d/fd" % pid)
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+            except OSError:
+                continue
+            if target.startswith("socket:[") and target[8:-1] in listening_inodes:
+                address = listening_inodes[target[8:-1]]
+                if int(address.rsplit(":", 1)[1]) not in channels:
+                    found.add(address)
+    return sorted(found)
+
+
+def proc_address(text):
+    """/proc/net/tcp's ``0100007F:A0B1`` (or an IPv6 one) as ``127.0.0.1:41137``."""
+    host, port = text.split(":")
+    if len(host) == 8:
+        host = socket.inet_ntop(socket.AF_INET, bytes.fromhex(host)[::-1])
+    else:
+        words = bytes.fromhex(host)
+        host = "[%s]" % socket.inet_ntop(socket.AF_INET6, b"".join(words[i:i + 4][::-1] for i in range(0, 16, 4)))
+    return "%s:%d" % (host, int(port, 16))
+
+
+def session_pids(session_id):
+    """The kernel (the leader of session ``session_id``) and the processes it started, found
+    through /proc's children lists (no walk over every process of a busy login node)."""
+    pids, queue = [], [session_id]
+    while queue and len(pids) < 1000:
+        pid = queue.pop()
+        pids.append(pid)
+        try:
+            tasks = os.listdir("/proc/%d/task" % pid)
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open("/proc/%d/task/%s/children" % (pid, task)) as handle:
+                    queue.extend(int(child) for child in handle.read().split())
+            except (OSError, ValueError):
+                pass
+    return pids
 
 
 class AttachedProcess:
@@ -364,6 +538,8 @@ class Monitor:
         self.write_lock = threading.Lock()
         self.process = None
         self.kernel_dir = None
+        self.runtime_dir = None  # the private runtime directory: shim and helpers live there
+        self.probe = None  # the launcher's own socket for the server's stream-local probe
         self.exited = threading.Event()
 
     def send(self, message):
@@ -378,7 +554,7 @@ class Monitor:
     def launch(self, attempts=3):
         """Start the kernel and wait until it listens; TCP ports lost to a race are re-picked."""
         request = self.request
-        runtime_dir = request.get("runtime_dir") or private_runtime_dir()
+        runtime_dir = self.runtime_dir = request.get("runtime_dir") or private_runtime_dir()
         _make_private_dir(runtime_dir)
         self.kernel_dir = make_kernel_dir(runtime_dir, request.get("kernel_id", ""))
         for attempt in range(attempts):
@@ -398,7 +574,7 @@ class Monitor:
             raise LaunchFailure("the working directory %s does not exist on %s" % (cwd, socket.gethostname()))
         argv = kernel_command(request, connection_file)
         env = kernel_environment(request)
-        shim_dir = install_shim(request, os.path.dirname(self.kernel_dir))
+        shim_dir = install_shim(request, self.runtime_dir)
         if shim_dir is not None:
             env = shim_environment(env, request, shim_dir, self.kernel_dir)
         log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -421,7 +597,38 @@ class Monitor:
         self.claim()
         return self.answer(info)
 
+    def open_probe(self):
+        """Listen on a socket of the launcher's own in the kernel's 0700 directory, for the
+        server's one test of stream-local forwarding (asked with ``"probe": true``): a kernel's
+        own socket would tell a refusing site from a kernel that bound elsewhere or not yet."""
+        path = os.path.join(self.kernel_dir, PROBE_SOCKET)
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            server.bind(path)
+            server.listen(1)
+        except OSError:
+            server.close()
+            return None
+
+        def serve():
+            server.settimeout(PROBE_WAIT)
+            try:
+                server.accept()[0].close()
+            except OSError:
+                pass
+            finally:
+                server.close()
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+
+        threading.Thread(target=serve, daemon=True).start()
+        return path
+
     def answer(self, info):
+        if self.request.get("probe") and self.probe is None:
+            self.probe = self.open_probe()
         return {
             "ok": True,
             "pid": self.process.pid,
@@ -433,6 +640,8 @@ class Monitor:
             "connection_file": os.path.join(self.kernel_dir, CONNECTION_FILE),
             "log_file": os.path.join(self.kernel_dir, KERNEL_LOG),
             "listeners": shim_report(self.kernel_dir),
+            "tcp_listeners": kernel_tcp_listeners(self.process.pid, info),
+            "probe": self.probe,
         }
 
     def claim(self):
@@ -457,7 +666,7 @@ class Monitor:
             request = dict(request, **read_batch_answer(request["answer_file"], seconds(request, "ready_timeout", 60)))
         runtime_dir = os.path.realpath(request.get("runtime_dir") or private_runtime_dir())
         kernel_dir = os.path.realpath(str(request["kernel_dir"]))
-        if os.path.dirname(kernel_dir) != runtime_dir or not os.path.isdir(kernel_dir):
+        if (os.path.dirname(kernel_dir) != runtime_dir and not is_short_kernel_dir(kernel_dir)) or not os.path.isdir(kernel_dir):
             raise LaunchFailure("no kernel directory %s in %s: the kernel has ended" % (kernel_dir, runtime_dir))
         connection_file = os.path.join(kernel_dir, CONNECTION_FILE)
         info = read_connection_file(connection_file)

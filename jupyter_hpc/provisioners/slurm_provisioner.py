@@ -161,6 +161,7 @@ class SlurmProvisioner(SSHProvisioner):
         """Reuse the job kept from a restart, else stage, submit and wait for RUNNING; then
         attach a monitor to the kernel on the node."""
         request = dict(self._launch_request(request, transport), restart_window=self.restart_window)
+        request.pop("probe", None)  # the node's monitor probes (_attach), not the batch launcher
         kept, self._kept_job = self._kept_job, None
         if kept is not None:
             job_id, token, node = kept
@@ -201,7 +202,7 @@ class SlurmProvisioner(SSHProvisioner):
     async def _attach(self, login: SiteConnection, job_id: str, node: str, answer_file: str) -> RemoteKernel:
         """A monitor on the node, for the kernel the job publishes in ``answer_file``."""
         attach = {"op": "attach", "answer_file": answer_file, "lease": self.lease,
-                  "ready_timeout": self.launch_timeout}
+                  "ready_timeout": self.launch_timeout, "probe": True}
         remote = await self._monitor_on_node(login, job_id, node, attach)
         self._saved_job = (job_id, node)  # where a reconnection finds the kernel again
         return remote

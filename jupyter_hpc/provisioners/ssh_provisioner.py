@@ -45,6 +45,9 @@ from .kernel_pool import KernelPool
 
 log = logging.getLogger("jupyter_hpc.provisioners")
 
+#: remote_transport's values, and a kernelspec's metadata.jupyter_hpc.transport's (but 'auto').
+TRANSPORTS = ("auto", "ipc", "tcp-curve", "tcp")
+
 RECONNECT_ATTEMPT_TIMEOUT = 5.0  # seconds one reconnection attempt may take before the next
 ZMQ_RECONNECT_GRACE = 1.0  # seconds for clients' sockets to rejoin reopened endpoints
 
@@ -104,16 +107,20 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         help="Seconds allowed for connecting and starting the kernel before the start fails.",
     )
     remote_transport = CaselessStrEnum(
-        ["auto", "ipc", "tcp"], default_value="auto", config=True,
+        list(TRANSPORTS), default_value="auto", config=True,
         help="How the remote kernel listens. 'ipc': Unix sockets in a 0700 directory (no one "
-        "else on the node can connect). 'tcp': the remote 127.0.0.1 with CurveZMQ encryption. "
-        "'auto': ipc, or tcp where the site's sshd refuses stream-local forwarding.",
+        "else on the node can connect). 'tcp-curve': the remote 127.0.0.1 with CurveZMQ "
+        "encryption (for kernels that cannot do ipc). 'tcp': the remote 127.0.0.1 in plaintext "
+        "(for kernels that can do neither, e.g. JVM kernels; needs allow_plaintext_loopback). "
+        "'auto': ipc, or tcp-curve where the site's sshd refuses stream-local forwarding. A "
+        "kernelspec's metadata.jupyter_hpc.transport chooses for that kernel.",
     )
     allow_plaintext_loopback = Bool(
         False, config=True,
-        help="Accept a kernel on the remote 127.0.0.1 without encryption when neither Unix "
-        "sockets nor CurveZMQ are possible. Anyone on the login node could then read the "
-        "kernel's traffic; leave off unless the login node is not shared.",
+        help="Accept a kernel on the remote 127.0.0.1 without encryption: one whose kernelspec "
+        "asks for plain 'tcp', or where neither Unix sockets nor CurveZMQ are possible. Anyone "
+        "on the login node could then read and drive the kernel; leave off unless the login "
+        "node is not shared.",
     )
     debugger = CaselessStrEnum(
         ["private", "off", "open"], default_value="private", config=True,
@@ -312,7 +319,9 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
             "kernel_name": self.kernel_name(),
             "kernel_id": self.kernel_id,
             "lease": self.lease,
-            "ready_timeout": self.launch_timeout,
+            # The launcher's own deadline comes first, so its reason (which sockets the kernel
+            # did not bind) reaches the user rather than this side's bare timeout.
+            "ready_timeout": max(self.launch_timeout - 3, self.launch_timeout * 0.8),
             "listeners": self.debugger,
             "pythonpath_files": kernel_helper_files(),  # jupyter_hpc.proxy_url in the kernel
         }
@@ -331,11 +340,16 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
     async def _launch(self, target: SSHTarget, request: dict[str, Any]) -> tuple[RemoteKernel, dict]:
         """In the SSH loop: connect (pooled), launch on the best transport, forward.
 
-        The first kernel on a connection tries Unix sockets and probes the forward on its live
-        shell socket; where the site refuses, it is relaunched on TCP with CurveZMQ.
+        The first kernel on a connection tries Unix sockets and probes the forward on a socket
+        the launcher itself listens on in the kernel's directory (never the kernel's own: a
+        kernel that binds late, elsewhere or not at all says nothing about the site); only
+        that answer is remembered for the connection. Where the site refuses, the kernel is
+        relaunched on TCP with CurveZMQ.
         """
         login = await get_pool().connect(target)
         transport = self._first_transport(self._stream_local_hint(login))
+        if transport == "ipc" and login.stream_local is None:
+            request = dict(request, probe=True)
         restarting = self._endpoints is not None and self._endpoints.ports is not None
         pool = None if restarting else self._kernel_pool(target, login, request, transport)
         taken = pool.take() if pool is not None else None
@@ -344,12 +358,11 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
             remote.set_lease(self.lease)
         else:
             remote = await self._start_kernel(login, request, transport)
-        if transport == "ipc" and remote.connection.stream_local is None:
-            shell_socket = f"{remote.answer['ip']}-{remote.answer['ports']['shell']}"
-            if not await remote.connection.probe_stream_local(shell_socket):
+        if transport == "ipc" and remote.connection.stream_local is None and remote.answer.get("probe"):
+            if not await remote.connection.probe_stream_local(remote.answer["probe"]):
                 await self._stop_kernel(remote)
                 transport = self._first_transport(False)
-                remote = await self._start_kernel(login, request, transport)
+                remote = await self._start_kernel(login, dict(request, probe=False), transport)
         secrets = self._session_secrets()  # after the transport is settled: it may add Curve keys
         if taken is not None:
             secrets["key"] = pool_key.encode()  # the manager adopts the pre-started kernel's key
@@ -370,19 +383,24 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         return remote, info
 
     def _check_listeners(self, answer: dict) -> None:
-        """Say in the log when the shim could not keep the kernel's extra listeners private."""
-        report = answer.get("listeners")
+        """Say in the log, once, what the kernel exposes on the shared node, when it exposes
+        anything: the TCP listeners its processes hold beyond its channels, as the launcher
+        saw them on the node (an ipykernel's IOPub pipe where the listener shim did not run,
+        a language server a kernel starts). Nothing exposed, nothing said: an R or xeus kernel
+        on Unix sockets is as private as an ipykernel with the shim."""
         if self.debugger == "open":
             return
-        if not isinstance(report, dict):
-            log.warning(
-                "kernel %s: the listener shim did not run in the kernel (not a Python kernel, a "
-                "setup line replaced PYTHONPATH, or python -I/-E): its IOPub pipe and debugger, if "
-                "any, listen on %s's 127.0.0.1 where other users can connect",
-                self.kernel_id, answer.get("host"),
-            )
-        elif report.get("iopub_pipe") != "ipc" or report.get("debugger") not in ("private", "off"):
-            log.warning("kernel %s: listeners %s", self.kernel_id, report)
+        exposed = answer.get("tcp_listeners") or []
+        if not exposed:
+            return
+        shim = answer.get("listeners")
+        why = "" if isinstance(shim, dict) else (
+            " (the listener shim did not run in it: not a Python kernel, a setup line replaced "
+            "PYTHONPATH, or python -I/-E)")
+        log.warning(
+            "kernel %s listens on TCP %s on %s beyond its channels%s: other users of that node "
+            "can connect there", self.kernel_id, ", ".join(map(str, exposed)), answer.get("host"), why,
+        )
 
     def _reconnectable(self) -> bool:
         """Whether a dropped connection is worth reconnecting: the kernel waits out its lease."""
@@ -488,33 +506,63 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         """Stop the kernel and remove its files; ``restart`` says another kernel follows."""
         await remote.cleanup()
 
+    def wanted_transport(self) -> tuple[str, str]:
+        """The transport this kernel asks for, and who asks: its kernelspec's
+        ``metadata.jupyter_hpc.transport`` (a kernel that cannot do ipc or CurveZMQ), else
+        ``remote_transport``."""
+        metadata = getattr(self.kernel_spec, "metadata", None) or {}
+        ours = metadata.get("jupyter_hpc") if isinstance(metadata, dict) else None
+        choice = ours.get("transport") if isinstance(ours, dict) else None
+        if isinstance(choice, str) and choice.lower() in TRANSPORTS and choice.lower() != "auto":
+            return choice.lower(), "its kernelspec's metadata.jupyter_hpc.transport"
+        return self.remote_transport, "remote_transport"
+
     def _first_transport(self, stream_local: bool | None) -> str:
-        """ipc unless the site is known to refuse it; then TCP with Curve, or a refusal."""
+        """The launcher's transport ('ipc' or 'tcp') for this kernel, from what it asks for
+        (:meth:`wanted_transport`) and what the site is known to allow; or a refusal that says
+        which setting to change."""
         km = self.parent
-        wanted = self.remote_transport
+        wanted, who = self.wanted_transport()
+        name = self.kernel_name() or str(self.kernel_id)
         if wanted in ("auto", "ipc") and stream_local is not False:
             return "ipc"
         if wanted == "ipc":
             raise TransportRefusedError(
                 f"{self.host} does not allow forwarding to Unix sockets "
-                "(sshd AllowStreamLocalForwarding no), and remote_transport is 'ipc'. "
-                "Set remote_transport to 'auto' to fall back to encrypted TCP."
+                f"(sshd AllowStreamLocalForwarding no), and kernel {name}'s {who} is 'ipc'. "
+                "Set it to 'auto' or 'tcp-curve' for encrypted TCP."
             )
+        if wanted == "tcp":
+            if not self.allow_plaintext_loopback:
+                raise TransportRefusedError(
+                    f"Kernel {name} asks for plain TCP ({who} = 'tcp'): it would listen on "
+                    f"{self.host}'s 127.0.0.1 unencrypted, where every user of that shared node "
+                    "could read and drive it. Kernels that need it: "
+                    f"{name}. If the login node is not shared, set allow_plaintext_loopback = True "
+                    "for this site; if the kernel speaks CurveZMQ, use 'tcp-curve' instead."
+                )
+            log.warning("kernel %s listens on %s's 127.0.0.1 IN PLAINTEXT (%s = 'tcp', "
+                        "allow_plaintext_loopback on)", name, self.host, who)
+            return "tcp"
         if km is not None and km.curve_publickey is None and zmq.has("curve"):
             km.curve_publickey, km.curve_secretkey = zmq.curve_keypair()
-        if (km is None or km.curve_publickey is None) and not self.allow_plaintext_loopback:
-            raise TransportRefusedError(
-                f"{self.host} allows no Unix-socket forwarding and CurveZMQ is unavailable here, "
-                "so the kernel would listen on the login node's 127.0.0.1 in plaintext, where "
-                "every user of that node could read its traffic. Ask the site to allow "
-                "stream-local forwarding, install a pyzmq with CurveZMQ, or (only on a login "
-                "node that is not shared) set SSHProvisioner.allow_plaintext_loopback = True."
+        if km is None or km.curve_publickey is None:
+            if wanted == "tcp-curve" or not self.allow_plaintext_loopback:
+                raise TransportRefusedError(
+                    f"Kernel {name} would listen on {self.host}'s 127.0.0.1 "
+                    + ("with CurveZMQ" if wanted == "tcp-curve" else
+                       "(the site allows no Unix-socket forwarding)")
+                    + ", but CurveZMQ is unavailable here, so it would be in plaintext, where "
+                    "every user of that node could read its traffic. Install a pyzmq with "
+                    "CurveZMQ, ask the site to allow stream-local forwarding, or (only on a login "
+                    "node that is not shared) set SSHProvisioner.allow_plaintext_loopback = True."
+                )
+        if wanted == "auto":
+            log.warning(
+                "%s refuses stream-local forwarding: kernel %s uses TCP on the remote loopback%s",
+                self.host, self.kernel_id,
+                " with CurveZMQ" if km is not None and km.curve_publickey else " IN PLAINTEXT",
             )
-        log.warning(
-            "%s refuses stream-local forwarding: kernel %s uses TCP on the remote loopback%s",
-            self.host, self.kernel_id,
-            " with CurveZMQ" if km is not None and km.curve_publickey else " IN PLAINTEXT",
-        )
         return "tcp"
 
     def _session_secrets(self) -> dict[str, Any]:
