@@ -80,7 +80,8 @@ async def login_table(users: int, work: Path) -> list[str]:
     store = UserStore(state)
     secrets = {f"bench{n}": store.add_user(f"bench{n}", f"bench-password-{n}") for n in range(users)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "jupyter_hpc.cli.main", "keyservice", "--port", "0", "--state-dir", str(state)],
+        [sys.executable, "-m", "jupyter_hpc.cli.main", "keyservice", "--port", "0", "--state-dir", str(state),
+         "--scope", "default"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
     try:

@@ -126,7 +126,7 @@ def test_a_wrong_code_stays_on_the_login_form_and_otp_prints_each_new_code(demos
     current = int(pyotp.TOTP(login.secret).now())
     page = login.submit(code=f"{(current + 1) % 1_000_000:06d}")  # never the current code
     assert page.status_code == 403, page.status_code
-    assert login_error(page).startswith("Wrong one-time code"), login_error(page)
+    assert login_error(page).startswith("Wrong password or code"), login_error(page)
     assert 'id="otp_input"' in page.text
     # --otp: the next code appears on the terminal when it starts, and logs in.
     deadline = time.monotonic() + 40

@@ -5,6 +5,7 @@ and an sshproxy-style curl client whose key logs into a real sshd that trusts on
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import shutil
@@ -44,9 +45,11 @@ PASSWORDS = {
     "carol": "carol-not-on-staff",
     "frank": "frank-uses-python",
     "gina": "gina-not-on-staff-either",
+    "hugo": "hugo-behind-a-fence",
     CERT_USER: "hpccert-curls-it",
 }
-SCOPES = {"default": {}, "staff": {"allowed_users": ["alice"], "lifetime": 60}}
+SCOPES = {"default": {}, "staff": {"allowed_users": ["alice"], "lifetime": 60},
+          "fenced": {"source_address": ["192.0.2.0/24"]}}
 
 
 def cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
@@ -54,6 +57,25 @@ def cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
         [sys.executable, "-m", "jupyter_hpc.cli.main", "keyservice", *args],
         capture_output=True, text=True, timeout=60, **kwargs,
     )
+
+
+class SourceAddressAdapter(requests.adapters.HTTPAdapter):
+    """Connects from a given local address: all of 127/8 is this host's loopback, so
+    127.0.0.2 stands in for a second client machine."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        super().__init__()
+
+    def init_poolmanager(self, *args, **kwargs):
+        kwargs["source_address"] = (self.address, 0)
+        super().init_poolmanager(*args, **kwargs)
+
+
+def from_address(address: str) -> requests.Session:
+    session = requests.Session()
+    session.mount("http://", SourceAddressAdapter(address))
+    return session
 
 
 class ServiceProcess:
@@ -83,8 +105,11 @@ class ServiceProcess:
         self.stop()
         self.start()
 
-    def create_pair(self, user: str, password: str, code: str, scope: str = "default") -> requests.Response:
-        return requests.post(f"{self.url}create_pair/{scope}/", auth=(user, password + code), timeout=30)
+    def create_pair(self, user: str, password: str, code: str, scope: str = "default",
+                    source: str | None = None) -> requests.Response:
+        """POST create_pair, from the loopback address ``source`` (e.g. 127.0.0.2) when given."""
+        session = from_address(source) if source else requests
+        return session.post(f"{self.url}create_pair/{scope}/", auth=(user, password + code), timeout=30)
 
     def audit(self) -> list[dict]:
         return [json.loads(line) for line in (self.state / "audit.log").read_text().splitlines()]
@@ -161,32 +186,53 @@ def assert_refused(answer: requests.Response, reason: str) -> None:
     assert answer.text.startswith("Authentication failed.")
 
 
-def test_wrong_password_wrong_code_and_a_replayed_code_are_refused_and_audited(service):
+def answer_of(response: requests.Response) -> tuple:
+    """Everything a client sees of a refusal, less the Date header."""
+    headers = {k: v for k, v in response.headers.items() if k.lower() not in ("date",)}
+    return response.status_code, tuple(sorted(headers.items())), response.text
+
+
+def test_a_password_cannot_be_confirmed_without_the_code(service):
+    """The oracle attack: a right password with a wrong, replayed or missing code answers exactly
+    as a wrong password does, and as a name the service does not know; only the private audit
+    log (the control: the cases do differ) says which check failed."""
     good = code(service, "erin")
     assert service.create_pair("erin", PASSWORDS["erin"], good).status_code == 200
-    assert_refused(service.create_pair("erin", "erin-wrong-password", code(service, "erin")), "password")
     bad = wrong_code(service, "erin")
-    assert_refused(service.create_pair("erin", PASSWORDS["erin"], bad), "code")
-    assert_refused(service.create_pair("erin", PASSWORDS["erin"], good), "replayed")
-    assert_refused(service.create_pair("erin", PASSWORDS["erin"], ""), "code")
-    reasons = [r["reason"] for r in service.audit() if r["user"] == "erin" and r["event"] == "refused"]
-    assert reasons == ["password", "code", "replayed", "code"]
+    answers = {
+        "password": service.create_pair("erin", "erin-wrong-password", code(service, "erin")),
+        "code": service.create_pair("erin", PASSWORDS["erin"], bad),
+        "replayed": service.create_pair("erin", PASSWORDS["erin"], good),
+        "no-code": service.create_pair("erin", PASSWORDS["erin"], ""),
+        "unknown-user": service.create_pair("nobody-here", "erin-wrong-password", bad),
+    }
+    for answer in answers.values():
+        assert_refused(answer, "failed")
+    assert len({answer_of(a) for a in answers.values()}) == 1, {k: answer_of(a) for k, a in answers.items()}
+    assert "wrong password or code" in answers["code"].text
+    refused = [r for r in service.audit() if r["user"] in ("erin", "nobody-here") and r["event"] == "refused"]
+    assert [r["check"] for r in refused] == list(answers)
+    assert [r["argon2"] for r in refused] == ["user", "user", "user", "none", "dummy"]
     for text in ((service.state / "audit.log").read_text(), service.log.read_text()):
         assert PASSWORDS["erin"] not in text and "erin-wrong-password" not in text
         assert good not in text and bad not in text
 
 
-def test_five_failures_lock_the_user_out_across_a_restart(service):
+def test_a_third_party_cannot_lock_a_user_out(service):
+    """The lockout attack: five wrong tries from another address lock that address out (across a
+    restart), never the user at their own address."""
+    attacker = "127.0.0.2"
     for _ in range(5):
-        assert_refused(service.create_pair("dave", "not-daves-password", code(service, "dave")), "password")
-    # The sixth attempt is refused even with the right password and code.
-    assert_refused(service.create_pair("dave", PASSWORDS["dave"], code(service, "dave")), "locked")
+        assert_refused(service.create_pair("dave", "not-daves-password", code(service, "dave"), source=attacker), "failed")
+    # The sixth attempt from there is refused even with the right password and code.
+    assert_refused(service.create_pair("dave", PASSWORDS["dave"], code(service, "dave"), source=attacker), "locked")
     service.restart()
-    assert_refused(service.create_pair("dave", PASSWORDS["dave"], code(service, "dave")), "locked")
-    events = [(r["event"], r.get("reason")) for r in service.audit() if r["user"] == "dave"]
-    assert events == [("refused", "password")] * 4 + [("locked-out", None), ("refused", "password")] + \
-        [("refused", "locked")] * 2
-    # Other users are not affected.
+    assert_refused(service.create_pair("dave", PASSWORDS["dave"], code(service, "dave"), source=attacker), "locked")
+    # Dave, at his own address, logs in.
+    assert service.create_pair("dave", PASSWORDS["dave"], code(service, "dave")).status_code == 200
+    events = [(r["event"], r.get("reason"), r["client"]) for r in service.audit() if r["user"] == "dave"]
+    assert events == [("refused", "failed", attacker)] * 4 + [("locked-out", None, attacker), ("refused", "failed", attacker)] + \
+        [("refused", "locked", attacker)] * 2 + [("issued", None, "127.0.0.1")]
     assert requests.get(f"{service.url}status.html", timeout=10).text == "OK"
 
 
@@ -207,13 +253,16 @@ async def test_the_python_client_splits_pairs_and_names_each_refusal(service):
     asyncssh.import_private_key(key_text)
     with pytest.raises(LoginRefused) as refused:
         await request_certificate(url, "frank", "frank-wrong", code(service, "frank"))
-    assert refused.value.reason == "password" and "password" in refused.value.message
-    with pytest.raises(LoginRefused) as refused:
+    assert refused.value.reason == "failed" and refused.value.message.startswith("Wrong password or code.")
+    with pytest.raises(LoginRefused) as replayed:
         await request_certificate(url, "frank", PASSWORDS["frank"], code(service, "frank"))
-    assert refused.value.reason == "replayed" and "already used" in refused.value.message
+    assert replayed.value.reason == "failed" and replayed.value.message == refused.value.message
+    for _ in range(3):
+        with pytest.raises(LoginRefused):
+            await request_certificate(url, "frank", "frank-wrong", code(service, "frank"))
     with pytest.raises(AccountLocked) as locked:
-        await request_certificate(url, "dave", PASSWORDS["dave"], code(service, "dave"))
-    assert "locked" in locked.value.message
+        await request_certificate(url, "frank", PASSWORDS["frank"], code(service, "frank"))
+    assert "Too many failed logins" in locked.value.message
     with pytest.raises(UnknownScope):
         await request_certificate(f"{service.url}create_pair/gone/", "frank", PASSWORDS["frank"], "000000")
     with pytest.raises(AccessDenied):
@@ -227,7 +276,8 @@ async def test_in_process_service_one_code_once_scope_lifetime_and_lock_expiry(t
     """The Python API the hub uses: KeyService in this loop, UserStore, request_certificate."""
     store = UserStore(tmp_path / "state")
     hana, ivan = store.add_user("hana", "hana-password-1"), store.add_user("ivan", "ivan-password-1")
-    async with KeyService(state_dir=str(tmp_path / "state"), scopes={"short": {"lifetime": 30}}, lockout=2) as ks:
+    async with KeyService(state_dir=str(tmp_path / "state"), scopes={"default": {}, "short": {"lifetime": 30}},
+                          lockout=2) as ks:
         assert ks.port > 0 and ks.url == f"http://127.0.0.1:{ks.port}/"
         otp = pyotp.TOTP(hana).now()
         url = ks.create_pair_url("short")
@@ -236,15 +286,17 @@ async def test_in_process_service_one_code_once_scope_lifetime_and_lock_expiry(t
                                        return_exceptions=True)
         pairs = [r for r in results if isinstance(r, tuple)]
         refused = [r for r in results if isinstance(r, LoginRefused)]
-        assert len(pairs) == 1 and len(refused) == 1 and refused[0].reason == "replayed", results
+        assert len(pairs) == 1 and len(refused) == 1 and refused[0].reason == "failed", results
+        audit = [json.loads(line) for line in (tmp_path / "state" / "audit.log").read_text().splitlines()]
+        assert [r["check"] for r in audit if r["user"] == "hana" and r["event"] == "refused"] == ["replayed"]
         info = certificate_info(pairs[0][1])
-        assert abs(info.valid_before - (time.time() + 30)) <= 3 and info.ca_public_key == ks.ca_public_key
+        assert abs(info.valid_before - (time.time() + 30)) <= 3 and info.ca_public_key == ks.public_key("short")
         assert "scope=short" in info.key_id
         # Ten guesses at once: five are tried, the rest meet the lock.
         guesses = await asyncio.gather(*(
             request_certificate(ks.create_pair_url(), "ivan", f"wrong-password-{n}", pyotp.TOTP(ivan).now())
             for n in range(10)), return_exceptions=True)
-        assert sorted(g.reason for g in guesses) == ["locked"] * 5 + ["password"] * 5, guesses
+        assert sorted(g.reason for g in guesses) == ["failed"] * 5 + ["locked"] * 5, guesses
         with pytest.raises(AccountLocked):
             await request_certificate(ks.create_pair_url(), "ivan", "ivan-password-1", pyotp.TOTP(ivan).now())
         await asyncio.sleep(2.2)  # the lock (lockout=2 s) ends
@@ -257,6 +309,153 @@ async def test_in_process_service_one_code_once_scope_lifetime_and_lock_expiry(t
         secret = pyotp.parse_uri(late.stdout.strip()).secret
         _, cert_text = await request_certificate(ks.create_pair_url(), "lena", "lena-came-later", pyotp.TOTP(secret).now())
         assert certificate_info(cert_text).principals == ["lena"]
+
+
+async def post_from(url: str, user: str, secret: str, *, source: str = "127.0.0.1", forwarded_for: str = ""):
+    """POST create_pair from the loopback address ``source``; (status, reason header, body)."""
+    from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+
+    token = base64.b64encode(f"{user}:{secret}".encode()).decode()
+    headers = {"Authorization": f"Basic {token}", **({"X-Forwarded-For": forwarded_for} if forwarded_for else {})}
+    client = AsyncHTTPClient(force_instance=True)
+    try:
+        answer = await client.fetch(HTTPRequest(url, method="POST", body=b"", headers=headers, network_interface=source,
+                                                request_timeout=60), raise_error=False)
+    finally:
+        client.close()
+    return answer.code, answer.headers.get("X-Keyservice-Reason"), (answer.body or b"").decode()
+
+
+async def test_unknown_names_are_checked_like_known_ones(tmp_path):
+    """Timing equivalence shown by the code path, not the clock: a wrong password for a known name
+    and any password for an unknown one each cost one argon2 verification with the same cost
+    parameters (the users' own, here not the library's defaults), then the same answer; after
+    five failures both meet the same lock."""
+    from argon2 import PasswordHasher, extract_parameters
+
+    state = tmp_path / "state"
+    secret = UserStore(state, hasher=PasswordHasher(time_cost=2, memory_cost=16384, parallelism=1)).add_user(
+        "mona", "mona-password-1")
+    async with KeyService(state_dir=str(state), scopes={"default": {}}) as ks:
+        verified = []
+
+        class CountingHasher:
+            """The store's own hasher, noting each hash it verifies against."""
+
+            def __init__(self, real):
+                self.real = real
+
+            def verify(self, hash_, password):
+                verified.append(hash_)
+                return self.real.verify(hash_, password)
+
+        ks.users.hasher = CountingHasher(ks.users.hasher)
+        url = ks.create_pair_url()
+        otp = pyotp.TOTP(secret).now()
+        known = await post_from(url, "mona", "mona-wrong-pw" + otp)
+        unknown = await post_from(url, "nemo", "mona-wrong-pw" + otp)
+        assert known == unknown and known[:2] == (401, "failed"), (known, unknown)
+        mona_hash = json.loads((state / "users.json").read_text())["users"]["mona"]["password_hash"]
+        assert len(verified) == 2 and verified[0] == mona_hash and verified[1] != mona_hash
+        assert extract_parameters(verified[1]) == extract_parameters(mona_hash)  # the same cost
+        assert extract_parameters(mona_hash) != extract_parameters(PasswordHasher().hash("x"))  # not the default's
+        audit = [json.loads(line) for line in (state / "audit.log").read_text().splitlines()]
+        assert [(r["user"], r["check"], r["argon2"]) for r in audit] == [
+            ("mona", "password", "user"), ("nemo", "unknown-user", "dummy")]
+        for name in ("mona", "nemo"):
+            for _ in range(4):
+                await post_from(url, name, "mona-wrong-pw" + otp)
+        assert await post_from(url, "mona", "mona-password-1" + otp) == await post_from(url, "nemo", "x" * 9 + otp)
+        assert (await post_from(url, "nemo", "x" * 9 + otp))[1] == "locked"
+        assert len(verified) == 10  # the locked answers verified nothing, for either name
+
+
+async def test_lockouts_back_off_per_user_and_address_and_trust_only_the_named_proxy(tmp_path):
+    """A third party's failures lock only the third party's address, each lock twice as long as
+    the one before; X-Forwarded-For counts only from a trusted proxy (the hub)."""
+    store = UserStore(tmp_path / "state")
+    secret = store.add_user("olga", "olga-password-1")
+    async with KeyService(state_dir=str(tmp_path / "state"), scopes={"default": {}}, lockout=1,
+                          trusted_proxies=["127.0.0.3"]) as ks:
+        url = ks.create_pair_url()
+        otp = pyotp.TOTP(secret).now
+        ends = []
+        for round_ in range(2):
+            for _ in range(5):
+                assert (await post_from(url, "olga", "wrong-password" + otp(), source="127.0.0.2"))[1] == "failed"
+            started = time.time()
+            assert (await post_from(url, "olga", "olga-password-1" + otp(), source="127.0.0.2"))[1] == "locked"
+            until = [json.loads(line) for line in (tmp_path / "state" / "audit.log").read_text().splitlines()
+                     if '"locked-out"' in line][-1]["until"]
+            ends.append(until - started)
+            await asyncio.sleep(until + 1 - time.time() + 0.1)  # the audit's end is in whole seconds, rounded down
+        assert ends[0] <= 1.0 < ends[1] <= 2.0, ends  # 1 s, then 2 s
+        # An untrusted client cannot pick its address with X-Forwarded-For.
+        for _ in range(5):
+            await post_from(url, "olga", "wrong-password" + otp(), source="127.0.0.2", forwarded_for="198.51.100.7")
+        assert (await post_from(url, "olga", "x" * 9 + otp(), source="127.0.0.2", forwarded_for="203.0.113.9"))[1] == "locked"
+        # The trusted proxy's header names the client: its locked-out browser is 192.0.2.66, not olga's.
+        for _ in range(5):
+            await post_from(url, "olga", "wrong-password" + otp(), source="127.0.0.3", forwarded_for="192.0.2.66")
+        assert (await post_from(url, "olga", "x" * 9 + otp(), source="127.0.0.3", forwarded_for="192.0.2.66"))[1] == "locked"
+        status, _, body = await post_from(url, "olga", "olga-password-1" + otp(), source="127.0.0.3", forwarded_for="192.0.2.7")
+        assert status == 200 and "PRIVATE KEY" in body
+        audit = [json.loads(line) for line in (tmp_path / "state" / "audit.log").read_text().splitlines()]
+        assert audit[-1]["event"] == "issued" and audit[-1]["client"] == "192.0.2.7"
+
+
+async def test_concurrent_password_checks_are_bounded_per_address_and_in_all(tmp_path):
+    """A flood from one address: one check of it runs at a time, two more wait, the rest get 429
+    at once; another address's logins wait their turn and are not turned away."""
+    UserStore(tmp_path / "state")
+    async with KeyService(state_dir=str(tmp_path / "state"), scopes={"default": {}}, max_checks=1,
+                          max_checks_per_address=1, max_waiting_per_address=2) as ks:
+        url = ks.create_pair_url()
+        async with ks.checks.slot("192.0.2.1"):  # the one check slot is busy: everything queues
+            flood = [asyncio.ensure_future(post_from(url, f"u{n}", "guess-password123456", source="127.0.0.2"))
+                     for n in range(8)]
+            others = [asyncio.ensure_future(post_from(url, f"v{n}", "guess-password123456", source="127.0.0.4"))
+                      for n in range(2)]
+            done, _ = await asyncio.wait(flood, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+            while len([f for f in flood if f.done()]) < 5:
+                await asyncio.sleep(0.05)
+            assert sorted(f.result()[0] for f in flood if f.done()) == [429] * 5
+            assert not any(f.done() for f in others)
+        results = await asyncio.gather(*flood, *others)
+        assert sorted(r[0] for r in results) == [401] * 5 + [429] * 5
+        assert [r[0] for r in results[-2:]] == [401, 401]
+        assert ks.checks.peak == 1 and ks.checks.peak_per_address == 1
+
+
+def test_certificates_permit_only_a_pty_and_port_forwarding(service):
+    """ssh-keygen -L: no agent or X11 forwarding, no ~/.ssh/rc; a scope's source-address is in the
+    certificate. The control: a certificate as OpenSSH and asyncssh make it by default has them."""
+    answer = service.create_pair("hugo", PASSWORDS["hugo"], code(service, "hugo"), scope="fenced")
+    assert answer.status_code == 200, answer.text
+    _, cert_text = split_pair(answer.text)
+    listed = subprocess.run(["ssh-keygen", "-L", "-f", "-"], input=cert_text, capture_output=True, text=True,
+                            check=True).stdout
+    extensions = listed.split("Extensions:")[1].split()
+    assert extensions == ["permit-port-forwarding", "permit-pty"], listed
+    assert "source-address 192.0.2.0/24" in listed.split("Critical Options:")[1], listed
+    control_ca = asyncssh.generate_private_key("ssh-ed25519")
+    control = control_ca.generate_user_certificate(asyncssh.generate_private_key("ssh-ed25519"), "control",
+                                                   principals=["alice"], valid_before=time.time() + 60)
+    listed = subprocess.run(["ssh-keygen", "-L", "-f", "-"], input=control.export_certificate().decode(),
+                            capture_output=True, text=True, check=True).stdout
+    assert {"permit-agent-forwarding", "permit-X11-forwarding", "permit-user-rc"} <= set(listed.split()), listed
+
+
+def test_each_scope_has_its_own_ca_and_none_is_made_up(service, tmp_path):
+    keys = {scope: requests.get(f"{service.url}get_ca_pubkey/{scope}/", timeout=10).text.strip() for scope in SCOPES}
+    assert len(set(keys.values())) == len(SCOPES), keys
+    for scope, name in (("default", "ca_key"), ("staff", "ca_key.staff"), ("fenced", "ca_key.fenced")):
+        ca = asyncssh.import_private_key((service.state / name).read_bytes())
+        assert keys[scope].split() == ca.export_public_key().decode().split()[:2]
+        assert stat.S_IMODE((service.state / name).stat().st_mode) == 0o600
+    refused = cli("--port", "0", "--state-dir", str(tmp_path / "noscope"))
+    assert refused.returncode == 1 and "no scope" in refused.stderr and "--scope" in refused.stderr, refused.stderr
+    assert not (tmp_path / "noscope" / "ca_key").exists()
 
 
 def test_split_pair_reads_sshproxy_shaped_answers(tmp_path):
@@ -372,7 +571,8 @@ def test_plain_http_only_on_loopback_and_tls_when_given_a_certificate(service, t
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
                     "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
                     "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
-    tls = ServiceProcess(tmp_path / "s2", tmp_path / "tls.log", "--certfile", str(cert), "--keyfile", str(key)).start()
+    tls = ServiceProcess(tmp_path / "s2", tmp_path / "tls.log", "--scope", "default",
+                         "--certfile", str(cert), "--keyfile", str(key)).start()
     try:
         assert tls.url.startswith("https://127.0.0.1:")
         assert requests.get(f"{tls.url}status.html", verify=str(cert), timeout=10).text == "OK"

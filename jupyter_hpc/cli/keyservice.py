@@ -36,6 +36,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="address to listen on (default 127.0.0.1; others only with --certfile/--keyfile)")
     parser.add_argument("--lifetime", type=_seconds, default=None, metavar="SECONDS",
                         help="certificate lifetime for scopes that set none (default 43200, 12 h)")
+    parser.add_argument("--scope", action="append", default=[], metavar="NAME",
+                        help="a scope to sign for, with its own CA key (repeat for more; sshproxy's clients ask "
+                             "for 'default'); or list scopes in DIR/scopes.json")
+    parser.add_argument("--trusted-proxy", action="append", default=[], metavar="ADDRESS",
+                        help="an address (or network) whose X-Forwarded-For names the client, e.g. the hub's; "
+                             "lockouts then apply per browser address (repeat for more)")
     parser.add_argument("--certfile", default="", help="TLS certificate (PEM) to serve HTTPS")
     parser.add_argument("--keyfile", default="", help="TLS private key (PEM) for --certfile")
     parser.add_argument("--debug", action="store_true", help="show debug messages")
@@ -97,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     log = logging.getLogger("jupyter_hpc.keyservice")
     log.setLevel(logging.DEBUG if args.debug else logging.INFO)
-    settings = dict(state_dir=args.state_dir, ip=args.ip, port=args.port, certfile=args.certfile, keyfile=args.keyfile)
+    settings = dict(state_dir=args.state_dir, ip=args.ip, port=args.port, certfile=args.certfile, keyfile=args.keyfile,
+                    scopes={name: {} for name in args.scope}, trusted_proxies=args.trusted_proxy)
     if args.lifetime is not None:
         settings["lifetime"] = args.lifetime
 

@@ -25,7 +25,7 @@ class DemoKeyService:
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
         # The demo user is whoever runs it, root included (the service refuses root by default).
-        self.service = KeyService(state_dir=str(state_dir), unallowed_users=[], log=log)
+        self.service = KeyService(state_dir=str(state_dir), scopes={"default": {}}, unallowed_users=[], log=log)
         self.username = ""
         self.password = ""
         self.provisioning_uri = ""

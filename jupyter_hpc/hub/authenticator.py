@@ -281,6 +281,8 @@ class SSHCertAuthenticator(Authenticator):
                 self.keyservice_url, username, password, otp,
                 ca_certs=self.keyservice_ca_certs or None, timeout=self.keyservice_timeout,
                 http_client=self.keyservice_client,
+                # The browser's address: a key service that trusts the hub locks out per address.
+                client_address=handler.request.remote_ip if handler is not None else None,
             )
         except (LoginRefused, AccessDenied) as exc:
             self.log.warning("login of %s refused by the key service: %s", username, exc.log_detail)

@@ -1,10 +1,20 @@
-"""The SSH certificate authority: one CA key in the state dir signs short-lived user keys.
+"""The SSH certificate authorities: one CA key per scope in the state dir signs short-lived user keys.
+
+One key per scope, so a login node that trusts the ``staff`` scope's CA accepts nothing a
+``students`` certificate could do, and losing one scope's key exposes that scope alone. The
+``default`` scope keeps the file name ``ca_key`` (existing sshd configurations trust it); any
+other scope's key is ``ca_key.<scope>``.
 
 Each certificate is bounded: a validity window of the scope's lifetime (never OpenSSH's
 "forever" default, the hole in sshproxy's sample ``jupyter`` scope), one principal (the user
 name, so a certificate logs in as nobody else), a random serial and a key id that says who,
 which scope, from where and when, so sshd's log line ("… ID <key id> (serial N) CA …") reads
 like the key service's audit line for the same login.
+
+A certificate permits only what a notebook needs: a PTY (terminals) and port forwarding (the
+kernel's channels, the jump to a compute node). OpenSSH's defaults also permit agent and X11
+forwarding and ``~/.ssh/rc``; each is a way from a compromised login node back to the user's
+other keys or display, so none is granted. A scope's ``source_address`` is written in too.
 """
 
 from __future__ import annotations
@@ -17,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-import asyncssh
+from ..ssh.quiet_import import asyncssh
 
 from .state import StateDirError, ensure_state_dir, read_private, write_private
 
@@ -25,6 +35,11 @@ CA_KEY_FILE = "ca_key"
 KEY_TYPES = ("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256")
 # Signed this long before "now", so a login node whose clock is a little behind still accepts.
 CLOCK_SKEW = 60
+
+
+def ca_key_file(scope: str) -> str:
+    """The file of ``scope``'s CA key in the state dir: ``ca_key`` for ``default``, else ``ca_key.<scope>``."""
+    return CA_KEY_FILE if scope == "default" else f"{CA_KEY_FILE}.{scope}"
 
 
 @dataclass(frozen=True)
@@ -45,13 +60,14 @@ class IssuedPair:
 
 
 class CertificateAuthority:
-    """Loads the CA key from ``state_dir/ca_key`` (0600), creating an Ed25519 one on first use."""
+    """Loads a scope's CA key from the state dir (0600), creating an Ed25519 one on first use."""
 
-    def __init__(self, state_dir: Path) -> None:
-        self.path = ensure_state_dir(state_dir) / CA_KEY_FILE
+    def __init__(self, state_dir: Path, scope: str = "default") -> None:
+        self.scope = scope
+        self.path = ensure_state_dir(state_dir) / ca_key_file(scope)
         data = read_private(self.path)
         if data is None:
-            key = asyncssh.generate_private_key("ssh-ed25519", comment="jupyter-hpc keyservice CA")
+            key = asyncssh.generate_private_key("ssh-ed25519", comment=f"jupyter-hpc keyservice CA ({scope})")
             write_private(self.path, key.export_private_key("openssh"))
             self.created = True
         else:
@@ -67,8 +83,10 @@ class CertificateAuthority:
         # Algorithm and base64 only: the line sshd's TrustedUserCAKeys and @cert-authority take.
         self.public_key = " ".join(key.export_public_key("openssh").decode().split()[:2])
 
-    def issue(self, user: str, scope: str, client: str, lifetime: int, key_type: str = "ssh-ed25519") -> IssuedPair:
-        """A new key pair for ``user``, its certificate valid ``lifetime`` seconds from now."""
+    def issue(self, user: str, scope: str, client: str, lifetime: int, key_type: str = "ssh-ed25519",
+              source_address: Sequence[str] | None = None) -> IssuedPair:
+        """A new key pair for ``user``, its certificate valid ``lifetime`` seconds from now,
+        permitting a PTY and port forwarding only (and, given ``source_address``, only from there)."""
         if lifetime <= 0:
             raise ValueError("a certificate needs a positive lifetime")
         now = int(time.time())
@@ -85,6 +103,12 @@ class CertificateAuthority:
             principals=[user],
             valid_after=now - CLOCK_SKEW,
             valid_before=now + lifetime,
+            source_address=list(source_address) if source_address else None,
+            permit_pty=True,
+            permit_port_forwarding=True,
+            permit_agent_forwarding=False,
+            permit_x11_forwarding=False,
+            permit_user_rc=False,
             comment=key_id,
         )
         # sshproxy's clients (and its own docs) expect a PKCS#1 PEM for RSA; OpenSSH format otherwise.

@@ -19,7 +19,8 @@ CERT_SUFFIX = "-cert-v01@openssh.com"
 
 
 class LoginRefused(KeyServiceError):
-    """401: the password or one-time code was not accepted (``reason`` says which, when known)."""
+    """401: the password or one-time code was not accepted (``reason``: the key service's
+    ``X-Keyservice-Reason``; ours says only ``failed`` or ``locked``)."""
 
     def __init__(self, message: str, *, reason: str | None = None, log_detail: str = "") -> None:
         super().__init__(message, log_detail=log_detail)
@@ -42,12 +43,11 @@ class KeyServiceUnavailable(KeyServiceError):
     """The key service could not be reached or answered something that is not a key pair."""
 
 
+# One message for every wrong password, code or replayed code, whatever reason a key service
+# sends (older ones, ours included, said which): the login page must not confirm a password.
+WRONG = "Wrong password or code. Enter your password and the current 6-digit code from your authenticator app."
 MESSAGES = {
-    "password": "Wrong user name or password.",
-    "code": "Wrong one-time code. Enter the current 6-digit code from your authenticator app.",
-    "replayed": "That one-time code was already used. Wait for the next code and try again.",
-    "locked": "Too many failed logins: the account is locked for a while. Try again later.",
-    None: "Wrong password or one-time code.",
+    "locked": "Too many failed logins: logins from your address are paused for a while. Try again later.",
 }
 
 
@@ -73,7 +73,7 @@ def _refusal(status: int, reason: str | None, body: str, url: str) -> KeyService
         if reason is None and "Too many failed logins" in body:
             reason = "locked"  # sshproxy says so in its body only
         kind = AccountLocked if reason == "locked" else LoginRefused
-        return kind(MESSAGES.get(reason, MESSAGES[None]), reason=reason, log_detail=detail)
+        return kind(MESSAGES.get(reason, WRONG), reason=reason, log_detail=detail)
     if status == 403:
         return AccessDenied("This account may not log in here (the key service refused it a certificate).", log_detail=detail)
     if status == 404:
@@ -81,6 +81,8 @@ def _refusal(status: int, reason: str | None, body: str, url: str) -> KeyService
             "The key service does not know the scope in its URL; check keyservice_url (…/create_pair/<scope>/).",
             log_detail=detail,
         )
+    if status == 429:
+        return KeyServiceUnavailable("Too many logins at once; try again in a few seconds.", log_detail=detail)
     return KeyServiceUnavailable("The key service failed; try again in a minute, or ask the site's admins.", log_detail=detail)
 
 
@@ -93,6 +95,7 @@ async def request_certificate(
     ca_certs: str | None = None,
     timeout: float = 20.0,
     http_client: AsyncHTTPClient | None = None,
+    client_address: str | None = None,
 ) -> tuple[str, str]:
     """POST to ``url`` (``…/create_pair/<scope>/``) as ``user`` with ``password + otp``.
 
@@ -102,6 +105,9 @@ async def request_certificate(
     key service's certificate (default: the system's); verification is never turned off.
     ``http_client``: the client to send with (default: the loop's shared one, whose ten
     request slots a hub must not let a burst of logins queue behind, see SSHCertAuthenticator).
+    ``client_address``: the address the login came from (the browser's, for a hub), sent as
+    X-Forwarded-For; a key service that lists the sender in ``trusted_proxies`` keys lockouts
+    and limits by it.
     """
     token = base64.b64encode(f"{user}:{password}{otp}".encode()).decode()
     ssl_options = ssl.create_default_context(cafile=ca_certs) if url.startswith("https:") else None
@@ -109,7 +115,7 @@ async def request_certificate(
         url,
         method="POST",
         body=b"",
-        headers={"Authorization": f"Basic {token}"},
+        headers={"Authorization": f"Basic {token}", **({"X-Forwarded-For": client_address} if client_address else {})},
         request_timeout=timeout,
         connect_timeout=timeout,
         ssl_options=ssl_options,

@@ -3,18 +3,25 @@
 A scope is sshproxy's unit of policy: ``POST /create_pair/<scope>/`` asks for a certificate of
 that scope. Each has a ``lifetime`` in seconds (default: the service's ``lifetime``, 12 h),
 bounded by ``max_lifetime`` so no configuration yields an unbounded certificate, an optional
-``allowed_users`` list (absent: every user of the service) and a ``key_type``.
+``allowed_users`` list (absent: every user of the service), a ``key_type`` and an optional
+``source_address`` list (CIDR blocks written into each certificate: sshd then accepts it only
+from there, e.g. the hub's address). Each scope signs with its own CA key (see
+:mod:`jupyter_hpc.keyservice.ca`), so a login node that trusts one scope's CA trusts no other.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from dataclasses import dataclass
 
 from .ca import KEY_TYPES
 from .state import KeyServiceError
 
 SCOPES_FILE = "scopes.json"
-SCOPE_KEYS = {"lifetime", "allowed_users", "key_type"}
+SCOPE_KEYS = {"lifetime", "allowed_users", "key_type", "source_address"}
+# A scope's name is part of a URL and of its CA key's file name.
+SCOPE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 
 
 class ScopeConfigError(KeyServiceError):
@@ -27,6 +34,7 @@ class Scope:
     lifetime: int
     allowed_users: frozenset[str] | None = None
     key_type: str = "ssh-ed25519"
+    source_address: tuple[str, ...] | None = None
 
     def allows(self, user: str) -> bool:
         return self.allowed_users is None or user in self.allowed_users
@@ -39,8 +47,10 @@ def parse_scopes(raw: dict, *, lifetime: int, max_lifetime: int, source: str) ->
     scopes = {}
     for name, settings in raw.items():
         where = f"scope {name!r} in {source}"
-        if not isinstance(name, str) or not name or "/" in name:
-            raise ScopeConfigError(f"{where}: a scope name must be non-empty and contain no '/'.")
+        if not isinstance(name, str) or not SCOPE_NAME.match(name):
+            raise ScopeConfigError(
+                f"{where}: a scope name is letters, digits, '_', '.' and '-' (at most 64, not starting with '.' or '-')."
+            )
         settings = settings or {}
         if not isinstance(settings, dict):
             raise ScopeConfigError(f"{where}: settings must be a mapping like {{\"lifetime\": 3600}}.")
@@ -59,5 +69,18 @@ def parse_scopes(raw: dict, *, lifetime: int, max_lifetime: int, source: str) ->
         key_type = settings.get("key_type", "ssh-ed25519")
         if key_type not in KEY_TYPES:
             raise ScopeConfigError(f"{where}: key_type must be one of {', '.join(KEY_TYPES)}, not {key_type!r}.")
-        scopes[name] = Scope(name, life, None if users is None else frozenset(users), key_type)
+        scopes[name] = Scope(name, life, None if users is None else frozenset(users), key_type,
+                             _source_address(settings.get("source_address"), where))
     return scopes
+
+
+def _source_address(value, where: str) -> tuple[str, ...] | None:
+    """``source_address`` as OpenSSH's critical option takes it: CIDR blocks (a bare address is /32 or /128)."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise ScopeConfigError(f"{where}: source_address must be a non-empty list like [\"192.0.2.10/32\"], or absent.")
+    try:
+        return tuple(str(ipaddress.ip_network(v, strict=False)) for v in value)
+    except ValueError as error:
+        raise ScopeConfigError(f"{where}: source_address {value!r}: {error}.") from None

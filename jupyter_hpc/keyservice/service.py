@@ -1,9 +1,16 @@
 """The key service's HTTP side: sshproxy's three endpoints on tornado, in the caller's loop.
 
 Every slow step (argon2 verification, RSA key generation) runs in a worker thread, so one
-login never stalls another or the status check. The decision for one request (locked? code's
+login never stalls another or the status check; how many argon2 checks run at once is bounded
+per source address and in all (:mod:`.limits`). The decision for one request (locked? code's
 step used?) and its record happen with no ``await`` in between, so two requests racing with
 the same one-time code cannot both pass.
+
+A refusal says as little as the wire allows: any wrong password, code or replayed code is one
+answer (``X-Keyservice-Reason: failed``), so a password cannot be confirmed without the code;
+an unknown name is checked like a known one (argon2 against a dummy hash of the same cost, a
+code against a dummy secret) and answered alike. Only the audit log, which only the service's
+uid reads, records which check failed.
 """
 
 from __future__ import annotations
@@ -11,17 +18,19 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
+import ipaddress
 import json
+import os
 import socket
 import ssl
 from datetime import datetime, timezone
 
 from tornado import httpserver, netutil, web
-from traitlets import Bool, Dict, Integer, List, Unicode, default, validate
+from traitlets import Dict, Integer, List, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
 from .ca import CertificateAuthority
+from .limits import CheckSlots, KeyedLocks, TooManyWaiting
 from .logins import LoginGuard
 from .scopes import SCOPES_FILE, Scope, parse_scopes
 from .state import KeyServiceError, append_private, ensure_state_dir, read_json
@@ -30,12 +39,11 @@ from .users import NAME, UserStore
 AUDIT_FILE = "audit.log"
 LOOPBACK = ("127.0.0.1", "::1")
 REASON_HEADER = "X-Keyservice-Reason"
-# First words as sshproxy's, which its shell client looks for; then which check failed.
+# First words as sshproxy's, which its shell client looks for. One text for every wrong
+# password, code or replayed code: which of them was wrong is the attacker's oracle.
 REFUSALS = {
-    "password": "Authentication failed. Failed login: wrong user name or password.",
-    "code": "Authentication failed. Failed login: wrong or missing one-time code (append the 6-digit code to the password).",
-    "replayed": "Authentication failed. Failed login: this one-time code was already used; wait for the next one.",
-    "locked": "Authentication failed. Too many failed logins; the account is locked for a while.",
+    "failed": "Authentication failed. Failed login: wrong password or code (append the current 6-digit code to the password).",
+    "locked": "Authentication failed. Too many failed logins from your address; wait a while and try again.",
 }
 
 
@@ -63,18 +71,53 @@ class KeyService(LoggingConfigurable):
         "key_type": "ssh-ed25519"}}. A scopes.json in the state dir adds to or replaces these.""",
     ).tag(config=True)
     unallowed_users = List(Unicode(), ["root"], help="Users never given a certificate (403).").tag(config=True)
-    max_failures = Integer(5, help="Failed logins within failure_window that lock a user out.").tag(config=True)
+    max_failures = Integer(
+        5, help="Failed logins of one user from one address within failure_window that lock that pair out.",
+    ).tag(config=True)
     failure_window = Integer(300, help="Seconds over which failed logins are counted.").tag(config=True)
-    lockout = Integer(900, help="Seconds a locked-out user stays locked (kept across restarts).").tag(config=True)
-    trust_forwarded_for = Bool(
-        False, help="Take the client address from X-Forwarded-For/X-Real-Ip (only behind your own proxy).",
+    lockout = Integer(
+        60,
+        help="""Seconds the first lock of a (user, address) pair lasts; each further lock of the same
+        pair lasts twice the one before, up to max_lockout. Other addresses are not locked, so no
+        one can lock a user out by failing on purpose. Kept across restarts.""",
+    ).tag(config=True)
+    max_lockout = Integer(86400, help="Longest lock, in seconds (the back-off stops doubling there).").tag(config=True)
+    trusted_proxies = List(
+        Unicode(),
+        help="""Addresses or networks (e.g. the hub's, "10.0.0.5" or "10.0.0.0/24") whose requests
+        name the client in X-Forwarded-For (the hub sends the browser's address). Lockouts and
+        check limits then apply to that client; from anyone else the header is ignored.""",
+    ).tag(config=True)
+    max_checks = Integer(
+        help="Password (argon2) checks run at once in all; more wait. Default: the number of CPUs, at least 2.",
+    ).tag(config=True)
+    max_checks_per_address = Integer(
+        2, help="Password checks of one client address run at once; more wait in line.",
+    ).tag(config=True)
+    max_waiting_per_address = Integer(
+        64, help="Requests of one address waiting for a check slot; beyond them the address gets 429.",
     ).tag(config=True)
 
-    @default("scopes")
-    def _default_scopes(self):
-        return {"default": {}}
+    @default("max_checks")
+    def _default_max_checks(self):
+        return max(2, os.cpu_count() or 2)
 
-    @validate("lifetime", "max_lifetime")
+    @validate("max_checks", "max_checks_per_address", "max_failures")
+    def _at_least_one(self, proposal):
+        if proposal.value < 1:
+            raise KeyServiceConfigError(f"{proposal.trait.name} must be 1 or more, not {proposal.value}.")
+        return proposal.value
+
+    @validate("trusted_proxies")
+    def _valid_proxies(self, proposal):
+        for value in proposal.value:
+            try:
+                ipaddress.ip_network(value, strict=False)
+            except ValueError:
+                raise KeyServiceConfigError(f"trusted_proxies: {value!r} is not an address or network.") from None
+        return proposal.value
+
+    @validate("lifetime", "max_lifetime", "lockout", "max_lockout")
     def _positive(self, proposal):
         if proposal.value <= 0:
             raise KeyServiceConfigError(f"{proposal.trait.name} must be a positive number of seconds, not {proposal.value}.")
@@ -83,8 +126,9 @@ class KeyService(LoggingConfigurable):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self._server: httpserver.HTTPServer | None = None
-        self.ca: CertificateAuthority | None = None
-        self._attempt_locks: dict[str, asyncio.Lock] = {}
+        self.cas: dict[str, CertificateAuthority] = {}
+        self._attempt_locks = KeyedLocks()
+        self._proxies = []
 
     # -- life cycle ---------------------------------------------------------------------------
     @property
@@ -97,7 +141,14 @@ class KeyService(LoggingConfigurable):
 
     @property
     def ca_public_key(self) -> str:
-        return self.ca.public_key
+        """The ``default`` scope's CA public key (see :meth:`public_key` for any scope)."""
+        return self.public_key("default")
+
+    def public_key(self, scope: str) -> str:
+        """The public key line of ``scope``'s CA, what its login nodes' TrustedUserCAKeys hold."""
+        if scope not in self.cas:
+            raise KeyServiceConfigError(f"The key service has no scope {scope!r}; its scopes: {', '.join(sorted(self.cas))}.")
+        return self.cas[scope].public_key
 
     def _ssl_context(self) -> ssl.SSLContext | None:
         if bool(self.certfile) != bool(self.keyfile):
@@ -122,17 +173,26 @@ class KeyService(LoggingConfigurable):
         state = ensure_state_dir(self.state_dir)
         self.state_path = state
         ssl_context = self._ssl_context()
-        configured = {"default": {}, **self.scopes}  # sshproxy's clients ask for "default" unless told
-        configured.update(read_json(state / SCOPES_FILE, {}))
+        # No scope unless configured: a "default" made up here would sign for every user.
+        configured = {**self.scopes, **read_json(state / SCOPES_FILE, {})}
+        if not configured:
+            raise KeyServiceConfigError(
+                f"The key service has no scope: give one with --scope NAME (sshproxy's clients ask for "
+                f"'default'), KeyService.scopes, or {state / SCOPES_FILE}."
+            )
         self.scope_map: dict[str, Scope] = parse_scopes(
             configured, lifetime=self.lifetime, max_lifetime=self.max_lifetime,
             source=f"KeyService.scopes and {state / SCOPES_FILE}",
         )
-        self.ca = CertificateAuthority(state)
-        if self.ca.created:
-            self.log.warning("Made a new CA key in %s; its public key: %s", self.ca.path, self.ca.public_key)
+        self.cas = {name: CertificateAuthority(state, name) for name in sorted(self.scope_map)}
+        for name, ca in self.cas.items():
+            if ca.created:
+                self.log.warning("Made a new CA key for scope %s in %s; its public key: %s", name, ca.path, ca.public_key)
         self.users = UserStore(state)
-        self.guard = LoginGuard(state, max_failures=self.max_failures, window=self.failure_window, lockout=self.lockout)
+        self.guard = LoginGuard(state, max_failures=self.max_failures, window=self.failure_window,
+                                lockout=self.lockout, max_lockout=self.max_lockout)
+        self.checks = CheckSlots(self.max_checks, self.max_checks_per_address, self.max_waiting_per_address)
+        self._proxies = [ipaddress.ip_network(p, strict=False) for p in self.trusted_proxies]
         app = web.Application(
             [
                 (r"/create_pair/([^/]+)/?", CreatePairHandler),
@@ -141,7 +201,7 @@ class KeyService(LoggingConfigurable):
             ],
             service=self,
         )
-        self._server = httpserver.HTTPServer(app, ssl_options=ssl_context, xheaders=self.trust_forwarded_for)
+        self._server = httpserver.HTTPServer(app, ssl_options=ssl_context)
         family = socket.AF_INET6 if ":" in self.ip else socket.AF_INET
         sockets = netutil.bind_sockets(self.port, address=self.ip, family=family)
         self.port = sockets[0].getsockname()[1]
@@ -163,12 +223,24 @@ class KeyService(LoggingConfigurable):
     async def __aexit__(self, *exc) -> None:
         await self.stop()
 
-    def attempt_lock(self, user: str) -> asyncio.Lock | contextlib.nullcontext:
-        """The lock that serializes ``user``'s login attempts (none for unknown names, which
-        always fail and must not grow this table)."""
-        if user not in self.users:
-            return contextlib.nullcontext()
-        return self._attempt_locks.setdefault(user, asyncio.Lock())
+    def attempt_lock(self, user: str, address: str):
+        """Serializes the attempts of ``user`` from ``address`` (known names and unknown alike)."""
+        return self._attempt_locks.hold((user, address))
+
+    def client_address(self, request) -> str:
+        """The socket's peer, or the X-Forwarded-For client when the peer is a trusted proxy."""
+        peer = request.remote_ip
+        forwarded = request.headers.get("X-Forwarded-For", "")
+        if forwarded and self._proxies:
+            try:
+                trusted = any(ipaddress.ip_address(peer) in net for net in self._proxies)
+                # The last hop is the one the trusted proxy added; earlier ones are the client's word.
+                client = str(ipaddress.ip_address(forwarded.split(",")[-1].strip()))
+            except ValueError:
+                return peer
+            if trusted:
+                return client
+        return peer
 
     # -- audit --------------------------------------------------------------------------------
     def audit(self, event: str, **fields) -> None:
@@ -205,7 +277,7 @@ class CAPublicKeyHandler(_Handler):
     def get(self, scope: str) -> None:
         if self.scope(scope) is None:
             return self.reply(404, f"Unknown scope {scope!r}.")
-        self.reply(200, self.service.ca_public_key)
+        self.reply(200, self.service.public_key(scope))
 
 
 def _basic_credentials(header: str) -> tuple[str, str] | None:
@@ -221,40 +293,45 @@ def _basic_credentials(header: str) -> tuple[str, str] | None:
 
 
 class CreatePairHandler(_Handler):
-    def refuse(self, reason: str, user: str, scope: str) -> None:
-        self.service.audit("refused", reason=reason, user=user, scope=scope, client=self.request.remote_ip)
+    def refuse(self, reason: str, user: str | None, scope: str, client: str, **detail) -> None:
+        """401 with one of two answers (failed, locked); the audit line says which check failed."""
+        self.service.audit("refused", reason=reason, user=user, scope=scope, client=client, **detail)
         self.set_header("WWW-Authenticate", 'Basic realm="jupyter-hpc keyservice"')
         self.set_header(REASON_HEADER, reason)
         self.reply(401, REFUSALS[reason])
 
-    def failed(self, user: str, known: bool) -> None:
-        """Count a failure against a known user; the one that locks them is audited as such."""
-        if known and self.service.guard.record_failure(user):
-            until = int(self.service.guard.locked_until(user))
-            self.service.audit("locked-out", user=user, client=self.request.remote_ip, until=until)
+    def failed(self, user: str, client: str) -> None:
+        """Count a failure of (user, client), known name or not; the one that locks is audited as such."""
+        until = self.service.guard.record_failure(user, client)
+        if until:
+            self.service.audit("locked-out", user=user, client=client, until=int(until))
 
-    async def authenticate(self, user: str, password: str, code: str) -> str | None:
-        """None when ``password`` and ``code`` are ``user``'s and the code is fresh; else the reason."""
+    async def authenticate(self, user: str, password: str, code: str, client: str) -> dict | None:
+        """None when ``password`` and ``code`` are ``user``'s and the code is fresh; else the
+        refusal: ``reason`` (the answer) and, for the audit, which ``check`` failed and which
+        hash ``argon2`` verified (``user``, ``dummy`` for an unknown name, or none)."""
         service = self.service
-        known = user in service.users
-        if known and service.guard.locked_until(user):
-            return "locked"
+        if service.guard.locked_until(user, client):
+            return {"reason": "locked", "check": "locked", "argon2": "none"}
         if not (len(code) == 6 and code.isdigit()):
-            # No code appended at all: say so, and spend no argon2 time on the rest.
-            self.failed(user, known)
-            return "code"
-        if not await asyncio.to_thread(service.users.verify, service.users.password_hash(user), password):
-            self.failed(user, known)
-            return "password"
-        step = service.users.code_step(user, code)
-        if step is None or service.guard.step_used(user, step):
-            self.failed(user, known)
-            return "code" if step is None else "replayed"
-        service.guard.record_success(user, step)
+            # No code appended at all: spend no argon2 time on the rest (known name or not).
+            self.failed(user, client)
+            return {"reason": "failed", "check": "no-code", "argon2": "none"}
+        stored = service.users.password_hash(user)
+        async with service.checks.slot(client):
+            password_ok = await asyncio.to_thread(service.users.verify, stored, password)
+        step = service.users.code_step(user, code)  # computed for unknown names too
+        if stored is None or not password_ok or step is None or service.guard.step_used(user, step):
+            self.failed(user, client)
+            check = ("unknown-user" if stored is None else "password" if not password_ok
+                     else "code" if step is None else "replayed")
+            return {"reason": "failed", "check": check, "argon2": "user" if stored else "dummy"}
+        service.guard.record_success(user, client, step)
         return None
 
     async def post(self, scope_name: str) -> None:
-        service, client = self.service, self.request.remote_ip
+        service = self.service
+        client = service.client_address(self.request)
         scope = self.scope(scope_name)
         credentials = _basic_credentials(self.request.headers.get("Authorization", ""))
         user = credentials[0] if credentials and NAME.match(credentials[0]) else None
@@ -262,17 +339,23 @@ class CreatePairHandler(_Handler):
             service.audit("refused", reason="unknown-scope", user=user, scope=scope_name, client=client)
             return self.reply(404, f"Unknown scope {scope_name!r}.")
         if user is None:
-            return self.refuse("password", user, scope_name)
-        # One attempt at a time per user: parallel guesses would all pass the lock check before
-        # the first failure is counted, and five would become as many as an attacker can send.
-        async with service.attempt_lock(user):
-            reason = await self.authenticate(user, credentials[1][:-6], credentials[1][-6:])
-        if reason is not None:
-            return self.refuse(reason, user, scope_name)
+            return self.refuse("failed", user, scope_name, client, check="no-user", argon2="none")
+        try:
+            # One attempt at a time per (user, address): parallel guesses would all pass the lock
+            # check before the first failure is counted, and five would become as many as sent.
+            async with service.attempt_lock(user, client):
+                refusal = await self.authenticate(user, credentials[1][:-6], credentials[1][-6:], client)
+        except TooManyWaiting:
+            service.audit("refused", reason="busy", user=user, scope=scope_name, client=client)
+            self.set_header("Retry-After", "5")
+            return self.reply(429, "Too many logins at once from your address; try again in a few seconds.")
+        if refusal is not None:
+            return self.refuse(refusal.pop("reason"), user, scope_name, client, **refusal)
         if user in service.unallowed_users or not scope.allows(user):
             service.audit("refused", reason="not-allowed", user=user, scope=scope_name, client=client)
             return self.reply(403, f"User {user} is not allowed certificates of scope {scope_name!r}.")
-        pair = await asyncio.to_thread(service.ca.issue, user, scope_name, client, scope.lifetime, scope.key_type)
+        pair = await asyncio.to_thread(service.cas[scope_name].issue, user, scope_name, client, scope.lifetime,
+                                       scope.key_type, scope.source_address)
         service.audit(
             "issued", user=user, scope=scope_name, client=client, serial=pair.serial, key_id=pair.key_id,
             valid_before=pair.valid_before, lifetime=scope.lifetime, key_type=scope.key_type,

@@ -12,10 +12,12 @@ import hmac
 import os
 import re
 import time
+from collections import Counter
+from dataclasses import astuple
 from pathlib import Path
 
 import pyotp
-from argon2 import PasswordHasher
+from argon2 import Parameters, PasswordHasher, extract_parameters
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from .state import KeyServiceError, ensure_state_dir, read_json, write_json
@@ -49,8 +51,11 @@ class UserStore:
         self.hasher = hasher or PasswordHasher()  # argon2id, RFC 9106's low-memory profile
         self._users: dict[str, dict] = {}
         self._stamp: tuple | None = None
-        # Verified when a name is unknown, so a wrong name costs what a wrong password costs.
+        # Verified when a name is unknown, so a wrong name costs what a wrong password costs;
+        # made with the parameters the stored hashes use (see _match_dummy), not just ours.
         self._dummy_hash = self.hasher.hash(os.urandom(16).hex())
+        # Codes are computed for unknown names too (against this), as for known ones.
+        self._dummy_secret = pyotp.random_base32()
 
     def _load(self) -> dict[str, dict]:
         try:
@@ -61,7 +66,32 @@ class UserStore:
         if stamp != self._stamp:
             self._users = read_json(self.path, {"users": {}}).get("users", {})
             self._stamp = stamp
+            self._match_dummy()
         return self._users
+
+    def _match_dummy(self) -> None:
+        """Give the dummy hash the cost parameters most stored hashes have.
+
+        Hashes made by another hasher (older argon2-cffi defaults, a site's own tuning) cost
+        what their parameters say; a dummy with ours would make an unknown name answer in
+        another time than a known one.
+        """
+        counted: Counter = Counter()
+        for entry in self._users.values():
+            try:
+                counted[astuple(extract_parameters(entry["password_hash"]))] += 1
+            except (InvalidHashError, KeyError, TypeError):
+                continue
+        if counted:
+            usual = Parameters(*counted.most_common(1)[0][0])
+            if extract_parameters(self._dummy_hash) != usual:
+                self._dummy_hash = PasswordHasher.from_parameters(usual).hash(os.urandom(16).hex())
+
+    @property
+    def dummy_hash(self) -> str:
+        """The hash an unknown name's password is verified against (its parameters are the users')."""
+        self._load()
+        return self._dummy_hash
 
     def names(self) -> list[str]:
         return sorted(self._load())
@@ -117,13 +147,14 @@ class UserStore:
         The step, not just yes/no, lets the caller refuse a code whose step was already used.
         """
         entry = self._load().get(name)
-        if entry is None or not (len(code) == 6 and code.isdigit()):
+        if not (len(code) == 6 and code.isdigit()):
             return None
-        totp = pyotp.TOTP(entry["totp_secret"])
+        # An unknown name's code is computed too, against a secret of no one's: same work, no match.
+        totp = pyotp.TOTP(entry["totp_secret"] if entry else self._dummy_secret)
         now = time.time() if now is None else now
         current = totp.timecode(now)
         for offset in (0, -1, 1):
             if hmac.compare_digest(totp.generate_otp(current + offset), code):
-                return current + offset
+                return current + offset if entry else None
         return None
 
