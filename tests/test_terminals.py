@@ -263,3 +263,44 @@ def test_an_idle_terminal_is_ended_with_a_line_saying_so(tmp_path, login_node, r
             time.sleep(0.2)
         assert not os.path.exists(f"/proc/{shell_pid}")
         assert lab.api("GET", f"terminals/{term.name}").json()["jupyter_hpc"]["state"] == "ended"
+
+
+def test_the_demo_login_node_gives_a_login_shell_on_a_pty(tmp_path):
+    """The demo's embedded login node (asyncssh) runs a real login shell on a PTY: in Cori's
+    home, SSH_CONNECTION and TERM set, window changes followed, the hang-up ending its jobs."""
+    import asyncio
+
+    from jupyter_hpc.demo.login_node import LoginNode
+    from jupyter_hpc.ssh.quiet_import import asyncssh
+
+    home = tmp_path / "cori-home"
+    home.mkdir()
+
+    async def session() -> tuple[str, int]:
+        async with LoginNode(tmp_path / "state", home=home) as node:
+            async with asyncssh.connect(node.host, node.port, username=node.username, known_hosts=str(node.known_hosts_path),
+                                        client_keys=[str(node.client_key_path)]) as conn:
+                shell = await conn.create_process(term_type="xterm-256color", term_size=(100, 40), encoding="utf-8")
+                shell.stdin.write("shopt -q login_shell && echo LOGIN; tty; pwd; echo \"$TERM $SSH_CONNECTION\"; stty size\r")
+                screen = ""
+                while not re.search(r"[\r\n]40 100\r\n", screen):
+                    screen += await asyncio.wait_for(shell.stdout.read(65536), 10)
+                shell.change_terminal_size(132, 50)
+                shell.stdin.write("stty size; sleep 4343 & echo JOB=$!; echo DO''NE\r")
+                while "DONE\r\n" not in screen:
+                    screen += await asyncio.wait_for(shell.stdout.read(65536), 10)
+                shell.close()
+                job = int(re.search(r"JOB=(\d+)", screen).group(1))
+                for _ in range(50):
+                    if not os.path.exists(f"/proc/{job}"):
+                        break
+                    await asyncio.sleep(0.1)
+                return screen, job
+
+    screen, job = asyncio.run(session())
+    assert re.search(r"[\r\n]LOGIN\r\n", screen)
+    assert re.search(r"\r\n/dev/pts/\d+\r\n", screen)
+    assert f"\r\n{home}\r\n" in screen
+    assert re.search(r"\r\nxterm-256color 127\.0\.0\.1 \d+ 127\.0\.0\.1 \d+\r\n", screen)
+    assert re.search(r"[\r\n]40 100\r\n", screen) and re.search(r"[\r\n]50 132\r\n", screen)
+    assert not os.path.exists(f"/proc/{job}"), "a job of the shell outlived the session's end"

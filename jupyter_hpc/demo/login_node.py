@@ -12,8 +12,10 @@ does for the kernel layer, the way OpenSSH's sshd does it:
   ``SSH_CONNECTION``/``SSH_CLIENT`` as OpenSSH sets them, so code can tell it came over SSH;
 * direct-tcpip channels may reach only the loopback, direct-streamlocal channels any Unix
   socket path the user can reach (``AllowStreamLocalForwarding``; switchable, to exercise
-  the provisioner's TCP fallback); remote forwarding, agent and X11 forwarding and PTYs are
-  refused;
+  the provisioner's TCP fallback); remote forwarding, agent and X11 forwarding are refused;
+* a session that asks for a PTY gets one, as from sshd: its command (or, with none, the login
+  shell, ``shell -l``) runs on the PTY as its controlling terminal, in the home, with ``TERM``
+  and ``SSH_TTY`` set; window changes resize it, and the channel's end hangs it up (SIGHUP);
 * SFTP is served with the user's own permissions, relative paths starting in the home, as
   OpenSSH's sftp-server does;
 * only the current user may log in, with the client key generated here or with a certificate
@@ -35,6 +37,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fcntl
 import ipaddress
 import json
 import logging
@@ -42,8 +45,10 @@ import os
 import pwd
 import shutil
 import signal
+import struct
 import sys
 import tempfile
+import termios
 from pathlib import Path
 from typing import Any
 
@@ -172,7 +177,7 @@ class LoginNode:
             encoding=None,
             sftp_factory=lambda chan: _HomeSFTPServer(chan, self.home),
             allow_scp=False,
-            allow_pty=False,
+            allow_pty=True,
             agent_forwarding=False,
             x11_forwarding=False,
             reuse_address=True,
@@ -268,6 +273,9 @@ class LoginNode:
         # Like sshd: a command goes to 'shell -c', no command starts a login shell.
         argv = [self.shell, "-c", process.command] if process.command is not None else [self.shell, "-l"]
         cwd = self.home if os.path.isdir(self.home) else "/"
+        if process.get_terminal_type() is not None:
+            await self._run_on_pty(process, argv, cwd)
+            return
         try:
             command = await asyncio.create_subprocess_exec(
                 *argv,
@@ -299,6 +307,83 @@ class LoginNode:
             else:
                 process.exit_with_signal(signal.Signals(-status).name[3:])
 
+    async def _run_on_pty(self, process: asyncssh.SSHServerProcess, argv: list[str], cwd: str) -> None:
+        """The command on a PTY of its own, as sshd runs an interactive session."""
+        master, slave = os.openpty()
+        _set_window(master, process.get_terminal_size())
+        env = self.environment(process)
+        env.update(TERM=process.get_terminal_type() or "xterm", SSH_TTY=os.ttyname(slave))
+        try:
+            command = await asyncio.create_subprocess_exec(
+                *argv, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=cwd,
+                start_new_session=True, preexec_fn=_take_controlling_tty,
+            )
+        except OSError as exc:
+            os.close(master)
+            process.stderr.write(f"cannot run {self.shell}: {exc}\r\n".encode())
+            process.exit(127)
+            return
+        finally:
+            os.close(slave)
+        self._commands.add(command)
+        loop = asyncio.get_running_loop()
+        drained = loop.create_future()
+
+        def readable() -> None:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: every holder of the PTY's other end has gone
+                data = b""
+            if not data:
+                loop.remove_reader(master)
+                if not drained.done():
+                    drained.set_result(None)
+                return
+            with contextlib.suppress(asyncssh.Error, OSError):
+                process.stdout.write(data)
+
+        os.set_blocking(master, False)
+        loop.add_reader(master, readable)
+        feeding = asyncio.ensure_future(self._feed_pty(process, master, command))
+        try:
+            status = await command.wait()
+            with contextlib.suppress(asyncio.TimeoutError):  # output still in the PTY; a
+                await asyncio.wait_for(asyncio.shield(drained), 0.5)  # job left on it keeps it open
+        finally:
+            loop.remove_reader(master)
+            feeding.cancel()
+            os.close(master)
+            self._commands.discard(command)
+        with contextlib.suppress(asyncssh.Error, OSError):
+            if status >= 0:
+                process.exit(status)
+            else:
+                process.exit_with_signal(signal.Signals(-status).name[3:])
+
+    async def _feed_pty(self, process: asyncssh.SSHServerProcess, master: int,
+                        command: asyncio.subprocess.Process) -> None:
+        """Channel to PTY; window changes resize it; the channel's end hangs the session up."""
+        try:
+            while True:
+                try:
+                    data = await process.stdin.read(65536)
+                except asyncssh.TerminalSizeChanged as exc:
+                    _set_window(master, (exc.width, exc.height, exc.pixwidth, exc.pixheight))
+                    continue
+                except (asyncssh.SignalReceived, asyncssh.BreakReceived):
+                    continue
+                if not data:
+                    break
+                while data:
+                    try:
+                        data = data[os.write(master, data):]
+                    except BlockingIOError:
+                        await asyncio.sleep(0.01)
+        except (asyncssh.Error, OSError):
+            pass
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(command.pid, signal.SIGHUP)  # as the kernel does when sshd closes the PTY
+
     async def _feed(self, process: asyncssh.SSHServerProcess, command: asyncio.subprocess.Process) -> None:
         """Channel to command's stdin. EOF or the channel's end closes it: the launcher's cue."""
         assert command.stdin is not None
@@ -320,6 +405,19 @@ class LoginNode:
             pass
         finally:
             command.stdin.close()
+
+
+def _set_window(fd: int, size: tuple[int, int, int, int]) -> None:
+    """Set a PTY's window from an SSH (width, height, pixwidth, pixheight)."""
+    width, height, pixwidth, pixheight = size
+    if width and height:
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, pixwidth, pixheight))
+
+
+def _take_controlling_tty() -> None:
+    """In the child, after setsid: its stdin (the PTY) becomes the session's controlling terminal,
+    so job control works and the shell gets SIGHUP when the session ends."""
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
 async def _copy_out(source: asyncio.StreamReader | None, sink: asyncssh.SSHWriter) -> None:

@@ -18,10 +18,9 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-import asyncssh
-
 from ..errors import HPCError
 from ..ssh import SiteConnection, ssh_loop
+from ..ssh.quiet_import import asyncssh
 
 log = logging.getLogger("jupyter_hpc.terminals")
 
