@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parent.parent
 DEMO_USER = "hpcdemo"
 DEMO_VENV = Path(os.environ.get("JUPYTER_HPC_DEMO_VENV", "/opt/jupyter-hpc-test/demo-venv"))
 URL_LINE = re.compile(r"^\s+(http://127\.0\.0\.1:(\d+)/(?:lab\?token=([0-9a-f]+)|hub/login))\s*$")
-LOGIN_LINE = re.compile(r"^Log in with user name (\S+), password (\S+),$")
+LOGIN_LINE = re.compile(r"^Log in with user name (\S+) and the password$")
 SECRET = re.compile(r"otpauth://totp/\S*[?&]secret=([A-Z2-7]+)")
 STATE_LINE = re.compile(r"^Everything the demo makes is in (\S+) ")
 NODE_LINE = re.compile(r"embedded SSH login node \((\S+)@127\.0\.0\.1 port (\d+)\)")
@@ -47,6 +47,18 @@ MYENV_KERNEL = "cori-login-myenv"
 
 
 # -- the venv the demo user runs ------------------------------------------------------------
+
+def login_of(lines: list[str]) -> tuple[str, str] | None:
+    """(user name, password) as the banner prints them: the password alone on its line, so
+    that a double-click copies exactly it."""
+    for index, line in enumerate(lines):
+        match = LOGIN_LINE.match(line.rstrip("\n"))
+        if match:
+            rest = [each for each in lines[index + 1:] if each.strip()]
+            if rest and re.fullmatch(r"    \S+\n?", rest[0]):
+                return match.group(1), rest[0].strip()
+    return None
+
 
 def _source_digest() -> str:
     digest = hashlib.sha256()
@@ -265,7 +277,10 @@ class Demo:
     @property
     def users(self) -> dict[str, tuple[str, str]]:
         """The hub's one user: name -> (password, TOTP secret), as the banner prints them."""
-        name, password = self._banner(LOGIN_LINE).groups()
+        self._banner(LOGIN_LINE)
+        found = login_of(self.lines)
+        assert found, f"no password alone on a line after the login line:\n{self.output}"
+        name, password = found
         return {name: (password, self._banner(SECRET).group(1))}
 
     def code(self, name: str) -> str:

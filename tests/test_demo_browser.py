@@ -4,7 +4,9 @@ Started as a non-root user exactly as the README says (here with ``--no-browser`
 real SLURM on the machine: the hub's login page takes the printed password and the current
 one-time code; JupyterLab opens with the kernelspecs of Cori's home in the launcher (myenv
 with its logo); a cell runs on the login node (``SSH_CONNECTION`` is only set there); the file
-browser shows Cori's home and scratch; a notebook saved in the browser is a file in Cori's
+browser opens in Cori's home, the first click on a launcher tile makes a notebook there
+whose cell runs, and the top level (one click up) shows home and scratch, where what the
+launcher makes lands in home; a notebook saved in the browser is a file in Cori's
 home with the edited content; the magics submit a job that ``%squeue`` shows. Then Ctrl-C
 leaves no process, listening port or file of the demo's behind. A screenshot of each step is
 kept under test-artifacts/.
@@ -16,6 +18,7 @@ import json
 import re
 import subprocess
 import time
+from pathlib import Path
 
 import pyotp
 import pytest
@@ -39,6 +42,13 @@ def listening_ports(uid: int) -> list[str]:
     return [line.split()[3] for line in out.splitlines() if f" uid:{uid} " in f" {line} "]
 
 
+def ipykernel_logo(bin_dir, name: str) -> bytes:
+    """The logo file ``name`` (logo-svg.svg, logo-64x64.png) that ipykernel ships."""
+    found = subprocess.run([str(bin_dir / "python"), "-c", "import ipykernel, os; print(os.path.dirname(ipykernel.__file__))"],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    return (Path(found) / "resources" / name).read_bytes()
+
+
 def log_in(page, demo: Demo) -> str:
     name, (password, secret) = next(iter(demo.users.items()))
     page.goto(demo.url)
@@ -55,12 +65,12 @@ def test_the_whole_demo_in_chromium(demo_bin, slurm, browser, artifacts):  # noq
     before = home_files(), tmp_entries()
     demo = Demo(demo_bin)
     try:
-        run_the_demo(demo, entry, before, browser, artifacts)
+        run_the_demo(demo, entry, before, browser, artifacts, demo_bin)
     finally:
         demo.kill()  # a failed test's leftovers (after a passing one, nothing is left to kill)
 
 
-def run_the_demo(demo: Demo, entry, before, browser, artifacts) -> None:  # noqa: F811
+def run_the_demo(demo: Demo, entry, before, browser, artifacts, demo_bin) -> None:  # noqa: F811
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     page = context.new_page()
     page.set_default_timeout(120_000)
@@ -76,39 +86,54 @@ def run_the_demo(demo: Demo, entry, before, browser, artifacts) -> None:  # noqa
         screenshot(page, artifacts, "demo-1-login")
         page.locator("#login_submit").click()
 
-        # 2. JupyterLab opens; the launcher shows the kernelspecs of Cori's home, myenv's logo too.
+        # 2. JupyterLab opens in Cori's home/ (the top level one click up); the launcher shows
+        #    the kernelspecs of Cori's home with ipykernel's logo, not JupyterLab's letter.
         page.locator(".jp-Launcher").first.wait_for(timeout=180_000)
         plain = launcher_tile(page, "Cori: Python 3 (login)")
         myenv = launcher_tile(page, "Cori: myenv (login)")
         plain.wait_for()
         myenv.wait_for()
-        logo = myenv.locator("img")
-        page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=logo.element_handle())
-        assert logo.evaluate("img => img.naturalWidth") == 64
-        assert "/kernelspecs/cori-login-myenv/" in logo.get_attribute("src")
+        for tile, spec in ((plain, "cori-login-python"), (myenv, "cori-login-myenv")):
+            logo = tile.locator("img")
+            page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=logo.element_handle())
+            source = logo.get_attribute("src")
+            assert f"/kernelspecs/{spec}/logo-" in source, source
+            served = page.request.get(page.url.split("/user/")[0] + source.split("?")[0] if source.startswith("/") else source)
+            assert served.ok and served.body() == ipykernel_logo(demo_bin, source.rsplit("/", 1)[-1].split("?")[0])
+        assert plain.locator(".jp-LauncherCard-noKernelIcon").count() == 0  # no fallback letter
+        crumbs = page.locator(".jp-FileBrowser .jp-BreadCrumbs")
+        crumbs.locator("span", has_text="home").first.wait_for()
+        listing = page.locator(".jp-FileBrowser .jp-DirListing-content .jp-DirListing-itemName")
+        assert "scratch" not in listing.all_inner_texts()  # inside home/, not at the top
         screenshot(page, artifacts, "demo-2-launcher")
 
-        # 3. The file browser shows the cluster: home and scratch at the top, home's files inside.
-        listing = page.locator(".jp-FileBrowser .jp-DirListing-content .jp-DirListing-itemName")
-        page.locator(".jp-DirListing-item[title^='Name: home']").wait_for()
-        assert {"home", "scratch"} <= set(listing.all_inner_texts())
-        page.locator(".jp-DirListing-item[title^='Name: scratch']").dblclick()
-        page.locator(".jp-DirListing-item[title^='Name: README.txt']").wait_for()
-        screenshot(page, artifacts, "demo-3-scratch")
-        page.locator(".jp-FileBrowser .jp-BreadCrumbs-home").click()
-        page.locator(".jp-DirListing-item[title^='Name: home']").dblclick()
-        page.locator(".jp-FileBrowser .jp-BreadCrumbs", has_text="home").wait_for()
-
-        # 4. A notebook in Cori's home, on the login node: the cell shows SSH_CONNECTION.
-        page.locator(".jp-FileBrowser-toolbar [data-command='launcher:create']").click()
-        launcher_tile(page, "Cori: Python 3 (login)").last.click()
+        # 3. The first click on a launcher tile: a notebook in home/, whose first cell runs
+        #    there, on the login node (SSH_CONNECTION is only set over SSH).
+        plain.first.click()
         page.locator(".jp-NotebookPanel-toolbar .jp-KernelName", has_text="Cori: Python 3 (login)").wait_for()
         page.locator(".jp-StatusBar-Widget", has_text="Cori: Python 3 (login) | Idle").wait_for()
-        text = run_cell(page, "import os; print('via ssh:', os.environ['SSH_CONNECTION'])", "via ssh:")
-        assert text.strip().endswith(f"127.0.0.1 {demo.login_port()}"), text
-        text = run_cell(page, "print('as', os.getuid(), 'in', os.getcwd())", "as ")
+        text = run_cell(page, "import os; print('as', os.getuid(), 'in', os.getcwd())", "as ")
         assert text.strip() == f"as {entry.pw_uid} in {cluster_home}", text
-        screenshot(page, artifacts, "demo-4-kernel")
+        assert (cluster_home / "Untitled.ipynb").exists()
+        text = run_cell(page, "print('via ssh:', os.environ['SSH_CONNECTION'])", "via ssh:")
+        assert text.strip().endswith(f"127.0.0.1 {demo.login_port()}"), text
+        page.locator(".jp-DirListing-item[title^='Name: Untitled.ipynb']").wait_for()
+        screenshot(page, artifacts, "demo-3-first-notebook")
+
+        # 4. One click up: the top level holds home and scratch. What the launcher makes
+        #    there lands in home/ and opens (a text file here).
+        page.locator(".jp-FileBrowser .jp-BreadCrumbs-home").click()
+        page.locator(".jp-DirListing-item[title^='Name: scratch']").wait_for()
+        assert {"home", "scratch"} <= set(listing.all_inner_texts())
+        page.locator(".jp-FileBrowser-toolbar [data-command='launcher:create']").click()
+        launcher_tile(page, "Text File", category="Other").last.click()
+        page.locator(".lm-TabBar-tab.jp-mod-current", has_text="untitled.txt").wait_for()
+        assert (cluster_home / "untitled.txt").exists()
+        page.locator(".jp-DirListing-item[title^='Name: scratch']").dblclick()
+        page.locator(".jp-DirListing-item[title^='Name: README.txt']").wait_for()
+        screenshot(page, artifacts, "demo-4-scratch")
+        page.locator(".lm-TabBar-tab", has_text="Untitled.ipynb").click()
+        page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)").wait_for()
 
         # 5. The magics drive the real SLURM from the cell.
         run_cell(page, "%load_ext jupyter_hpc.magics\nprint('magics loaded')", "magics loaded")
@@ -133,8 +158,9 @@ def run_the_demo(demo: Demo, entry, before, browser, artifacts) -> None:  # noqa
                 break
             time.sleep(0.5)
         sources = ["".join(cell["source"]) for cell in json.loads(saved.read_text())["cells"]]
-        assert "import os; print('via ssh:', os.environ['SSH_CONNECTION'])" in sources
+        assert "print('via ssh:', os.environ['SSH_CONNECTION'])" in sources
         assert saved.stat().st_uid == entry.pw_uid
+        page.locator(".jp-FileBrowser .jp-BreadCrumbs-preferred").click()  # back home, one click
         page.locator(".jp-DirListing-item[title^='Name: cori-demo.ipynb']").wait_for()
         screenshot(page, artifacts, "demo-6-saved")
     except BaseException:
