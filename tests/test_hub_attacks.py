@@ -148,3 +148,59 @@ def test_the_hub_warns_of_a_user_role_that_reads_auth_state(caplog):
     Hub.load_roles = [{"name": "user", "scopes": ["self"]}]
     authenticator.get_handlers(Hub())
     assert "admin:auth_state" not in caplog.text
+
+
+NOTEBOOK = {
+    "nbformat": 4, "nbformat_minor": 5, "metadata": {},
+    "cells": [
+        {"cell_type": "markdown", "id": "m", "metadata": {}, "source": "hello <script>window.pwned = 1</script>"},
+        {"cell_type": "code", "id": "c", "metadata": {}, "execution_count": 1, "source": "1",
+         "outputs": [{"output_type": "display_data", "metadata": {},
+                      "data": {"text/html": "<img src=x onerror=\"window.pwned=2\"><script>window.pwned=3</script>"}}]},
+    ],
+}
+
+
+def test_nothing_runs_on_the_hub_host_on_a_users_word(bed, mallory):
+    """Each entry of jupyter_hpc.hub.lockdown.TURNED_OFF, tried on Mallory's server."""
+    server = f"{bed.url}/user/{MALLORY}"
+    xsrf = mallory.session.cookies.get("_xsrf", path=f"/user/{MALLORY}/") or ""
+    headers = {"X-XSRFToken": xsrf}
+
+    def call(method: str, path: str, **kwargs) -> requests.Response:
+        return mallory.session.request(method, f"{server}/{path}", headers=headers, timeout=60,
+                                       allow_redirects=False, **kwargs)
+
+    # JupyterLab's extension manager: read-only, installs and uninstalls nothing.
+    install = call("POST", "lab/api/extensions", json={"cmd": "install", "extension_name": "jupyter-hpc-canary"})
+    assert install.status_code == 422 and "blocked" in install.text, (install.status_code, install.text[:300])
+    uninstall = call("POST", "lab/api/extensions", json={"cmd": "uninstall", "extension_name": "jupyterlab"})
+    assert uninstall.status_code != 200 or json.loads(uninstall.text).get("status") != "ok", uninstall.text[:300]
+    # JupyterLab's build (node on the hub host) is refused before it starts.
+    assert call("POST", "lab/api/build").status_code == 403
+    # jupyter_lsp is not loaded: no language server starts.
+    assert call("GET", "lsp/status").status_code == 404
+    # Local kernels: only the cluster's are offered, and a local one does not start.
+    specs = call("GET", "api/kernelspecs").json()["kernelspecs"]
+    assert specs and all(name.startswith("cori-") for name in specs), list(specs)
+    assert call("POST", "api/kernels", json={"name": "python3"}).status_code >= 400
+    # Local terminals: none on the hub host (jupyter_hpc's terminals, where offered, are on the cluster).
+    terminals = call("GET", "api/terminals")
+    assert terminals.status_code == 404 or all(t.get("site") for t in terminals.json()), terminals.text[:300]
+
+    # nbconvert: a notebook on the cluster, exported.
+    put = call("PUT", "api/contents/lockdown.ipynb", json={"type": "notebook", "format": "json", "content": NOTEBOOK})
+    assert put.status_code in (200, 201), (put.status_code, put.text[:300])
+    for tool_format in ("pdf", "latex", "webpdf", "qtpdf", "qtpng"):
+        reply = call("GET", f"nbconvert/{tool_format}/lockdown.ipynb")
+        assert reply.status_code == 403, (tool_format, reply.status_code, reply.text[:200])
+        posted = call("POST", f"nbconvert/{tool_format}", json=NOTEBOOK)
+        assert posted.status_code == 403, (tool_format, posted.status_code)
+    assert call("GET", "nbconvert/html/lockdown.ipynb?sanitize_html=false").status_code == 403
+    html = call("GET", "nbconvert/html/lockdown.ipynb")
+    assert html.status_code == 200, html.text[:300]
+    # The notebook's script and handler are gone or inert text, not markup.
+    assert not re.search(r"<script>window\.pwned|<img[^>]*onerror", html.text), "unsanitised HTML export"
+    assert "hello" in html.text  # the export itself works
+    assert call("GET", "nbconvert/markdown/lockdown.ipynb").status_code == 200
+    call("DELETE", "api/contents/lockdown.ipynb")

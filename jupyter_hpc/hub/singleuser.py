@@ -40,7 +40,7 @@ from traitlets import Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from ..ssh import credentials
-from . import state
+from . import lockdown, state
 
 
 class CredentialReceiver(LoggingConfigurable):
@@ -132,4 +132,5 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
     serverapp.web_app.settings["jupyter_hpc_credential_receiver"] = receiver
     base_url = serverapp.web_app.settings.get("base_url", "/")
     serverapp.web_app.add_handlers(".*$", [(url_path_join(base_url, "jupyter-hpc/api/credential"), CredentialHandler)])
+    lockdown.refuse_routes(serverapp.web_app)
     serverapp.log.info("jupyter_hpc: waiting for the hub to hand over the SSH credential")

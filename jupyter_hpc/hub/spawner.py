@@ -39,6 +39,7 @@ from traitlets.config import LoggingConfigurable
 
 from ..sites import HPCSites, SiteConfigError
 from . import state
+from .lockdown import lockdown_config
 
 KERNELSPEC_MANAGER = "jupyter_hpc.kernelspecs.RemoteKernelSpecManager"
 CONTENTS_MANAGER = "jupyter_hpc.contents.SFTPContentsManager"
@@ -117,20 +118,22 @@ class HPCCredentialMixin(LoggingConfigurable):
         return path
 
     def server_config(self) -> dict[str, Any]:
-        """The jupyter_server config of the user's server: cluster only."""
-        extensions = {"jupyter_hpc.hub.singleuser": True, "jupyter_server_terminals": False}
+        """The jupyter_server config of the user's server: cluster only, and nothing that
+        runs or renders user content on the hub host (:mod:`jupyter_hpc.hub.lockdown`)."""
+        config: dict[str, Any] = lockdown_config()
+        extensions = config["ServerApp"].setdefault("jpserver_extensions", {})
+        extensions["jupyter_hpc.hub.singleuser"] = True
         if importable("jupyter_hpc.server.extension"):
             extensions["jupyter_hpc.server"] = True
-        config: dict[str, Any] = {
-            "ServerApp": {"terminals_enabled": False, "jpserver_extensions": extensions},
+        config.update({
             "HPCSites": {"sites": self.hpc_sites()},
             # The credential comes from the hub once the server runs (singleuser): the first
             # discovery waits for it rather than fail a login without it.
-            "RemoteKernelSpecManager": {"include_local": False, "wait_for_credential": True},
+            "RemoteKernelSpecManager": {**config.get("RemoteKernelSpecManager", {}), "wait_for_credential": True},
             # A stale login must reach the server's sessions soon (its OAuth token ends
             # with the certificate, but the server caches a token's answer this long).
             "HubOAuth": {"cache_max_age": 5},
-        }
+        })
         if importable(KERNELSPEC_MANAGER):
             config["ServerApp"]["kernel_spec_manager_class"] = KERNELSPEC_MANAGER
         else:
