@@ -10,8 +10,9 @@ from traitlets import TraitError
 from ..doctor import diagnose, render
 from ..errors import HPCError
 from ..site_doctor import diagnose_site
-from ..provisioners import SSHProvisioner
-from ..ssh import run_in_ssh_loop_sync
+from ..provisioners import SlurmProvisioner, SSHProvisioner
+from ..slurm_doctor import diagnose_slurm
+from ..ssh import get_pool, run_in_ssh_loop_sync
 from .config import load_sites
 
 
@@ -19,7 +20,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "doctor",
         help="check a site or a cluster kernel: name, network, host key, login, python, kernels, SLURM, transport",
-        description="Check, step by step, how a site (or an hpc-ssh kernelspec) is reached: its name and "
+        description="Check, step by step, how a site (or an hpc-ssh or hpc-slurm kernelspec) is reached: its name and "
         "port, host key, login, remote python, the kernels found there, SLURM commands and compute nodes "
         "for SLURM targets; and which transport its kernels get (Unix sockets, or CurveZMQ over the "
         "remote loopback) and why. Each failing step says what to fix.",
@@ -44,20 +45,29 @@ def run(args: argparse.Namespace) -> int:
               "`jupyter kernelspec list` show the names.")
         return 2
     provisioner = spec.metadata.get("kernel_provisioner", {})
-    if provisioner.get("provisioner_name") != "hpc-ssh":
-        print(f"{args.kernel!r} is not a cluster kernel (its provisioner is not hpc-ssh).")
+    kinds = {"hpc-ssh": SSHProvisioner, "hpc-slurm": SlurmProvisioner}
+    kind = kinds.get(provisioner.get("provisioner_name"))
+    if kind is None:
+        print(f"{args.kernel!r} is not a cluster kernel (its provisioner is "
+              f"{provisioner.get('provisioner_name') or 'the local one'}, not hpc-ssh or hpc-slurm).")
         return 2
     try:
-        settings = SSHProvisioner(kernel_id="doctor", kernel_spec=spec, **provisioner.get("config", {}))
+        settings = kind(kernel_id="doctor", kernel_spec=spec, **provisioner.get("config", {}))
         target = settings.ssh_target()
     except (ValueError, TraitError) as exc:
         print(f"{args.kernel!r} is misconfigured: {exc}")
         return 2
-    checks = run_in_ssh_loop_sync(
-        diagnose(target, settings.remote_python, settings.allow_plaintext_loopback, settings.debugger)
-    )
+    checks = run_in_ssh_loop_sync(kernel_checks(settings, target, slurm=kind is SlurmProvisioner))
     print(render(f"{spec.display_name} ({target.username or ''}@{target.host}):", checks))
     return 0 if all(check.ok for check in checks) else 1
+
+
+async def kernel_checks(settings, target, *, slurm: bool) -> list:
+    """The login steps, then (a SLURM kernelspec) the SLURM ones: commands, partition, nodes."""
+    checks = await diagnose(target, settings.remote_python, settings.allow_plaintext_loopback, settings.debugger)
+    if slurm and all(check.ok for check in checks):
+        checks += await diagnose_slurm(await get_pool().connect(target), settings)
+    return checks
 
 
 def run_site(site) -> int:
