@@ -11,6 +11,8 @@
  */
 import { ILabShell, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { showErrorMessage } from '@jupyterlab/apputils';
+import { ILauncher } from '@jupyterlab/launcher';
+import { IMainMenu } from '@jupyterlab/mainmenu';
 import { SessionAPI } from '@jupyterlab/services';
 import { IStatusBar } from '@jupyterlab/statusbar';
 
@@ -19,6 +21,7 @@ import { askResources } from './dialog';
 import { ChoiceMemory, IChoice, IKernelStart, IKernelStatus, isSlurmSpec, kernelStartOf } from './model';
 import { ClusterSidebar } from './sidebar';
 import { KernelStatusPoller, SlurmStatusView, WalltimeWarnings, cancelStart } from './status';
+import { activateTerminals } from './terminals';
 
 const PLUGIN_ID = 'jupyter-hpc:plugin';
 
@@ -34,8 +37,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
   id: PLUGIN_ID,
   description: 'SLURM resources at kernel start, queue state and walltime in the status bar, a Cluster sidebar.',
   autoStart: true,
-  optional: [IStatusBar, ILabShell],
-  activate: (app: JupyterFrontEnd, statusBar: IStatusBar | null, labShell: ILabShell | null) => {
+  optional: [IStatusBar, ILabShell, ILauncher, IMainMenu],
+  activate: (app: JupyterFrontEnd, statusBar: IStatusBar | null, labShell: ILabShell | null,
+             launcher: ILauncher | null, mainMenu: IMainMenu | null) => {
     const settings = app.serviceManager.serverSettings;
     const api = new SlurmAPI(settings);
     const memory = new ChoiceMemory(window.localStorage);
@@ -164,6 +168,12 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
     });
     poller.start();
+
+    // Terminals on the cluster: a tile per site, "Terminal on this job's node" in the Kernel menu.
+    activateTerminals(app, launcher, mainMenu, () => {
+      const widget = (labShell?.currentWidget ?? app.shell.currentWidget) as any;
+      return widget?.sessionContext?.session?.kernel?.id ?? null;
+    });
   }
 };
 
