@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 from .quiet_import import asyncssh
 
 from ..errors import HostKeyError, PTYRefusedError, RemoteCommandError, SSHConnectError
+from .coalesce import coalesce_writes
 from .target import SSHTarget
 
 log = logging.getLogger("jupyter_hpc.ssh")
@@ -374,6 +375,7 @@ class ConnectionPool:
                 f"Cannot reach {where} over SSH: {reason}. Check the host name and port, "
                 "and that the site is up (try: ssh -p PORT USER@HOST).",
             ) from exc
+        coalesce_writes(conn)
         self.opened += 1
         log.info("SSH connection %d opened to %s as %s", self.opened, where, target.username)
         return SiteConnection(target, conn, open_sibling=lambda: self._open(target))
