@@ -272,6 +272,12 @@ async def run(args) -> None:
         if args.peers and not args.loopback:
             peer_specs(bed, names, errors, args.peers_error)
         t0 = time.perf_counter()
+        first = {}
+        if args.first_rounds:
+            import _first_kernel
+
+            first = await asyncio.to_thread(
+                _first_kernel.rounds, bed, names["local"], "bench-ssh", bed.ssh_config(), args.first_rounds)
         results = await single_starts(bed, names, args.rounds, errors)
         drain_pools()  # before fan-out closes every connection (their kernels would wait out the lease)
         fan_rows = await fan_out(bed, {**names, **fan_out_only}, args.fanout)
@@ -311,6 +317,10 @@ async def run(args) -> None:
     print(f"\n#### Kernel start → first execute_reply, {args.rounds} rounds, interleaved ({where})\n")
     print(table(["variant", "p50 s", "p90 s", "min–max s", "ratio", "minus local s", "start_kernel p50 s",
                  "sshd logins per start"], rows))
+    if first:
+        print(f"\n#### First kernel of a fresh process, {args.first_rounds} rounds, interleaved ({where})\n")
+        print(table(["first kernel of", "local p50 s", "hpc-ssh p50 s", "local min–max s", "hpc-ssh min–max s",
+                     "hpc-ssh minus local s", "target"], first_kernel_rows(first)))
     print("\n#### Fan-out: kernels started at once (asyncio.gather), to the last first execute_reply\n")
     print(table(
         ["variant", "kernels", "wall s", "vs 1 kernel", "vs local", "start_kernel s (min–max)", "first reply s (min–max)", "RSS Δ MB", "RSS MB",
@@ -323,6 +333,22 @@ async def run(args) -> None:
     print(f"\n(whole run {elapsed:.0f} s)")
 
 
+FIRST_TARGETS = {"script": 0.25, "server with sites": 0.1, "server with an installed kernelspec": 0.1}
+
+
+def first_kernel_rows(first: dict[str, dict[str, list[float]]]) -> list[list[str]]:
+    rows = []
+    for setup, data in first.items():
+        local, ssh = summarize(data["local"]), summarize(data["hpc-ssh"])
+        rows.append([
+            {"script": "a fresh script (blocking KernelManager)"}.get(setup, f"a fresh {setup}"),
+            f"{local['p50']:.3f}", f"{ssh['p50']:.3f}", f"{local['min']:.3f}–{local['max']:.3f}",
+            f"{ssh['min']:.3f}–{ssh['max']:.3f}", f"{ssh['p50'] - local['p50']:+.3f}",
+            f"≤ +{FIRST_TARGETS[setup]:.2f}",
+        ])
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds, fan-out 1 and 10")
@@ -330,6 +356,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fanout", help="comma-separated kernel counts (default 1,10,30; quick 1,10)")
     parser.add_argument("--no-peers", dest="peers", action="store_false", help="leave out remote_ikernel and gateway")
     parser.add_argument("--loopback", action="store_true", help="sshd on 127.0.0.1, no namespace (and no peers)")
+    parser.add_argument("--first-rounds", type=int,
+                        help="rounds of first kernels in fresh processes (script, servers; default 5, quick 2; 0: none)")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     args.peers_error = None
@@ -346,6 +374,8 @@ def main(argv: list[str] | None = None) -> None:
                 os.environ["JUPYTER_HPC_BENCH_REEXEC"] = "1"
                 os.execv(str(python), [str(python), str(Path(__file__).resolve()), *(sys.argv[1:] if argv is None else argv)])
     args.rounds = args.rounds or (3 if args.quick else 7)
+    if args.first_rounds is None:
+        args.first_rounds = 2 if args.quick else 5
     args.fanout = [int(n) for n in (args.fanout or ("1,10" if args.quick else "1,10,30")).split(",")]
     quiet_logs(args.verbose)
     asyncio.run(run(args))

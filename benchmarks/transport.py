@@ -6,8 +6,13 @@ All kernels run side by side in one run, against the same sshd and the same remo
 machine's noise falls on every variant alike:
 
 * ``local``           LocalProvisioner, TCP on 127.0.0.1: the floor.
-* ``hpc-ssh``         the default: remote ipc (Unix sockets), local TCP, asyncssh forwards.
-* ``hpc-ssh ipc/ipc`` ``local_transport='ipc'``: Unix sockets on the server's side too.
+* ``hpc-ssh, local TCP``  remote ipc (Unix sockets), local TCP ports, asyncssh forwards: the
+                      default where the client is not jupyter_server (scripts, this benchmark).
+* ``hpc-ssh, local ipc``  ``local_transport='ipc'``: Unix sockets on the server's side too, the
+                      default where the client is jupyter_server (issue 30).
+* ``… a send per SSH packet (before)``  local ipc on a connection of its own whose writes are
+                      not coalesced (``jupyter_hpc.ssh.coalesce`` undone): asyncssh's ignore
+                      packet and each data packet leave in sends of their own, as before issue 30.
 * ``hpc-ssh curve``   the fallback where sshd says ``AllowStreamLocalForwarding no``:
                       remote TCP loopback with CurveZMQ, asyncssh forwards.
 * ``plain ssh -L``    a plaintext 127.0.0.1 TCP kernel reached through OpenSSH ``ssh -N -L``,
@@ -24,6 +29,7 @@ Times are wall-clock ``perf_counter`` in this process; no timed assertions anywh
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import subprocess
 import sys
@@ -137,6 +143,26 @@ def asyncssh_cat(bed: Bed, nbytes: int) -> tuple[float, str]:
 # -- the run ------------------------------------------------------------------------------
 
 
+TCP_LOCAL = "hpc-ssh, local TCP (scripts' default)"
+IPC_LOCAL = "hpc-ssh, local ipc (jupyter_server's default)"
+UNCOALESCED = "hpc-ssh, local ipc, a send per SSH packet (before)"
+
+
+def send_each_packet_alone(km) -> None:
+    """Undo :func:`jupyter_hpc.ssh.coalesce.coalesce_writes` on this kernel's connection."""
+    from jupyter_hpc.ssh import run_in_ssh_loop_sync
+    from jupyter_hpc.ssh.coalesce import CoalescingTransport
+
+    conn = km.provisioner._remote.connection.conn
+
+    async def unwrap() -> None:
+        if isinstance(conn._transport, CoalescingTransport):
+            conn._transport._flush()
+            conn._transport = conn._transport.wrapped
+
+    run_in_ssh_loop_sync(unwrap())
+
+
 def start_variants(bed: Bed, with_plain: bool):
     """Start every kernel; return {name: (client, stop)} in table order."""
     import contextlib
@@ -146,9 +172,11 @@ def start_variants(bed: Bed, with_plain: bool):
 
     stack = contextlib.ExitStack()
     variants = {}
+    managers = {}
 
     def managed(name: str, kernel_name: str, **start_kw):
         km = jupyter_client.KernelManager(kernel_name=kernel_name)
+        managers[name] = km
         km.start_kernel(**start_kw)
         stack.callback(km.shutdown_kernel, now=False)
         client = km.client()
@@ -159,8 +187,13 @@ def start_variants(bed: Bed, with_plain: bool):
 
     devnull = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     managed("local", bed.kernelspec("bench-local"), **devnull)
-    managed("hpc-ssh (ipc remote, tcp local)", bed.kernelspec("bench-ssh", bed.ssh_config()))
-    managed("hpc-ssh local_transport=ipc", bed.kernelspec("bench-ssh-ipc", bed.ssh_config(local_transport="ipc")))
+    managed(TCP_LOCAL, bed.kernelspec("bench-ssh", bed.ssh_config()))
+    managed(IPC_LOCAL, bed.kernelspec("bench-ssh-ipc", bed.ssh_config(local_transport="ipc")))
+    # The same on a connection of its own (its own known_hosts copy) that sends each SSH packet
+    # as asyncssh writes it: what jupyter_hpc.ssh.coalesce saves, in the same run.
+    own = str(shutil.copy(bed.sshd.known_hosts, bed.root / "known_hosts.uncoalesced"))
+    managed(UNCOALESCED, bed.kernelspec("bench-ssh-ipc-each", bed.ssh_config(local_transport="ipc", known_hosts=own)))
+    send_each_packet_alone(managers[UNCOALESCED])
     managed(
         "hpc-ssh fallback (tcp+curve)",
         bed.kernelspec("bench-ssh-curve", bed.ssh_config(bed.sshd_nosl)),
