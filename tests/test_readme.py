@@ -1,22 +1,35 @@
-"""The README opens with two commands, and the first one works exactly as written."""
+"""The README opens with two commands, and the first one works exactly as written: run by a
+fresh non-root user whose system Python is externally managed (Debian's), in a copy of the
+checkout, it makes its venv, installs, and starts the demo, whose output is exact."""
 
 from __future__ import annotations
 
 import os
+import pwd
 import re
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
 import pyotp
+import pytest
 import requests
+
+from demo_helpers import login_of
+from testbed.users import ensure_user
 
 ROOT = Path(__file__).resolve().parent.parent
 URL = re.compile(r"^\s+(http://127\.0\.0\.1:(\d+)/hub/login)\s*$")
-LOGIN = re.compile(r"^Log in with user name (\S+), password (\S+),$")
 SECRET = re.compile(r"otpauth://totp/\S*[?&]secret=([A-Z2-7]+)")
 READY = "Ctrl-C stops the demo"
+STOPPED = "The demo has stopped: no process, port or file of it is left."
+#: A user of its own: its pip cache stays between runs, nothing else of it matters.
+README_USER = "hpcreadme"
+#: Debian's python3, as a fresh machine has it (not the test runner's own Python).
+SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
 def readme_commands() -> list[str]:
@@ -49,16 +62,40 @@ def log_in(url: str, name: str, password: str, secret: str) -> tuple[requests.Se
     return session, server
 
 
+def checkout_copy(owner: pwd.struct_passwd) -> Path:
+    """What a clone gives the user: the package's sources in a directory of theirs."""
+    parent = Path(tempfile.mkdtemp(prefix="jupyter-hpc-readme-", dir="/var/tmp"))
+    parent.chmod(0o755)
+    copy = parent / "jupyter-hpc"
+    copy.mkdir()
+    shutil.copytree(ROOT / "jupyter_hpc", copy / "jupyter_hpc", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "jupyter-config", copy / "jupyter-config")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, copy / name)
+    subprocess.run(["chown", "-R", f"{owner.pw_uid}:{owner.pw_gid}", str(copy)], check=True)
+    return copy
+
+
+@pytest.mark.timeout(900)
 def test_first_command_runs_the_demo_as_written():
-    """Run the README's first line in a shell, log in at the URL it prints with the password
-    and code it prints, see Cori's kernels, then Ctrl-C it."""
+    """As a non-root user, on Debian's externally managed python3: run the README's first line
+    in bash, log in at the URL it prints with the password (alone on its line) and code it
+    prints, see Cori's kernels, then Ctrl-C it: it ends with a line saying it stopped, and
+    printed no warning (a refused login included)."""
+    system_python = subprocess.run(["/usr/bin/python3", "-c", "import sysconfig; print(sysconfig.get_path('stdlib'))"],
+                                   capture_output=True, text=True, check=True).stdout.strip()
+    assert Path(system_python, "EXTERNALLY-MANAGED").exists()  # a plain `pip install` stops there
+    user = ensure_user(README_USER)
+    copy = checkout_copy(user)
+    env = {"HOME": user.pw_dir, "PATH": SYSTEM_PATH, "LANG": "C.UTF-8", "USER": README_USER,
+           **{k: v for k, v in os.environ.items() if k.startswith("PIP_")}}  # this machine's index
     demo = subprocess.Popen(
-        ["bash", "-c", readme_commands()[0]], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, start_new_session=True, env={k: v for k, v in os.environ.items() if k != "DISPLAY"},
+        [shutil.which("runuser") or "/usr/sbin/runuser", "-u", README_USER, "--", "bash", "-c", readme_commands()[0]], cwd=copy,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, env=env,
     )
-    output = []
+    output: list[str] = []
     try:
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + 600
         while time.monotonic() < deadline and not (output and output[-1].startswith(READY)):
             line = demo.stdout.readline()
             if not line:
@@ -66,10 +103,18 @@ def test_first_command_runs_the_demo_as_written():
             output.append(line)
         text = "".join(output)
         url = next(filter(None, map(URL.match, output)), None)
-        login = next(filter(None, map(LOGIN.match, output)), None)
+        login = login_of(output)
         secret = SECRET.search(text)
         assert url and login and secret, text
-        session, server = log_in(url.group(1), *login.groups(), secret.group(1))
+        banner = output[next(i for i, line in enumerate(output) if line.startswith("jupyter-hpc demo:")):]
+        # A wrong password reaches the key service, which refuses it (401 to the hub): the login
+        # form says so, the terminal stays quiet.
+        stranger = requests.Session()
+        xsrf = re.search(r'name="_xsrf" value="([^"]+)"', stranger.get(url.group(1), timeout=30).text).group(1)
+        refused = stranger.post(url.group(1), timeout=60, data={
+            "_xsrf": xsrf, "username": login[0], "password": "wrong-" + login[1], "otp": "000000"})
+        assert refused.status_code == 403, refused.status_code
+        session, server = log_in(url.group(1), *login, secret.group(1))
         deadline = time.monotonic() + 60
         names: set[str] = set()
         while not {"Cori: Python 3 (login)", "Cori: myenv (login)"} <= names and time.monotonic() < deadline:
@@ -77,7 +122,17 @@ def test_first_command_runs_the_demo_as_written():
             names = {spec["spec"]["display_name"] for spec in specs["kernelspecs"].values()}
             time.sleep(0.5)
         assert {"Cori: Python 3 (login)", "Cori: myenv (login)"} <= names, names
+        # The default kernel is one the launcher shows.
+        assert specs["default"] in specs["kernelspecs"], (specs["default"], list(specs["kernelspecs"]))
     finally:
         os.killpg(demo.pid, signal.SIGINT)
-        status = demo.wait(60)
-    assert status == 0, "".join(output) + demo.stdout.read()
+        try:
+            status = demo.wait(90)
+        finally:
+            rest = demo.stdout.read()
+            shutil.rmtree(copy.parent, ignore_errors=True)
+    after = rest.splitlines(keepends=True)
+    assert status == 0, "".join(output) + rest
+    assert after and after[-1].strip() == STOPPED, rest
+    said = [line for line in banner + after if re.search(r"warn|error|traceback|\[W ", line, re.I)]
+    assert said == [], "".join(output) + rest
