@@ -53,7 +53,10 @@ class SFTPCheckpoints(AsyncGenericCheckpointsMixin, AsyncCheckpoints):
         location = await self._location(cp_path)
         if not await self.manager._remote(cluster.lentry(folder), path):
             await self.manager._remote(cluster.mkdir(folder), path)
-        await self.manager._remote(cluster.write_atomic(location, data), path)
+        # The checkpoint is as private as its file: a 0600 notebook's checkpoint is 0600.
+        source = await self._location(path)
+        mode = await self.manager._remote(cluster.mode_of(source.remote), path)
+        await self.manager._remote(cluster.write_atomic(location, data, mode), path)
         return await self._model(location, path)
 
     async def _model(self, location, path: str) -> dict[str, Any]:
@@ -64,7 +67,7 @@ class SFTPCheckpoints(AsyncGenericCheckpointsMixin, AsyncCheckpoints):
         location = await self._location(self.checkpoint_path(checkpoint_id, path))
         cluster = self.manager.cluster
         try:
-            return await self.manager._remote(cluster.read(location.remote), path)
+            return await self.manager.read_capped(location.remote, path, None)
         except HTTPError as exc:
             if exc.status_code == 404:
                 raise HTTPError(404, f"Checkpoint does not exist: {path}@{checkpoint_id}") from exc

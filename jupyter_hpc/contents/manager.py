@@ -15,6 +15,7 @@ names several; no API path reaches outside them (:mod:`jupyter_hpc.contents.root
 from __future__ import annotations
 
 import base64
+import contextvars
 import fnmatch
 import functools
 import hashlib
@@ -28,7 +29,7 @@ from typing import Any, TypeVar
 import nbformat
 from jupyter_server.services.contents.manager import AsyncContentsManager, copy_pat
 from tornado.web import HTTPError
-from traitlets import Bool, Enum, Integer, Unicode, default
+from traitlets import Bool, Enum, Integer, Unicode, default, validate
 
 from ..sites import HPCSites, Site
 from ..ssh import run_in_ssh_loop
@@ -37,6 +38,8 @@ from .remote import ClusterFiles, Entry, translate
 from .roots import Location, Roots
 
 T = TypeVar("T")
+# The mode a save gives a new file, when it is a copy (the source's): set around the base class's copy.
+NEW_FILE_MODE: contextvars.ContextVar[int | None] = contextvars.ContextVar("NEW_FILE_MODE", default=None)
 
 
 def _time(seconds: float) -> datetime:
@@ -87,6 +90,38 @@ class SFTPContentsManager(AsyncContentsManager):
         "duplicates on the cluster, as FileContentsManager.max_copy_folder_size_mb; a larger one "
         "is refused with 400 before anything is copied (copy it in a terminal on the cluster).",
     )
+    max_content_mb = Integer(
+        100, config=True,
+        help="The largest file, in MB, the server reads whole into its memory to open it in the "
+        "browser (the contents API's content, a hash, a checkpoint); a larger one is refused with "
+        "413 naming the streaming download (/files/…), which has no such limit.",
+    )
+
+    @validate("max_content_mb")
+    def _valid_max_content(self, proposal):
+        if proposal["value"] < 1:
+            raise ValueError(f"SFTPContentsManager.max_content_mb must be 1 or more, not {proposal['value']}")
+        return proposal["value"]
+
+    def too_large(self, path: str, size: int | None = None) -> HTTPError:
+        """The refusal of a read above max_content_mb, pointing at the streaming download."""
+        shown = f"{size / 1048576:.0f} MB" if size else "larger"
+        return HTTPError(
+            413, f"{path} is {shown}, more than the {self.max_content_mb} MB the server opens in the browser "
+            f"(c.SFTPContentsManager.max_content_mb). Download it instead (the file browser's Download, "
+            f"or files/{path} under this server, which streams it), or open it in a terminal on the cluster.",
+        )
+
+    async def read_capped(self, remote: str, path: str, size: int | None) -> bytes:
+        """A whole file's bytes, refused (413) above max_content_mb before or while reading."""
+        limit = self.max_content_mb * 1048576
+        if size is not None and size > limit:
+            raise self.too_large(path, size)
+        data = await self._remote(self.cluster.read(remote, limit), path)
+        if len(data) > limit:
+            raise self.too_large(path)
+        return data
+
     download_chunk_size = Integer(
         1024 * 1024, config=True,
         help="Bytes read from the cluster per step of a /files/ download (and written to the "
@@ -256,7 +291,7 @@ class SFTPContentsManager(AsyncContentsManager):
         else:
             data = None
             if content or require_hash:
-                data = await self._remote(self.cluster.read(entry.remote), path)
+                data = await self.read_capped(entry.remote, path, entry.size)
             if require_hash:
                 model.update(hash=hashlib.new(self.hash_algorithm, data).hexdigest(),
                              hash_algorithm=self.hash_algorithm)
@@ -364,11 +399,11 @@ class SFTPContentsManager(AsyncContentsManager):
             self.check_and_sign(nb, path)
             data = nbformat.writes(nb, version=nbformat.NO_CONVERT,
                                    capture_validation_error=validation_error).encode("utf-8")
-            await self._remote(cluster.write_atomic(location, data), path)
+            await self._remote(cluster.write_atomic(location, data, NEW_FILE_MODE.get()), path)
             if not await self.checkpoints.list_checkpoints(path):
                 await self.create_checkpoint(path)
         elif model["type"] == "file":
-            await self._remote(cluster.write_atomic(location, self._bytes(model, path)), path)
+            await self._remote(cluster.write_atomic(location, self._bytes(model, path), NEW_FILE_MODE.get()), path)
         elif model["type"] == "directory":
             await self._remote(cluster.mkdir(location), path)
         else:
@@ -455,7 +490,12 @@ class SFTPContentsManager(AsyncContentsManager):
         if entry.kind == "file" and not path.endswith(".ipynb"):
             return await self._copy_file(roots, path, entry, to_path)
         if entry.kind != "directory":
-            return await super().copy(from_path, to_path)
+            # The base class saves the copy as a new file: it gets the source's mode, not the umask's.
+            token = NEW_FILE_MODE.set(await self._remote(self.cluster.mode_of(entry.remote), path))
+            try:
+                return await super().copy(from_path, to_path)
+            finally:
+                NEW_FILE_MODE.reset(token)
         from_dir, _, from_name = path.rpartition("/")
         to_path = from_dir if to_path is None else to_path.strip("/")
         to_name = copy_pat.sub(".", from_name)

@@ -11,12 +11,22 @@ each, to tell a link to a folder from a link to a file.
 Writes never touch the file they replace until the new bytes are complete: they go to a
 hidden name beside it, then ``posix-rename@openssh.com`` moves them over it in one step. A
 connection lost mid-save leaves the old file as it was.
+
+That hidden name is where a neighbour on a shared folder would attack (a symlink planted at
+it, so our bytes land in a file of theirs, or overwrite one of ours): so it is unpredictable
+(128 random bits; an upload's, which later chunks must find again, a keyed hash of the
+target's path), and the file is created with ``O_CREAT|O_EXCL`` (SFTP ``FXF_CREAT|FXF_EXCL``),
+which fails on anything already there, a dangling symlink included, and mode 0600 from birth.
+Its final mode (the replaced file's, a copy's source's, or the login's umask for a new file)
+is set on the open handle before the rename, so nobody else can read it at any moment.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
+import hmac
 import logging
 import posixpath
 import secrets
@@ -36,7 +46,12 @@ MARKER = "jupyter-hpc-environment"
 # One round trip tells who we are on the cluster and what its login environment sets. A login
 # shell (-l) because sites set $SCRATCH and friends in /etc/profile.d; the marker skips
 # whatever a profile prints first.
-ENVIRONMENT_SCRIPT = f"printf '%s\\n' {MARKER}; id -u; id -G; env -0"
+ENVIRONMENT_SCRIPT = f"printf '%s\\n' {MARKER}; id -u; id -G; umask; env -0"
+# A new file, 0600 from birth; fails if the name exists, even as a symlink. (Integer flags open in
+# text mode unless encoding=None is given.)
+CREATE_NEW = asyncssh.FXF_WRITE | asyncssh.FXF_CREAT | asyncssh.FXF_EXCL
+PRIVATE = asyncssh.SFTPAttrs(permissions=0o600)
+COPY_BLOCK = 1024 * 1024
 
 UNREACHABLE = (
     SSHConnectError, asyncssh.Error, asyncssh.SFTPConnectionLost, asyncssh.SFTPNoConnection,
@@ -61,6 +76,12 @@ class Entry:
 class Identity:
     uid: int
     gids: frozenset[int]
+    umask: int = 0o022
+
+    @property
+    def new_file_mode(self) -> int:
+        """The mode a new file gets, as the user's login shell would make it."""
+        return 0o666 & ~self.umask
 
     def can_write(self, attrs: asyncssh.SFTPAttrs) -> bool:
         """Write permission as the remote kernel would see it, from the mode bits alone (no
@@ -125,6 +146,8 @@ class ClusterFiles:
         self.site = site
         self._resolved: tuple[Roots, Identity] | None = None
         self._resolving: asyncio.Task | None = None
+        # Names an upload's hidden file: the same for each chunk, unguessable by anyone else.
+        self._upload_key = secrets.token_bytes(32)
 
     async def sftp(self) -> asyncssh.SFTPClient:
         connection = await get_pool().connect(self.target)
@@ -147,11 +170,15 @@ class ClusterFiles:
         result = await connection.run(["sh", "-lc", ENVIRONMENT_SCRIPT], timeout=60)
         output = str(result.stdout)
         _, _, after = output.rpartition(MARKER + "\n")
-        uid_line, gids_line, environment_text = (after.split("\n", 2) + ["", ""])[:3]
+        uid_line, gids_line, umask_line, environment_text = (after.split("\n", 3) + ["", "", ""])[:4]
         environment = dict(
             item.split("=", 1) for item in environment_text.split("\0") if "=" in item
         )
-        identity = Identity(int(uid_line), frozenset(int(g) for g in gids_line.split()))
+        try:
+            umask = int(umask_line.strip(), 8) & 0o777
+        except ValueError:
+            umask = 0o022
+        identity = Identity(int(uid_line), frozenset(int(g) for g in gids_line.split()), umask)
         sftp = await connection.shared_sftp()
         paths: dict[str, str] = {}
         for name, expression in self.root_expressions.items():
@@ -261,10 +288,13 @@ class ClusterFiles:
 
     # -- reading ------------------------------------------------------------------------
 
-    async def read(self, remote: str) -> bytes:
+    async def read(self, remote: str, limit: int | None = None) -> bytes:
+        """The file's bytes; with ``limit``, at most ``limit + 1`` of them (more than ``limit``
+        means too large: the caller refuses it, and a file that grew since its ``stat`` still
+        never fills the server's memory)."""
         sftp = await self.sftp()
         async with sftp.open(remote, "rb") as handle:
-            return await handle.read()
+            return await handle.read(-1 if limit is None else limit + 1)
 
     async def open_for_streaming(self, remote: str) -> asyncssh.SFTPClientFile:
         sftp = await self.sftp()
@@ -294,54 +324,98 @@ class ClusterFiles:
             raise HTTPError(403, f"Permission denied: {location.api_path} (on {self.site})")
         return real, stat.S_IMODE(attrs.permissions or 0o644)
 
-    async def write_atomic(self, location: Location, data: bytes) -> None:
-        """The bytes go to a hidden name beside the file, then are renamed over it in one step."""
-        real, mode = await self.writable_target(location)
-        temporary = self._beside(real, f"{secrets.token_hex(4)}.jupyter-save")
+    async def mode_of(self, remote: str) -> int | None:
+        """The permission bits of ``remote`` (through links), None when it does not exist."""
+        try:
+            return stat.S_IMODE((await (await self.sftp()).stat(remote)).permissions or 0)
+        except asyncssh.SFTPNoSuchFile:
+            return None
+
+    async def _final_mode(self, existing: int | None, mode: int | None) -> int:
+        """``mode`` if given, else the replaced file's, else a new file's under the login's umask."""
+        if mode is not None:
+            return mode
+        if existing is not None:
+            return existing
+        return (await self.resolve())[1].new_file_mode
+
+    async def write_atomic(self, location: Location, data: bytes, mode: int | None = None) -> None:
+        """The bytes go to a new private file under a random hidden name beside the file, which
+        gets its final mode (``mode``, else the replaced file's) and is renamed over it in one step."""
+        real, existing = await self.writable_target(location)
+        final = await self._final_mode(existing, mode)
+        temporary = self._beside(real, f"{secrets.token_hex(16)}.jupyter-save")
         sftp = await self.sftp()
         try:
-            await self._write(sftp, temporary, data, "wb", mode)
+            async with sftp.open(temporary, CREATE_NEW, PRIVATE, encoding=None) as handle:
+                if data:
+                    await handle.write(data, 0)
+                await handle.chmod(final)
             await self._replace(sftp, temporary, real)
         except BaseException:
             await self._discard(temporary)
             raise
 
     async def copy_file(self, source: str, location: Location) -> None:
-        """``source`` (a real file) copied over SFTP to a hidden name beside ``location``, given
-        the source's mode, then renamed over it in one step (as a save)."""
+        """``source`` (a real file) copied on the cluster (SFTP ``copy-data`` where offered, else
+        in blocks through this server) into a new private file beside ``location``, which gets
+        the source's mode and is renamed over it in one step (as a save)."""
         real, _ = await self.writable_target(location)
-        temporary = self._beside(real, f"{secrets.token_hex(4)}.jupyter-copy")
+        temporary = self._beside(real, f"{secrets.token_hex(16)}.jupyter-copy")
         sftp = await self.sftp()
         try:
-            async with sftp.open(temporary, "wb", asyncssh.SFTPAttrs(permissions=0o600)):
-                pass  # created private: nobody else opens it before its mode is set
-            mode = stat.S_IMODE((await sftp.stat(source)).permissions or 0o644)
-            await sftp.copy(source, temporary)
-            await sftp.chmod(temporary, mode)
+            async with sftp.open(source, "rb", block_size=0) as reader, \
+                    sftp.open(temporary, CREATE_NEW, PRIVATE, block_size=0, encoding=None) as writer:
+                mode = stat.S_IMODE((await reader.stat()).permissions or 0o644)
+                try:
+                    await sftp.remote_copy(reader, writer)
+                except asyncssh.SFTPOpUnsupported:
+                    offset = 0
+                    while block := await reader.read(COPY_BLOCK, offset):
+                        await writer.write(block, offset)
+                        offset += len(block)
+                await writer.chmod(mode)
             await self._replace(sftp, temporary, real)
         except BaseException:
             await self._discard(temporary)
             raise
 
+    def upload_path(self, real: str) -> str:
+        """The hidden file an upload to ``real`` grows in: the same name for every chunk of it,
+        one nobody without this server's key can predict (or plant a link at in advance)."""
+        tag = hmac.new(self._upload_key, real.encode(), hashlib.sha256).hexdigest()[:32]
+        return self._beside(real, f"{tag}.jupyter-upload")
+
     async def write_chunk(self, location: Location, data: bytes, chunk: int) -> str:
-        """A chunk of JupyterLab's upload: 1 starts a hidden upload file beside the target,
-        later ones append to it, and -1 appends the last and renames it over the target.
-        Nothing is kept between chunks but that file. Returns the upload file's path."""
-        real, mode = await self.writable_target(location)
-        upload = self._beside(real, "jupyter-upload")
+        """A chunk of JupyterLab's upload: 1 starts a new private upload file beside the target
+        (removing a stale one of an abandoned upload), later ones append to it after checking
+        it is still our own regular file, and -1 appends the last, sets the final mode and
+        renames it over the target. Nothing is kept between chunks but that file. Returns the
+        upload file's path."""
+        real, existing = await self.writable_target(location)
+        upload = self.upload_path(real)
         sftp = await self.sftp()
-        await self._write(sftp, upload, data, "wb" if chunk == 1 else "ab", mode if chunk == -1 else None)
+        if chunk == 1:
+            await self._remove_quietly(upload)  # an abandoned upload's file (a link is removed, not followed)
+            handle = await sftp.open(upload, CREATE_NEW, PRIVATE, encoding=None)
+        else:
+            handle = await sftp.open(upload, asyncssh.FXF_WRITE | asyncssh.FXF_APPEND, encoding=None)
+        async with handle:
+            if chunk != 1:
+                await self._check_own_file(handle, location)
+            if data:
+                await handle.write(data, 0 if chunk == 1 else None)
+            if chunk == -1:
+                await handle.chmod(await self._final_mode(existing, None))
         if chunk == -1:
             await self._replace(sftp, upload, real)
         return upload
 
-    @staticmethod
-    async def _write(sftp: asyncssh.SFTPClient, path: str, data: bytes, how: str, mode: int | None) -> None:
-        async with sftp.open(path, how) as handle:
-            if data:
-                await handle.write(data, None if how == "ab" else 0)
-            if mode is not None:
-                await handle.chmod(mode)
+    async def _check_own_file(self, handle: asyncssh.SFTPClientFile, location: Location) -> None:
+        """Refuse to go on writing an upload whose file is no longer a regular file of ours."""
+        attrs = await handle.stat()
+        if not stat.S_ISREG(attrs.permissions or 0) or attrs.uid != (await self.resolve())[1].uid:
+            raise HTTPError(409, f"The upload of {location.api_path} was tampered with; upload it again.")
 
     async def _replace(self, sftp: asyncssh.SFTPClient, source: str, destination: str) -> None:
         try:
