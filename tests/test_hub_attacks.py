@@ -10,8 +10,11 @@ One bed for the module, hour-long certificates, two hub users.
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -183,7 +186,18 @@ def test_nothing_runs_on_the_hub_host_on_a_users_word(bed, mallory):
     # Local kernels: only the cluster's are offered, and a local one does not start.
     specs = call("GET", "api/kernelspecs").json()["kernelspecs"]
     assert specs and all(name.startswith("cori-") for name in specs), list(specs)
-    assert call("POST", "api/kernels", json={"name": "python3"}).status_code >= 400
+    local = call("POST", "api/kernels", json={"name": "python3"})
+    if local.status_code == 201:  # the server answers at once and starts in the background
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            model = call("GET", f"api/kernels/{local.json()['id']}")
+            if model.status_code == 404 or model.json().get("execution_state") == "dead":
+                break
+            time.sleep(0.5)
+        else:
+            raise AssertionError(f"a local kernel started: {model.text}")
+    else:
+        assert local.status_code >= 400, local.text
     # Local terminals: none on the hub host (jupyter_hpc's terminals, where offered, are on the cluster).
     terminals = call("GET", "api/terminals")
     assert terminals.status_code == 404 or all(t.get("site") for t in terminals.json()), terminals.text[:300]
@@ -204,3 +218,76 @@ def test_nothing_runs_on_the_hub_host_on_a_users_word(bed, mallory):
     assert "hello" in html.text  # the export itself works
     assert call("GET", "nbconvert/markdown/lockdown.ipynb").status_code == 200
     call("DELETE", "api/contents/lockdown.ipynb")
+
+
+def server_pid(user: str) -> int:
+    """The pid (as the host sees it) of ``user``'s single-user server process."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"jupyterhub.singleuser" in argv and b"bwrap" not in argv[0] and f"JUPYTERHUB_USER={user}".encode() in env:
+            return int(pid)
+    raise AssertionError(f"no server process of {user}")
+
+
+# Run as the hub's uid, standing in for a hole in a server: what of the hub can it read?
+INSIDE_PROBE = r"""
+import json, os, sys
+targets = json.loads(sys.argv[1])
+seen = {}
+for name, path in targets.items():
+    try:
+        with open(path, "rb") as handle:
+            handle.read(1)
+        seen[name] = "read"
+    except IsADirectoryError:
+        seen[name] = "listed" if os.listdir(path) is not None else "empty"
+    except FileNotFoundError:
+        seen[name] = "absent"
+    except PermissionError:
+        seen[name] = "denied"
+status = open("/proc/self/status").read()
+seen["no_new_privs"] = "NoNewPrivs:\t1" in status
+seen["pids"] = len([p for p in os.listdir("/proc") if p.isdigit()])
+print(json.dumps(seen))
+"""
+
+
+def test_a_server_sees_nothing_of_the_hub_or_another_user(bed, mallory, victor):
+    """From inside Mallory's server (code run as the hub's uid in her server's namespaces): Victor's
+    directory, the hub's database, config (with its cookie secret), the key service's state, and
+    the hub's and Victor's server's /proc/<pid>/environ are absent. The same probe outside the
+    sandbox, as the same uid, reads them (the control)."""
+    hub_uid, hub_gid = bed.hub_entry.pw_uid, bed.hub_entry.pw_gid
+    targets = {
+        "victor_dir": str(bed.hub_dir / "users" / VICTOR / "config" / "jupyter_server_config.json"),
+        "hub_db": str(bed.hub_dir / "jupyterhub.sqlite"),
+        "hub_config": str(bed.hub_dir / "jupyterhub_config.py"),
+        "keyservice_state": str(bed.ks_dir / "audit.log"),
+        "hub_environ": f"/proc/{bed.hub_pid()}/environ",
+        "victor_environ": f"/proc/{server_pid(VICTOR)}/environ",
+        "own_dir": str(bed.hub_dir / "users" / MALLORY / "config" / "jupyter_server_config.json"),
+    }
+    inside = subprocess.run(
+        ["nsenter", "-t", str(server_pid(MALLORY)), "-U", "-m", "-p", "-i", "-S", str(hub_uid), "-G", str(hub_gid),
+         "--", "/usr/bin/python3", "-c", INSIDE_PROBE, json.dumps(targets)],
+        capture_output=True, text=True, timeout=60)
+    assert inside.returncode == 0, inside.stderr
+    seen = json.loads(inside.stdout)
+    assert seen.pop("own_dir") == "read"  # the probe runs where the server does
+    seen.pop("no_new_privs")  # the probe's own (nsenter's child): the server's is read below
+    assert seen.pop("pids") < 10  # its own pid namespace: the server and its children only
+    assert seen == {name: "absent" for name in seen}, seen
+    # The server itself: no new privileges, and user, mount, pid and IPC namespaces of its own.
+    pid = server_pid(MALLORY)
+    assert "NoNewPrivs:\t1" in Path(f"/proc/{pid}/status").read_text()
+    for ns in ("user", "mnt", "pid", "ipc"):
+        assert os.readlink(f"/proc/{pid}/ns/{ns}") != os.readlink(f"/proc/self/ns/{ns}"), ns
+    # Control: the hub's uid without the sandbox reads the hub's own files.
+    outside = subprocess.run(["runuser", "-u", bed.hub_entry.pw_name, "--", "/usr/bin/python3", "-c", INSIDE_PROBE,
+                              json.dumps(targets)], capture_output=True, text=True, timeout=60)
+    control = json.loads(outside.stdout)
+    assert control["hub_db"] == control["hub_config"] == control["victor_dir"] == "read", control

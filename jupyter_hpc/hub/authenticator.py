@@ -247,11 +247,30 @@ class SSHCertAuthenticator(Authenticator):
 
     def get_handlers(self, app):
         self.warn_of_granted_auth_state(app)
+        self.check_sandbox(app)
         return [
             ("/login", SSHCertLoginHandler),
             ("/logout", SSHCertLogoutHandler),
             ("/api/oauth2/token", SSHCertOAuthTokenHandler),
         ]
+
+    def check_sandbox(self, app) -> None:
+        """At the hub's start: HPCSpawner's sandbox must work here, or be turned off by name."""
+        from .spawner import HPCSpawner
+
+        spawner_class = getattr(app, "spawner_class", None)
+        if not (isinstance(spawner_class, type) and issubclass(spawner_class, HPCSpawner)):
+            return
+        from . import sandbox
+
+        if spawner_class(config=app.config).sandbox == "off":
+            self.log.warning("HPCSpawner.sandbox is 'off': %s", sandbox.WHAT_OFF_GIVES_UP)
+            return
+        try:
+            sandbox.check_available()
+        except sandbox.SandboxUnavailable as exc:
+            self.log.critical("The hub will not start: %s", exc)
+            raise
 
     def warn_of_granted_auth_state(self, app) -> None:
         """Warn when the config still gives the ``user`` role ``admin:auth_state``: the hub

@@ -34,11 +34,11 @@ from typing import Any
 from jupyter_core.paths import jupyter_data_dir
 from jupyterhub.spawner import LocalProcessSpawner
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
-from traitlets import Dict, Float, Unicode, default, validate
+from traitlets import CaselessStrEnum, Dict, Float, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
 from ..sites import HPCSites, SiteConfigError
-from . import state
+from . import sandbox, state
 from .lockdown import lockdown_config
 
 KERNELSPEC_MANAGER = "jupyter_hpc.kernelspecs.RemoteKernelSpecManager"
@@ -205,6 +205,15 @@ class HPCSpawner(HPCCredentialMixin, LocalProcessSpawner):
         one subdirectory per hub user. Default: <jupyter data dir>/hpc-hub-users of the hub's account.""",
     )
 
+    sandbox = CaselessStrEnum(
+        ["bwrap", "off"], default_value="bwrap", config=True,
+        help="""'bwrap' (default): each server runs in an unprivileged bubblewrap sandbox (new
+        user, mount, pid and IPC namespaces) that shows it the Python environment read-only,
+        its own directory read-write and nothing else of the hub's (see
+        jupyter_hpc.hub.sandbox). The hub refuses to start where that is impossible, unless
+        this is 'off', which the log says gives up that isolation.""",
+    )
+
     @default("user_dir_root")
     def _default_user_dir_root(self) -> str:
         return os.path.join(jupyter_data_dir(), "hpc-hub-users")
@@ -262,7 +271,21 @@ class HPCSpawner(HPCCredentialMixin, LocalProcessSpawner):
     def get_args(self) -> list[str]:
         return [*super().get_args(), f"--ServerApp.root_dir={self.user_dir() / 'files'}"]
 
+    def sandboxed_cmd(self) -> list[str]:
+        """The server's command, inside the sandbox unless ``sandbox = 'off'``."""
+        if not hasattr(self, "_server_cmd"):
+            self._server_cmd = list(self.cmd)
+        if self.sandbox == "off":
+            return list(self._server_cmd)
+        read_only = [site["known_hosts"] for site in HPCSites(config=self.config).sites.values()
+                     if site.get("known_hosts")]
+        return sandbox.argv(self.user_dir(), read_only) + self._server_cmd
+
     async def start(self):
+        self.cmd = self.sandboxed_cmd()
+        note = sandbox.memory_limit_note(self.mem_limit)
+        if note:
+            self.log.warning("%s", note)
         self._stages = []
         self._stage(10, "Preparing your server's private directory")
         await asyncio.get_running_loop().run_in_executor(None, self.prepare_user_dir)
