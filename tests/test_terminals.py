@@ -304,3 +304,44 @@ def test_the_demo_login_node_gives_a_login_shell_on_a_pty(tmp_path):
     assert re.search(r"\r\nxterm-256color 127\.0\.0\.1 \d+ 127\.0\.0\.1 \d+\r\n", screen)
     assert re.search(r"[\r\n]40 100\r\n", screen) and re.search(r"[\r\n]50 132\r\n", screen)
     assert not os.path.exists(f"/proc/{job}"), "a job of the shell outlived the session's end"
+
+
+@pytest.fixture(scope="module")
+def slurm_lab(tmp_path_factory, login_node, term_user, remote_python, slurm):
+    from lab_browser import add_slurm_user, cori_with_slurm, remove_remote_kernels, write_remote_kernel
+
+    add_slurm_user(USER)
+    write_remote_kernel(term_user, "termenv", "Term Env", remote_python)
+    site = cori_with_slurm(login_node, USER, remote_python, queue_timeout=90)
+    with Lab.running(tmp_path_factory.mktemp("terminal-slurm"), lab_config({"cori": site})) as lab:
+        yield lab
+    subprocess.run(["scancel", "-u", USER], capture_output=True)
+    remove_remote_kernels(term_user)
+
+
+@pytest.mark.timeout(300)
+def test_a_terminal_on_a_slurm_kernels_job_node_ends_with_the_job(slurm_lab):
+    """"Terminal on this job's node" (POST {"kernel_id"}): a shell inside the kernel's job
+    (SLURM_JOB_ID is the kernel's); scancel of the job ends it with a line saying so."""
+    lab = slurm_lab
+    kernel = lab.api("POST", "kernels", json={"name": "cori-knl-termenv"}).json()
+    deadline = time.monotonic() + 150
+    while True:  # the start goes on after the POST (a queue wait holds no request open)
+        [status] = [k for k in lab.hpc("GET", "slurm/kernels").json()["kernels"] if k["kernel_id"] == kernel["id"]]
+        if status["phase"] == "running" or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    job = status["job_id"]
+    assert job and status["phase"] == "running", status
+    reply = lab.hpc("POST", "terminals", json={"kernel_id": kernel["id"]})
+    assert reply.status_code == 200, reply.text
+    model = reply.json()
+    assert model["jupyter_hpc"]["job"] == job and model["jupyter_hpc"]["title"] == f"Cori, job {job}"
+    term = connect(lab, model["name"])
+    assert term.run("echo job=$SLURM_JOB_ID", timeout=60).strip() == f"job={job}"
+    subprocess.run(["scancel", job], check=True)
+    term.wait_for(rf"\[Job {job} ended \(\w+\): the shell on its node is closed\.\]", timeout=90)
+    assert not term.disconnected  # the tab stays, showing why
+    assert lab.api("GET", f"terminals/{term.name}").json()["jupyter_hpc"]["state"] == "ended"
+    # A kernel that runs in no job has no job node.
+    assert lab.hpc("POST", "terminals", json={"kernel_id": "nope"}).status_code == 404
