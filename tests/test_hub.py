@@ -22,6 +22,7 @@ from pathlib import Path
 import pyotp
 import pytest
 import requests
+import websocket
 
 from demo_helpers import ensure_demo_venv
 from hub_helpers import LIFETIME, MARGIN, Browser, HubBed
@@ -50,6 +51,8 @@ def dave(bed):
     browser.wait_server()
     assert browser.open_lab().status_code == 200
     browser.kernel = browser.start_kernel()
+    # A terminal on Cori, open when his login ends (the expiry test reads why it ended).
+    browser.terminal = browser.server_api("POST", "terminals").json()["name"]
     return browser
 
 
@@ -214,6 +217,42 @@ def test_user_a_cannot_act_as_user_b(bed, alice, bob):
     assert out["error"] == "PermissionError", out
 
 
+def browser_cookie(browser: Browser) -> str:
+    return "; ".join(f"{c.name}={c.value}" for c in browser.session.cookies if c.path in ("/", f"/user/{browser.user}/"))
+
+
+def test_a_users_terminal_is_a_shell_as_that_user_and_no_one_elses(bed, alice, bob):
+    """Issue 27 on the hub: Alice's terminal is Alice on Cori; Bob, with his session or his own
+    API token, can neither list it, nor open it, nor type into it (403)."""
+    from terminal_helpers import TermClient
+
+    name = alice.server_api("POST", "terminals").json()["name"]
+    term = TermClient(bed.port, None, name, prefix=f"/user/{ALICE}", cookie=browser_cookie(alice))
+    assert term.run("id -un; echo \"$SSH_CONNECTION\"").split()[:2] == [ALICE, "127.0.0.1"]
+    # Bob's own API token, made by Bob at the hub as a user does (his session, the hub's XSRF).
+    made = bob.session.post(f"{bed.url}/hub/api/users/{BOB}/tokens", json={"note": "terminal test"}, timeout=30,
+                            headers={"X-XSRFToken": bob.session.cookies.get("_xsrf", path="/hub/") or ""})
+    assert made.status_code == 201, (made.status_code, made.text[:300])
+    bob_token = made.json()["token"]
+    for headers in ({}, {"Authorization": f"token {bob_token}"}):
+        session = bob.session if not headers else requests
+        for method, path in (("GET", "api/terminals"), ("GET", f"api/terminals/{name}"), ("POST", "api/terminals"),
+                             ("DELETE", f"api/terminals/{name}"), ("POST", "jupyter-hpc/api/terminals")):
+            reply = session.request(method, f"{bed.url}/user/{ALICE}/{path}", headers=headers, timeout=60,
+                                    allow_redirects=False, json={"site": "cori"} if method == "POST" else None)
+            assert reply.status_code == 403, (method, path, headers and "token", reply.status_code)
+    for options in ({"cookie": browser_cookie(bob)}, {"header": [f"Authorization: token {bob_token}"]}):
+        with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+            websocket.create_connection(f"ws://127.0.0.1:{bed.port}/user/{ALICE}/terminals/websocket/{name}",
+                                        origin=bed.url, timeout=30, **options)
+        assert refused.value.status_code == 403
+    # Alice's shell is untouched and still hers.
+    assert term.run("id -un").strip() == ALICE
+    assert [t["name"] for t in alice.server_api("GET", "terminals").json()] == [name]
+    alice.server_api("DELETE", f"terminals/{name}")
+    term.wait_disconnect()
+
+
 def progress_events(bed, user: str) -> list[dict]:
     """The hub's progress stream of ``user``'s spawn, from its first event to ready."""
     deadline = time.monotonic() + 60
@@ -280,7 +319,7 @@ def server_pid(user: str) -> int:
             env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"jupyterhub.singleuser" in argv and f"JUPYTERHUB_USER={user}".encode() in env:
+        if b"jupyterhub.singleuser" in argv and b"bwrap" not in argv[0] and f"JUPYTERHUB_USER={user}".encode() in env:
             return int(pid)
     raise AssertionError(f"no server process of {user}")
 
@@ -390,8 +429,17 @@ def test_expired_certificate_sends_to_login_and_a_new_login_serves_the_running_s
     # The server's API refuses the stale session: no kernel is started that would fail at SSH.
     reply = dave.server_api("POST", "kernels", json={"name": "cori-login-python3"})
     assert reply.status_code in (302, 403), (reply.status_code, reply.text[:500])
+    reply = dave.server_api("POST", "terminals")  # nor a terminal: JupyterLab asks to log in again
+    assert reply.status_code in (302, 403), (reply.status_code, reply.text[:500])
     # Past the certificate's end, log in again: the same server takes the new certificate.
     time.sleep(max(0.0, dave.logged_in_at + LIFETIME + 2 - time.time()))
+    # His terminal opened before ended with the login, saying why (read with the hub's token).
+    from terminal_helpers import TermClient
+
+    ended = TermClient(bed.port, bed.admin_token, dave.terminal, prefix=f"/user/{DAVE}")
+    ended.wait_for(r"\[Your login to the cluster ended at \d\d:\d\d UTC \(the SSH certificate expired\): this shell "
+                   r"was closed\. Log in to the hub again and open a new terminal\.\]", timeout=15)
+    ended.close()
     fingerprint = bed.auth_state(DAVE)["ssh_fingerprint"]
     assert dave.login().status_code == 200
     state = bed.auth_state(DAVE)
@@ -400,6 +448,13 @@ def test_expired_certificate_sends_to_login_and_a_new_login_serves_the_running_s
     assert dave.open_lab().status_code == 200
     kernel = dave.start_kernel()
     assert kernel.execute("import os; print(os.getuid())")["stdout"] == f"{pwd.getpwnam(DAVE).pw_uid}\n"
+    # A new terminal works with the new login.
+    from terminal_helpers import TermClient
+
+    fresh = dave.server_api("POST", "terminals").json()["name"]
+    term = TermClient(bed.port, None, fresh, prefix=f"/user/{DAVE}", cookie=browser_cookie(dave))
+    assert term.run("id -un").strip() == DAVE
+    term.close()
     # The old kernel rides its connection, opened while the old certificate was valid.
     assert dave.kernel.execute("print(2)")["stdout"] == "2\n"
     assert " 500 " not in "\n".join(line for line in bed.hub.text().splitlines() if DAVE in line)

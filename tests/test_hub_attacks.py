@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -21,6 +23,8 @@ import requests
 
 from demo_helpers import ensure_demo_venv
 from hub_helpers import Browser, HubBed, Kernel
+from testbed import spy
+from testbed.users import NEIGHBOUR_USER, ensure_user
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -291,3 +295,94 @@ def test_a_server_sees_nothing_of_the_hub_or_another_user(bed, mallory, victor):
                               json.dumps(targets)], capture_output=True, text=True, timeout=60)
     control = json.loads(outside.stdout)
     assert control["hub_db"] == control["hub_config"] == control["victor_dir"] == "read", control
+
+
+def listeners_of(pid: int) -> tuple[list[str], list[str]]:
+    """The TCP addresses (``ip:port``) and Unix socket paths process ``pid`` listens on."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    tcp = []
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # LISTEN
+                address, port = fields[1].rsplit(":", 1)
+                ip = "127.0.0.1" if table == "tcp" else "[::1]"
+                tcp.append(f"{ip}:{int(port, 16)}")
+    unix = []
+    for line in Path(f"/proc/{pid}/net/unix").read_text().splitlines()[1:]:
+        fields = line.split()
+        if len(fields) >= 8 and fields[6] in inodes and fields[7].startswith("/"):
+            unix.append(fields[7])
+    return tcp, unix
+
+
+def test_a_third_unix_user_of_the_hub_host_reads_nothing_of_a_running_kernel(bed, mallory, remote_python):
+    """The hub host's kernel ends are Unix sockets in the server's 0700 directory: another unix
+    user who subscribes to every socket and port the server listens on, while the kernel prints,
+    receives nothing of it."""
+    spy_user = ensure_user(NEIGHBOUR_USER)
+    kernel = notebook_kernel(mallory, "spied.ipynb")
+    spy_dir = None
+    try:
+        assert kernel.execute("print('warm')")["stdout"] == "warm\n"
+        tcp, unix = listeners_of(server_pid(MALLORY))
+        kernel_sockets = [path for path in unix if "/runtime/hpc-" in path]
+        assert len(kernel_sockets) >= 5, unix  # shell, iopub, stdin, control, hb: Unix sockets
+        spy_dir = Path(tempfile.mkdtemp(prefix="jupyter-hpc-spy26-"))  # pytest's tmp_path is root's alone
+        shutil.copy(spy.__file__, spy_dir / "spy.py")
+        for path in (spy_dir, spy_dir / "spy.py"):
+            os.chmod(path, 0o755)
+        spying = subprocess.Popen(
+            ["runuser", "-u", spy_user.pw_name, "--", remote_python, str(spy_dir / "spy.py"),
+             json.dumps(tcp), json.dumps(unix), "4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(0.5)
+        out = kernel.execute("import time\nfor i in range(25):\n    print('CANARY-' + 'hub-host', i, flush=True)\n    time.sleep(0.1)")
+        stdout, stderr = spying.communicate(timeout=60)
+    finally:
+        kernel.close()
+        if spy_dir:
+            shutil.rmtree(spy_dir, ignore_errors=True)
+    assert "CANARY-hub-host 24" in out["stdout"]  # the owner reads it
+    seen = json.loads(stdout or "{}")
+    assert seen, stderr
+    assert "CANARY" not in seen["received"] and "execute" not in seen["received"], seen["received"][:500]
+    denied = [error for error in seen["errors"] if any(path in error for path in kernel_sockets)]
+    assert len(denied) == len(kernel_sockets) and all("Permission denied" in e for e in denied), seen["errors"]
+    # The one TCP port is the server's own HTTP, which wants the user's login: no kernel channel.
+    assert len(tcp) == 1, tcp
+    assert requests.get(f"http://{tcp[0]}/user/{MALLORY}/api/status", timeout=10).status_code in (302, 401, 403)
+
+
+
+def test_the_hub_refuses_to_start_without_its_sandbox_unless_told(tmp_path, monkeypatch, caplog):
+    """Where bwrap cannot run (here: not on PATH), the hub's start fails naming the fix; with
+    sandbox = 'off' it starts and the log says what that gives up."""
+    from traitlets.config import Config
+
+    from jupyter_hpc.hub.authenticator import SSHCertAuthenticator
+    from jupyter_hpc.hub.sandbox import SandboxUnavailable
+    from jupyter_hpc.hub.spawner import HPCSpawner
+
+    class Hub:  # what get_handlers reads of JupyterHub's app at its start
+        spawner_class = HPCSpawner
+        config = Config()
+        load_roles: list = []
+
+    authenticator = SSHCertAuthenticator()
+    authenticator.get_handlers(Hub())  # bwrap works here: no refusal
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with caplog.at_level("WARNING"), pytest.raises(SandboxUnavailable, match=r"apt-get install bubblewrap.*sandbox = 'off'"):
+        authenticator.get_handlers(Hub())
+    assert "The hub will not start" in caplog.text
+    caplog.clear()
+    Hub.config = Config({"HPCSpawner": {"sandbox": "off"}})
+    with caplog.at_level("WARNING"):
+        authenticator.get_handlers(Hub())
+    assert "sandbox is 'off'" in caplog.text and "reads the hub's database" in caplog.text, caplog.text

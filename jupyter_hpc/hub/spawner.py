@@ -133,6 +133,9 @@ class HPCCredentialMixin(LoggingConfigurable):
             # A stale login must reach the server's sessions soon (its OAuth token ends
             # with the certificate, but the server caches a token's answer this long).
             "HubOAuth": {"cache_max_age": 5},
+            # The kernel channels' local ends are Unix sockets in the server's 0700 runtime
+            # directory: no other unix user of the hub host connects to them.
+            "SSHProvisioner": {"local_transport": "ipc"},
         })
         if importable(KERNELSPEC_MANAGER):
             config["ServerApp"]["kernel_spec_manager_class"] = KERNELSPEC_MANAGER
@@ -234,6 +237,12 @@ class HPCSpawner(HPCCredentialMixin, LocalProcessSpawner):
         self._stages.append({"progress": progress, "message": message})
 
     def prepare_user_dir(self) -> Path:
+        runtime_socket = self.user_dir() / "runtime" / "hpc-12345678" / "k-5"
+        if len(str(runtime_socket).encode()) >= 100:
+            raise SiteConfigError(
+                f"HPCSpawner.user_dir_root {self.user_dir_root!r} is too long for the kernels' Unix sockets "
+                f"({runtime_socket} must stay under 100 bytes): choose a shorter directory, e.g. /var/lib/jupyterhub/users."
+            )
         root = Path(self.user_dir_root)
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(root, 0o700)
