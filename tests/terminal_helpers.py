@@ -17,11 +17,14 @@ ANSI = re.compile(r"\x1b(\[[0-9;?]*[A-Za-z]|\][^\x07]*\x07)")  # colours, modes,
 class TermClient:
     """One websocket on a terminal; ``screen`` is all the output it received, replay included."""
 
-    def __init__(self, port: int, token: str, name: str, prefix: str = "", timeout: float = 60) -> None:
+    def __init__(self, port: int, token: str | None, name: str, prefix: str = "", timeout: float = 60,
+                 cookie: str | None = None) -> None:
+        """``token`` in the header, or a browser's ``cookie`` (then with the page's Origin)."""
         self.name = name
+        options = {"cookie": cookie, "origin": f"http://127.0.0.1:{port}"} if cookie else \
+            {"header": [f"Authorization: token {token}"]}
         self.ws = websocket.create_connection(
-            f"ws://127.0.0.1:{port}{prefix}/terminals/websocket/{name}",
-            header=[f"Authorization: token {token}"], timeout=timeout,
+            f"ws://127.0.0.1:{port}{prefix}/terminals/websocket/{name}", timeout=timeout, **options,
         )
         self.screen = ""
         self.disconnected = False
