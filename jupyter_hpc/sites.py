@@ -37,7 +37,7 @@ from .errors import HPCError
 from .ssh import SSHTarget
 
 #: Keys of a site that are not provisioner settings.
-SITE_KEYS = ("display_name", "roots", "targets", "terminals", "proxy_hosts")
+SITE_KEYS = ("display_name", "roots", "targets", "terminals", "proxy_hosts", "trusted_kernel_dirs")
 #: Keys of a target that are not provisioner settings.
 TARGET_KEYS = ("display_name", "provisioner")
 PROVISIONERS = ("hpc-ssh", "hpc-slurm")
@@ -97,6 +97,10 @@ class Site:
     #: Host patterns (fnmatch, e.g. ``"nid*"``) the web-UI proxy may reach besides the login
     #: node's loopback and the nodes of the user's running jobs (:mod:`jupyter_hpc.proxy`).
     proxy_hosts: tuple[str, ...] = ()
+    #: Remote directories whose kernelspecs are offered though another user owns them (a group
+    #: software stack, e.g. "/global/common/software/myproject/kernels"); elsewhere such a
+    #: spec is skipped with a warning, since its kernel would run that user's code as this one.
+    trusted_kernel_dirs: tuple[str, ...] = ()
 
     @property
     def remote_python(self) -> str:
@@ -190,6 +194,14 @@ def parse_site(name: str, entry: Any) -> Site:
             f"Site {name!r}: 'proxy_hosts' must be a list of host patterns such as ['nid*', "
             f"'*.cori.nersc.gov'], not {proxy_hosts!r}."
         )
+    trusted_kernel_dirs = entry.get("trusted_kernel_dirs") or []
+    if not isinstance(trusted_kernel_dirs, (list, tuple)) or not all(
+        isinstance(d, str) and d.startswith(("/", "~")) for d in trusted_kernel_dirs
+    ):
+        raise SiteConfigError(
+            f"Site {name!r}: 'trusted_kernel_dirs' must be a list of absolute remote directories, e.g. "
+            f"['/global/common/software/myproject/kernels'], not {trusted_kernel_dirs!r}."
+        )
     settings = {k: v for k, v in entry.items() if k not in SITE_KEYS}
     return Site(
         name=name,
@@ -199,6 +211,7 @@ def parse_site(name: str, entry: Any) -> Site:
         targets=targets,
         terminals=terminals,
         proxy_hosts=tuple(p.strip().lower() for p in proxy_hosts),
+        trusted_kernel_dirs=tuple(trusted_kernel_dirs),
     )
 
 
@@ -259,7 +272,9 @@ class HPCSites(SingletonConfigurable):
         "regular", "display_name": "KNL node"}}; default: one target, "login", on the login
         node), 'terminals' (false: JupyterLab's Terminal opens no shell there; default true),
         'proxy_hosts' (host patterns the web-UI proxy may reach besides the login node's
-        loopback and your jobs' nodes, e.g. ["nid*", "*.cori.nersc.gov"]).
+        loopback and your jobs' nodes, e.g. ["nid*", "*.cori.nersc.gov"]), 'trusted_kernel_dirs'
+        (remote directories whose kernelspecs are offered though another user owns them, a
+        group software stack; elsewhere such specs are skipped with a warning).
         `jupyter hpc site add` writes this setting for you.""",
     )
 

@@ -26,8 +26,13 @@ directory to hold a name wins, even when its kernel.json then turns out to be un
 
 What is read is bounded: only regular files (a FIFO or a device named kernel.json would block
 or never end), kernel.json up to ``max_kernel_json`` bytes, each logo up to ``max_resource``,
-at most ``max_specs`` specs. ``kernel.js`` is never read: a launcher must not run code from a
-spec. Symlinks: a kernel directory, kernel.json or logo reached through a symlink is followed
+at most ``max_specs`` specs and ``max_total`` bytes in all. ``kernel.js`` is never read: a
+launcher must not run code from a spec; nor is ``logo-svg.svg`` (an SVG can hold script, and
+the server would serve it from its own origin): the PNG logos are enough for the launcher.
+A spec whose directory, kernels directory or kernel.json belongs to another user (not this
+user, not root) or can be written by anyone is skipped with a warning, unless it lies under
+one of the site's ``trusted_dirs`` (a group software stack): its kernel would run that
+user's code as this user. Symlinks: a kernel directory, kernel.json or logo reached through a symlink is followed
 only when its target lies in the user's home or belongs to the user or to root; a symlink to
 another user's file elsewhere (their kernel would run as this user) is skipped with a warning.
 """
@@ -39,7 +44,7 @@ import stat
 import sys
 
 MARKER = "JUPYTER-HPC-DISCOVERY "
-RESOURCES = ("logo-32x32.png", "logo-64x64.png", "logo-svg.svg")
+RESOURCES = ("logo-32x32.png", "logo-64x64.png")
 FALSE = ("no", "n", "false", "off", "0", "0.0")
 
 
@@ -102,11 +107,12 @@ def within(path, directory):
     return path == directory.rstrip(os.sep) or path.startswith(directory)
 
 
-def read_bounded(path, expected, limit, real_home):
+def read_bounded(path, expected, limit, real_home, trusted=()):
     """The bytes of ``path``, a regular file of at most ``limit`` bytes, or Skip.
 
     ``expected`` is where the file would be without symlinks in the kernel's directory; when
-    it resolves elsewhere, the target must be in the home or the user's or root's.
+    it resolves elsewhere, the target must be in the home, in a trusted directory, or the
+    user's or root's.
     """
     real = os.path.realpath(path)
     try:
@@ -115,7 +121,8 @@ def read_bounded(path, expected, limit, real_home):
         raise Skip("cannot be read (%s)" % (exc.strerror or exc))
     try:
         info = os.fstat(fd)
-        if real != expected and not within(real, real_home) and info.st_uid not in (os.getuid(), 0):
+        if (real != expected and not within(real, real_home) and info.st_uid not in (os.getuid(), 0)
+                and not any(within(real, t) for t in trusted)):
             raise Skip(
                 "is a symlink to %s, owned by another user (uid %d), outside the home: not followed"
                 % (real, info.st_uid)
@@ -140,6 +147,34 @@ def read_bounded(path, expected, limit, real_home):
         os.close(fd)
 
 
+def foreign(path):
+    """Why ``path`` could be changed by someone else (another user's, or writable by anyone), or ''."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return ""
+    if info.st_uid not in (os.getuid(), 0):
+        return "is owned by another user (uid %d)" % info.st_uid
+    if info.st_mode & stat.S_IWOTH and not info.st_mode & stat.S_ISVTX:
+        return "can be written by anyone"
+    return ""
+
+
+def untrusted(spec_dir, trusted):
+    """Why the spec in ``spec_dir`` is not this user's own to run, or '' (trusted dirs exempt)."""
+    real = os.path.realpath(spec_dir)
+    if any(within(real, t) for t in trusted):
+        return ""
+    for path in (real, os.path.dirname(real), os.path.join(real, "kernel.json")):
+        why = foreign(path)
+        if why:
+            return (
+                "skipped: %s %s, so its kernel would run someone else's code as you (a site lists a "
+                "shared software stack in its trusted_kernel_dirs)" % (path, why)
+            )
+    return ""
+
+
 def is_kernel_dir(path):
     return os.path.isdir(path) and os.path.isfile(os.path.join(path, "kernel.json"))
 
@@ -161,8 +196,11 @@ def discover(request, environ=None):
     max_json = int(request.get("max_kernel_json", 1 << 20))
     max_resource = int(request.get("max_resource", 512 << 10))
     max_specs = int(request.get("max_specs", 2000))
+    max_total = int(request.get("max_total", 16 << 20))
     home = os.path.expanduser("~")
     real_home = os.path.realpath(home)
+    trusted = [os.path.realpath(os.path.expanduser(t)) for t in request.get("trusted_dirs") or [] if t]
+    total = 0
     dirs = kernel_dirs(environ, home)
     specs, warnings, seen = [], [], set()
     for directory in dirs:
@@ -181,9 +219,13 @@ def discover(request, environ=None):
                 warnings.append("%s: skipped, more than %d kernelspecs found" % (path, max_specs))
                 continue
             kernel_file = os.path.join(path, "kernel.json")
+            why = untrusted(path, trusted)
+            if why:
+                warnings.append("%s: %s" % (kernel_file, why))
+                continue
             expected_dir = os.path.join(real_directory, entry)
             try:
-                text = read_bounded(kernel_file, os.path.join(expected_dir, "kernel.json"), max_json, real_home)
+                text = read_bounded(kernel_file, os.path.join(expected_dir, "kernel.json"), max_json, real_home, trusted)
                 text = text.decode("utf-8")
             except Skip as exc:
                 warnings.append("%s: %s" % (kernel_file, exc))
@@ -197,11 +239,17 @@ def discover(request, environ=None):
                 if not os.path.lexists(resource_path):
                     continue
                 try:
-                    data = read_bounded(resource_path, os.path.join(expected_dir, resource), max_resource, real_home)
+                    data = read_bounded(resource_path, os.path.join(expected_dir, resource), max_resource, real_home,
+                                        trusted)
                 except Skip as exc:
                     warnings.append("%s: %s" % (resource_path, exc))
                     continue
                 resources[resource] = base64.b64encode(data).decode("ascii")
+            size = len(text) + sum(len(r) for r in resources.values())
+            if total + size > max_total:
+                warnings.append("%s: skipped, the listing would pass %d bytes in all" % (kernel_file, max_total))
+                continue
+            total += size
             specs.append({"name": name, "dir": path, "file": kernel_file, "kernel_json": text,
                           "resources": resources})
     return {"ok": True, "kernel_dirs": dirs, "prefix": sys.prefix, "executable": sys.executable,

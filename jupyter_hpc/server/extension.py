@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import importlib
 
-HANDLER_MODULES = ["jupyter_hpc.server.discovery_handlers", "jupyter_hpc.server.handlers", "jupyter_hpc.proxy.handlers"]
+HANDLER_MODULES = ["jupyter_hpc.server.discovery_handlers", "jupyter_hpc.server.handlers", "jupyter_hpc.proxy.handlers",
+                   "jupyter_hpc.kernelspecs.handlers"]
 
 
 def _load_jupyter_server_extension(serverapp) -> None:
