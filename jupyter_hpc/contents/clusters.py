@@ -18,6 +18,10 @@ click up), and anything made with "New" at a level that cannot hold files (the t
 site's folder above its roots) is made in that site's first root instead and opens from
 there. Nothing the launcher offers fails because the browser showed the top level.
 
+Every request asks for the credential held at that moment (:meth:`_current`), so a re-login
+that brings a new certificate fixes a running server's file browser with no restart, even once
+the connection made with the old one has dropped.
+
 A kernel's working directory follows the notebook's folder when the kernel runs on the site
 that folder is on (:meth:`remote_directory` with the kernel's site). A kernel of another site
 starts in its home there; :meth:`folder_elsewhere` says so in words the kernel prints first.
@@ -33,6 +37,7 @@ from jupyter_server.services.contents.manager import AsyncContentsManager
 from tornado.web import HTTPError
 from traitlets import List, Unicode, default, validate
 
+from ..errors import HPCError
 from ..sites import HPCSites
 from .manager import SFTPContentsManager
 
@@ -77,14 +82,27 @@ class ClusterContentsManager(AsyncContentsManager):
         for the top level above several sites."""
         path = path.strip("/")
         if self.single:
-            return next(iter(self.managers.values())), path, ""
+            return self._current(next(iter(self.managers.values()))), path, ""
         if not path:
             return None, "", ""
         site, _, rest = path.partition("/")
         manager = self.managers.get(site)
         if manager is None or site in (".", ".."):
             raise HTTPError(404, f"No such file or directory: {path} (the top level holds {', '.join(self.managers)})")
-        return manager, rest, site + "/"
+        return self._current(manager), rest, site + "/"
+
+    def _current(self, manager: SFTPContentsManager) -> SFTPContentsManager:
+        """``manager`` logging in with the credential held now: after a re-login (a new
+        certificate from the hub), the next connection uses it, so a dropped connection is
+        never reopened with the certificate that has ended."""
+        try:
+            target = self._sites[manager.site].ssh_target()
+        except HPCError as exc:  # no credential held (logged out): say so, as for a site down
+            raise HTTPError(503, f"{self._sites[manager.site].display_name}: {exc.message}") from exc
+        files = manager.cluster
+        if files.target != target:
+            files.target = target
+        return manager
 
     def site_of(self, path: str) -> str | None:
         """The name of the site whose files ``path`` names (None: the top level above several)."""
@@ -134,7 +152,7 @@ class ClusterContentsManager(AsyncContentsManager):
             entries = []
             for name, manager in self.managers.items():
                 try:
-                    site = await manager.get("", content=False)
+                    site = await self._current(manager).get("", content=False)
                 except HTTPError as exc:  # an unreachable site is still listed, to say so on opening
                     self.log.info("Site %s not reachable for the top level: %s", name, exc.log_message)
                     site = {"writable": False, "created": None, "last_modified": None}
@@ -209,7 +227,7 @@ class ClusterContentsManager(AsyncContentsManager):
         of the site (the first site at the top), e.g. ``home/Untitled.ipynb``."""
         manager, inner, prefix = self._split(path)
         if manager is None:
-            manager, prefix = next(iter(self.managers.values())), f"{next(iter(self.managers))}/"
+            manager, prefix = self._current(next(iter(self.managers.values()))), f"{next(iter(self.managers))}/"
             inner = ""
         roots = await manager.roots()
         if roots.single is None and roots.locate(inner).is_top:
@@ -242,8 +260,10 @@ class ClusterContentsManager(AsyncContentsManager):
     async def _exists(self, path: str, kind: str) -> bool:
         try:
             manager, inner, _ = self._split(path)
-        except HTTPError:
-            return False
+        except HTTPError as exc:
+            if exc.status_code == 404:
+                return False
+            raise
         if manager is None:
             return kind == "directory"
         return await (manager.dir_exists(inner) if kind == "directory" else manager.file_exists(inner))
@@ -305,7 +325,7 @@ class ClusterContentsManager(AsyncContentsManager):
         notebook's site; None (the kernel's home) when the kernel runs on another site."""
         manager, inner, prefix = self._split(path)
         if manager is None:
-            manager, inner = next(iter(self.managers.values())), ""
+            manager, inner = self._current(next(iter(self.managers.values()))), ""
         if site is not None and site != manager.site:
             return None
         return await manager.remote_directory(inner)
