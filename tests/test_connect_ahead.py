@@ -2,10 +2,10 @@
 
 One jupyter_server (plain KernelSpecManager, the jupyter_hpc extension loaded) with two installed
 ``hpc-ssh`` kernelspecs on the test sshd. They pin copies of one known_hosts, so each has a pooled
-connection of its own. Both are opened at the server's start, before any kernel; the first
-kernel rides its spec's connection (no login of its own, its channels on Unix sockets since the
-client is jupyter_server), and the other, never used, is closed after its
-``pool_idle_lifetime``.
+connection of its own. Both are opened at the server's start, before any kernel, each with a
+launcher waiting on standby; the first kernel rides its spec's connection and takes the waiting
+launcher (no login, no launcher start of its own; its channels on Unix sockets since the client
+is jupyter_server), and the other, never used, is closed after its ``pool_idle_lifetime``.
 """
 
 from __future__ import annotations
@@ -22,6 +22,11 @@ from server_helpers import Server
 def logins(log: str, user: str) -> list[str]:
     """The client ports of the logins of ``user`` in this part of sshd's log."""
     return re.findall(rf"Accepted publickey for {re.escape(user)} from \S+ port (\d+)", log)
+
+
+def sessions(log: str, user: str, port: str) -> int:
+    """Sessions (commands) sshd started on the connection from client ``port``."""
+    return len(re.findall(rf"Starting session: command for {re.escape(user)} from \S+ port {port}\b", log))
 
 
 def test_installed_kernelspecs_sites_are_connected_ahead_and_unused_ones_closed(
@@ -47,6 +52,13 @@ def test_installed_kernelspecs_sites_are_connected_ahead_and_unused_ones_closed(
             time.sleep(0.1)
         assert server.kernel_ids() == []
         first_two = logins(since_start(), user)
+        # On the login node a launcher is loaded ahead too (a session on that connection),
+        # so the first kernel skips the session's open and the remote python's start.
+        deadline = time.monotonic() + 30
+        while not [port for port in first_two if sessions(since_start(), user, port)]:
+            assert time.monotonic() < deadline, "no launcher waiting ahead:\n" + since_start()
+            time.sleep(0.1)
+        ahead = {port: sessions(since_start(), user, port) for port in first_two}
 
         kernel_id = server.api("POST", "kernels", json={"name": used}).json()["id"]
         ws = KernelSocket(server, kernel_id)
@@ -56,6 +68,9 @@ def test_installed_kernelspecs_sites_are_connected_ahead_and_unused_ones_closed(
         finally:
             ws.close()
         assert logins(since_start(), user) == first_two, "the first kernel logged in again"
+        # Its launcher was the one waiting: the only new session is the next one put on standby.
+        opened = {port: sessions(since_start(), user, port) - ahead[port] for port in first_two}
+        assert sorted(opened.values()) == [0, 1], (opened, since_start())
         # jupyter_server is the client: the kernel's channels are Unix sockets in the runtime dir.
         sockets = list((tmp_path / "runtime").glob("hpc-*/k-1"))
         assert sockets and sockets[0].is_socket(), list((tmp_path / "runtime").iterdir())
@@ -71,5 +86,9 @@ def test_installed_kernelspecs_sites_are_connected_ahead_and_unused_ones_closed(
         still = server.api("GET", f"kernels/{kernel_id}").json()
         assert still["execution_state"] in ("idle", "busy"), still
         server.api("DELETE", f"kernels/{kernel_id}")
+        deadline = time.monotonic() + 30
+        while server.kernel_ids():
+            assert time.monotonic() < deadline, server.log
+            time.sleep(0.1)
     finally:
         server.stop()

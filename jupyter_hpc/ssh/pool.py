@@ -302,7 +302,7 @@ class ConnectionPool:
         if key in self._asked or task is None or not task.done() or task.cancelled() or task.exception():
             return
         connection = task.result()
-        if connection.sessions == 0 and not connection.closed:
+        if not connection.closed:  # its sessions, if any, are what was started ahead with it
             log.info("SSH connection to %s opened ahead and never used: closed", connection.target.host)
             del self._connecting[key]
             connection.conn.close()
