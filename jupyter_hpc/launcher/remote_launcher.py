@@ -287,6 +287,30 @@ def install_shim(request, runtime_dir):
     return shim_dir
 
 
+def helper_environment(env, request, runtime_dir):
+    """The request's ``pythonpath_files`` (e.g. jupyter_hpc.proxy_url) written once per version
+    into a private directory appended to the kernel's PYTHONPATH (what the user set comes first)."""
+    files = request.get("pythonpath_files")
+    if not isinstance(files, dict) or not files:
+        return env
+    text = json.dumps(files, sort_keys=True)
+    helper_dir = os.path.join(runtime_dir, "pythonpath-%08x" % (zlib.crc32(text.encode("utf-8")) & 0xFFFFFFFF))
+    if not os.path.isdir(helper_dir):
+        partial = "%s.%d" % (helper_dir, os.getpid())
+        for name, source in files.items():
+            parts = [part for part in str(name).split("/") if part not in ("", ".", "..")]
+            for depth in range(len(parts)):
+                _make_private_dir(os.path.join(partial, *parts[:depth]))
+            write_private_file(os.path.join(partial, *parts), str(source))
+        try:
+            os.rename(partial, helper_dir)
+        except OSError:
+            shutil.rmtree(partial, ignore_errors=True)  # another launch wrote it first
+    previous = env.get("PYTHONPATH") or None
+    env["PYTHONPATH"] = os.pathsep.join(([previous] if previous else []) + [helper_dir])
+    return env
+
+
 def shim_environment(env, request, shim_dir, kernel_dir):
     """The kernel's environment with the shim first on PYTHONPATH, told what to do and where."""
     previous = env.get("PYTHONPATH") or None
@@ -573,7 +597,7 @@ class Monitor:
         if not os.path.isdir(cwd):
             raise LaunchFailure("the working directory %s does not exist on %s" % (cwd, socket.gethostname()))
         argv = kernel_command(request, connection_file)
-        env = kernel_environment(request)
+        env = helper_environment(kernel_environment(request), request, os.path.dirname(self.kernel_dir))
         shim_dir = install_shim(request, self.runtime_dir)
         if shim_dir is not None:
             env = shim_environment(env, request, shim_dir, self.kernel_dir)

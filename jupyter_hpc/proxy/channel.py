@@ -1,0 +1,212 @@
+"""One ``direct-tcpip`` channel from the login node to ``host:port``, driven from the server's loop.
+
+The channel lives in the SSH layer's loop (:mod:`jupyter_hpc.ssh.loop`), on the user's pooled
+connection to the site; each read and write crosses over with :func:`run_in_ssh_loop` and
+waits for SSH's flow control, so neither direction ever holds more than a window of data. A
+request or a websocket opens its own channel and closes it when it ends, whatever happened.
+
+Failures are :class:`ProxyConnectError` with a ``kind`` the handler turns into a page:
+``refused`` (nothing listens on that port), ``unreachable`` (the login node cannot reach the
+host), ``timeout`` (no answer in ``connect_timeout``), ``ssh`` (the site itself is unreachable),
+``dropped`` (the SSH connection went away mid-request), ``idle`` (no byte either way in
+``idle_timeout``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+
+import asyncssh
+
+from ..errors import HPCError
+from ..ssh import SSHTarget, get_pool, run_in_ssh_loop
+
+log = logging.getLogger("jupyter_hpc.proxy")
+
+READ_SIZE = 256 * 1024  # bytes handed across loops at a time, at most
+INBOX_LIMIT = 1024 * 1024  # bytes a channel's session holds before it pauses the channel
+
+
+class ProxyConnectError(HPCError):
+    """The route could not reach (or lost) the web UI; ``kind`` says how."""
+
+    def __init__(self, kind: str, message: str, **kwargs) -> None:
+        super().__init__(message, **kwargs)
+        self.kind = kind
+
+
+class _ChannelSession(asyncssh.SSHTCPSession):
+    """The SSH-loop end of a proxied channel: a bounded inbox, and a gate for writes.
+
+    asyncssh's stream API pauses and resumes its channel as its reader's buffer fills and
+    drains; on each resume the channel sends SSH's window adjust for everything it has
+    received, including what a re-pause during the resume leaves buffered, so a consumer slower
+    than the network (a browser behind another thread's loop) lets the channel's buffer grow
+    without bound: a 150 MB download held 150 MB here. This session pauses when its inbox holds
+    ``limit`` bytes and, when it resumes, takes everything the channel had buffered (at most
+    one window) without pausing again; so the inbox never exceeds ``limit`` plus one window.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._inbox: collections.deque[bytes] = collections.deque()
+        self._size = 0
+        self._paused = False
+        self._resuming = False
+        self._eof = False
+        self._error: Exception | None = None
+        self._readable = asyncio.Event()
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self._chan: asyncssh.SSHTCPChannel | None = None
+
+    def connection_made(self, chan: asyncssh.SSHTCPChannel) -> None:
+        self._chan = chan
+
+    def data_received(self, data: bytes, datatype) -> None:
+        self._inbox.append(data)
+        self._size += len(data)
+        self._readable.set()
+        if self._size >= self._limit and not self._paused and not self._resuming:
+            self._paused = True
+            self._chan.pause_reading()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._readable.set()
+        return True  # half open: a request body may still be on its way
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._eof = True
+        self._error = exc
+        self._readable.set()
+        self._writable.set()
+
+    def pause_writing(self) -> None:
+        self._writable.clear()
+
+    def resume_writing(self) -> None:
+        self._writable.set()
+
+    async def read(self, size: int) -> bytes:
+        while not self._inbox and not self._eof:
+            self._readable.clear()
+            await self._readable.wait()
+        if not self._inbox:
+            if self._error is not None:
+                raise self._error
+            return b""
+        parts, taken = [], 0
+        while self._inbox and taken < size:
+            parts.append(self._inbox.popleft())
+            taken += len(parts[-1])
+        self._size -= taken
+        if self._paused and self._size < self._limit // 2:
+            self._paused = False
+            self._resuming = True
+            try:
+                self._chan.resume_reading()  # delivers the channel's buffer here, synchronously
+            finally:
+                self._resuming = False
+        return b"".join(parts)
+
+    async def write(self, data: bytes) -> None:
+        if self._error is not None or self._chan is None or self._chan.is_closing():
+            raise BrokenPipeError("the channel is closed")
+        self._chan.write(data)
+        await self._writable.wait()
+        if self._error is not None:
+            raise self._error
+
+    def write_eof(self) -> None:
+        if self._chan is not None and not self._chan.is_closing():
+            self._chan.write_eof()
+
+    def close(self) -> None:
+        if self._chan is not None:
+            self._chan.close()
+
+
+class RemoteStream:
+    """Bytes to and from ``host:port`` as the site's login node reaches it."""
+
+    def __init__(self, connection, session: _ChannelSession, where: str, idle_timeout: float) -> None:
+        self._connection = connection
+        self._session = session
+        self.where = where
+        self.idle_timeout = idle_timeout
+        self.closed = False
+
+    @classmethod
+    async def open(cls, target: SSHTarget, host: str, port: int, *, connect_timeout: float,
+                   idle_timeout: float) -> "RemoteStream":
+        """Connect (pooled) to the site and open the channel, within ``connect_timeout`` for the
+        channel itself (the SSH login has its own timeout)."""
+        where = f"{host}:{port}"
+
+        async def go() -> RemoteStream:
+            connection = await get_pool().connect(target)
+            try:
+                _, session = await asyncio.wait_for(
+                    connection.conn.create_connection(lambda: _ChannelSession(INBOX_LIMIT), host.strip("[]"), port),
+                    connect_timeout,
+                )
+            except asyncio.TimeoutError:
+                raise ProxyConnectError(
+                    "timeout", f"{where} did not answer within {connect_timeout:g} s, as seen from "
+                    f"{target.host}.",
+                ) from None
+            except asyncssh.ChannelOpenError as exc:
+                reason = exc.reason or "connect failed"
+                kind = "refused" if "refused" in reason.lower() else "unreachable"
+                raise ProxyConnectError(kind, f"{target.host} could not connect to {where}: {reason}.") from exc
+            except (asyncssh.Error, OSError) as exc:  # the connection dropped while opening
+                raise ProxyConnectError("dropped", f"The SSH connection to {target.host} was lost: {exc}.") from exc
+            return cls(connection, session, where, idle_timeout)
+
+        try:
+            return await run_in_ssh_loop(go())
+        except ProxyConnectError:
+            raise
+        except HPCError as exc:
+            raise ProxyConnectError("ssh", str(exc), log_detail=exc.log_detail) from exc
+
+    async def write(self, data: bytes) -> None:
+        """Send ``data``; returns once SSH's send buffer has room again (back-pressure)."""
+        if data:
+            await self._crossing(asyncio.wait_for(self._session.write(data), self.idle_timeout))
+
+    async def read(self, size: int = READ_SIZE) -> bytes:
+        """Up to ``size`` bytes as they arrive; ``b""`` at the end of the stream."""
+        return await self._crossing(asyncio.wait_for(self._session.read(size), self.idle_timeout))
+
+    async def _crossing(self, coro):
+        try:
+            return await run_in_ssh_loop(coro)
+        except asyncio.TimeoutError:
+            raise ProxyConnectError(
+                "idle", f"{self.where} sent and took nothing for {self.idle_timeout:g} s (idle_timeout)."
+            ) from None
+        except (asyncssh.Error, OSError) as exc:
+            raise ProxyConnectError("dropped", f"The connection to {self.where} was lost: {exc}.") from exc
+
+    @property
+    def connection_lost(self) -> bool:
+        """Whether the SSH connection under the channel has closed (vs. the web UI ending it)."""
+        return self._connection.closed
+
+    async def close(self) -> None:
+        """Close the channel (idempotent); the SSH connection stays for everything else."""
+        if self.closed:
+            return
+        self.closed = True
+
+        async def go() -> None:
+            self._session.close()
+
+        try:
+            await run_in_ssh_loop(go())
+        except Exception:  # noqa: BLE001 - closing a channel of a lost connection
+            pass

@@ -1,0 +1,156 @@
+"""Which hosts a site's route may reach.
+
+Always the login node's loopback (``127.0.0.1``, ``localhost``, ``::1``, as the login node
+itself resolves them: the channel opens there, so the server's own host is never reached).
+Then, by any name or address, the nodes of the user's running jobs on that site (SLURM's node
+name, ``NodeAddr`` and ``NodeHostName``) and of the user's running kernels there (the
+addresses the node reports: Dask names its scheduler by its default route's address), and the
+site's ``proxy_hosts`` patterns. Anything else is refused with a message naming
+``proxy_hosts``.
+
+The queue is asked at most once per ``JOB_NODES_TTL`` per site, and only when a host is not
+already known: a page full of dashboard requests costs no scheduler call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import fnmatch
+import ipaddress
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+
+from ..ssh import SSHTarget, get_pool, run_in_ssh_loop
+
+log = logging.getLogger("jupyter_hpc.proxy")
+
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+JOB_NODES_TTL = 10.0  # seconds a site's job nodes are trusted before a miss asks the queue again
+QUERY_TIMEOUT = 20.0
+MISS_REFRESH = 2.0  # seconds: an unknown host asks the queue again at most this often
+
+
+class HostNotAllowed(Exception):
+    """The host is not one this site's route may reach."""
+
+
+def normal_host(host: str) -> str:
+    """Lower case, IPv6 brackets off, an address in its canonical form."""
+    host = host.strip().lower().strip("[]")
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host.rstrip(".")
+
+
+def is_loopback(host: str) -> bool:
+    host = normal_host(host)
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def matches(host: str, patterns: Iterable[str]) -> bool:
+    host = normal_host(host)
+    return any(fnmatch.fnmatchcase(host, pattern.lower()) for pattern in patterns)
+
+
+@dataclasses.dataclass
+class _Known:
+    names: set[str]
+    at: float
+
+
+async def job_node_names(target: SSHTarget) -> set[str]:
+    """Every name and address of the nodes of the user's running jobs on the site: squeue for
+    the jobs' node lists, scontrol for each node's NodeAddr and NodeHostName.
+
+    Uses :func:`jupyter_hpc.slurm.site.running_job_nodes` where that package is present; the
+    fallback below is the same two commands and moves there with it."""
+
+    async def go() -> set[str]:
+        connection = await get_pool().connect(target)
+        try:
+            from ..slurm.site import running_job_nodes
+        except ImportError:
+            running_job_nodes = None
+        if running_job_nodes is not None:
+            nodes = await running_job_nodes(connection)
+            return {normal_host(n) for node in nodes for n in (node.name, node.address, node.hostname) if n}
+        return await _running_job_nodes_fallback(connection)
+
+    return await run_in_ssh_loop(asyncio.wait_for(go(), QUERY_TIMEOUT))
+
+
+async def _running_job_nodes_fallback(connection) -> set[str]:
+    user = connection.conn.get_extra_info("username") or connection.target.username or ""
+    listed = await connection.run(["squeue", "-h", "-u", user, "-t", "RUNNING", "-o", "%N"], check=False)
+    expressions = sorted({line.strip() for line in str(listed.stdout).splitlines() if line.strip()})
+    if listed.exit_status != 0 or not expressions:
+        return set()
+    expanded = await connection.run(["scontrol", "show", "hostnames", ",".join(expressions)], check=False)
+    names = set(str(expanded.stdout).split())
+    if not names:
+        return set()
+    shown = await connection.run(["scontrol", "--oneliner", "show", "node", ",".join(sorted(names))], check=False)
+    out = set(names)
+    for line in str(shown.stdout).splitlines():
+        for word in line.split():
+            key, _, value = word.partition("=")
+            if key in ("NodeName", "NodeAddr", "NodeHostName") and value:
+                out.add(value)
+    return {normal_host(n) for n in out}
+
+
+class AllowedHosts:
+    """The hosts each site's route may reach, with the queue's answer cached per site."""
+
+    def __init__(self, ttl: float = JOB_NODES_TTL) -> None:
+        self.ttl = ttl
+        self._known: dict[str, _Known] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def check(self, site: str, target: SSHTarget, host: str, patterns: Iterable[str] = (),
+                    kernel_nodes: Callable[[], Awaitable[set[str]]] | None = None) -> str:
+        """Return why ``host`` is allowed, or raise :class:`HostNotAllowed` with what to do.
+        ``kernel_nodes`` gives the names and addresses of the nodes of the user's kernels there;
+        it and the queue are asked only when ``host`` is not known already."""
+        if is_loopback(host):
+            return "the login node's loopback"
+        if matches(host, patterns):
+            return "proxy_hosts"
+        wanted = normal_host(host)
+        if self._needs_refresh(site, wanted):
+            async with self._locks.setdefault(site, asyncio.Lock()):
+                if self._needs_refresh(site, wanted):
+                    names: set[str] = set()
+                    try:
+                        names |= await job_node_names(target)
+                    except Exception as exc:  # noqa: BLE001 - no queue answer: only the rest applies
+                        log.info("Could not list the job nodes on %s for the proxy: %s", site, exc)
+                    if kernel_nodes is not None:
+                        names |= await kernel_nodes()
+                    self._known[site] = _Known(names, time.monotonic())
+        if wanted in self._known[site].names:
+            return "a node of one of your running jobs or kernels"
+        raise HostNotAllowed(
+            f"The proxy of site {site!r} does not reach {host}: it is neither the login node's "
+            "loopback (127.0.0.1, localhost) nor a node of one of your running jobs or kernels there. "
+            f"If {host} is a host of the site you want to reach, an administrator can add a pattern "
+            f"for it to the site's proxy_hosts (c.HPCSites.sites[{site!r}]['proxy_hosts'], e.g. "
+            "[\"nid*\", \"*.cori.nersc.gov\"])."
+        )
+
+    def _needs_refresh(self, site: str, wanted: str) -> bool:
+        """Ask again when the answer is older than ``ttl`` (a job may have ended), or when the
+        host is unknown and the answer older than ``MISS_REFRESH`` (a job may have started)."""
+        known = self._known.get(site)
+        if known is None:
+            return True
+        age = time.monotonic() - known.at
+        return age > self.ttl or (wanted not in known.names and age > MISS_REFRESH)
