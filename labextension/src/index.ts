@@ -17,6 +17,8 @@ import { SessionAPI } from '@jupyterlab/services';
 import { IStatusBar } from '@jupyterlab/statusbar';
 
 import { SlurmAPI } from './api';
+import { CANCELLED_STATUS } from './cancel';
+import { quietCancelPlugin } from './cancel_plugin';
 import { askResources } from './dialog';
 import { ChoiceMemory, IChoice, IKernelStart, IKernelStatus, isSlurmSpec, kernelStartOf } from './model';
 import { ClusterSidebar } from './sidebar';
@@ -28,7 +30,7 @@ const PLUGIN_ID = 'jupyter-hpc:plugin';
 function cancelled(message: string): Response {
   return new Response(JSON.stringify({ message, reason: 'cancelled' }), {
     status: 400,
-    statusText: 'Kernel start cancelled',
+    statusText: CANCELLED_STATUS,
     headers: { 'Content-Type': 'application/json' }
   });
 }
@@ -177,4 +179,4 @@ const plugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default plugin;
+export default [plugin, quietCancelPlugin];
