@@ -90,3 +90,56 @@ class TermClient:
 
     def close(self) -> None:
         self.ws.close()
+
+
+# -- in the browser: what JupyterLab's own terminal shows, read through the page ---------------
+
+_SCREEN_JS = """async ([name, wait]) => {
+  const base = JSON.parse(document.getElementById('jupyter-config-data').textContent).baseUrl;
+  const url = location.origin.replace(/^http/, 'ws') + base + 'terminals/websocket/' + name;
+  const ws = new WebSocket(url);
+  let text = '';
+  ws.onmessage = event => { const m = JSON.parse(event.data); if (m[0] === 'stdout') { text += m[1]; } };
+  await new Promise(resolve => setTimeout(resolve, wait));
+  ws.close();
+  return text;
+}"""
+
+_NAMES_JS = """async () => {
+  const base = JSON.parse(document.getElementById('jupyter-config-data').textContent).baseUrl;
+  const xsrf = (document.cookie.match(/(?:^|; )_xsrf=([^;]*)/) || [])[1] || '';
+  const reply = await fetch(base + 'api/terminals', {credentials: 'same-origin', headers: {'X-XSRFToken': decodeURIComponent(xsrf)}});
+  const body = await reply.json();
+  if (!reply.ok) { throw new Error(`GET api/terminals: ${reply.status} ${JSON.stringify(body)}`); }
+  return body.map(t => t.name);
+}"""
+
+
+def page_terminal_names(page) -> list[str]:
+    """The server's terminals, asked by the page itself (its cookies, its base URL)."""
+    return page.evaluate(_NAMES_JS)
+
+
+def page_terminal_screen(page, name: str, wait_ms: int = 1000) -> str:
+    """Terminal ``name``'s recent screen as a second websocket of the page's replays it: the text
+    the browser's terminal shows (xterm.js draws on a canvas, so the DOM holds none of it)."""
+    return ANSI.sub("", page.evaluate(_SCREEN_JS, [name, wait_ms]))
+
+
+def open_launcher_terminal(page, expect: str, command: str = "pwd", timeout: float = 60) -> str:
+    """Click the launcher's Terminal tile, type ``command`` and Enter in JupyterLab's terminal,
+    and wait until its screen shows ``expect`` on a line of its own; the terminal's name."""
+    before = set(page_terminal_names(page))
+    page.locator(".jp-LauncherCard[data-category='Other']", has_text="Terminal").first.click()
+    page.locator(".jp-Terminal:visible .xterm-helper-textarea").wait_for()
+    deadline = time.monotonic() + timeout
+    while not (names := set(page_terminal_names(page)) - before):
+        assert time.monotonic() < deadline, "no terminal was made"
+        time.sleep(0.3)
+    (name,) = names
+    page.locator(".jp-Terminal:visible .xterm-helper-textarea").focus()
+    page.keyboard.type(command)
+    page.keyboard.press("Enter")
+    while not re.search(rf"[\r\n]{re.escape(expect)}\r\n", screen := page_terminal_screen(page, name)):
+        assert time.monotonic() < deadline, f"{expect!r} not on the terminal; screen:\n{screen[-2000:]}"
+    return name

@@ -16,6 +16,7 @@ import pytest
 from demo_helpers import ensure_demo_venv
 from hub_helpers import HubBed
 from lab_browser import chromium, launcher_tile, run_cell, screenshot
+from terminal_helpers import open_launcher_terminal
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.browser]
 
@@ -52,6 +53,10 @@ def test_login_in_chromium_with_screenshots(bed, artifacts):
             page.locator(".jp-StatusBar-Widget", has_text="Cori: Python 3 (login) | Idle").wait_for(timeout=120_000)
             text = run_cell(page, "import os; print('uid', os.getuid())", "uid ")
             assert text.strip() == f"uid {pwd.getpwnam(ERIN).pw_uid}", text
+            # Issue 27: the launcher's Terminal is a login shell on Cori, in Erin's home there.
+            page.locator(".jp-FileBrowser-toolbar [data-command='launcher:create']").click()
+            open_launcher_terminal(page, pwd.getpwnam(ERIN).pw_dir)
+            screenshot(page, artifacts, "hub-terminal")
         finally:
             screenshot(page, artifacts, "hub-notebook")
             context.close()
