@@ -37,7 +37,7 @@ from traitlets import Bool, CaselessStrEnum, Dict, Float, Int, List, Unicode, de
 from ..errors import HPCError, KernelLaunchError, TransportRefusedError
 from ..launcher import RemoteKernel, kernel_shim_source
 from ..proxy.links import kernel_helper_files, kernel_proxy_env, kernel_site
-from ..ssh import SiteConnection, SSHTarget, get_pool, run_in_ssh_loop
+from ..ssh import SiteConnection, SSHTarget, get_pool, run_in_ssh_loop, ssh_loop
 from ..ssh import credentials
 from . import kernel_env
 from .endpoints import LocalEndpoints
@@ -282,6 +282,7 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         the server's, the kernelspec's env and ``env`` above; never a token (the server's
         environment is not the cluster's, and a hub server's holds its hub API token).
         """
+        self._connect_early()
         extra_arguments = kwargs.pop("extra_arguments", None) or []
         # The notebook's folder on the cluster, from the contents manager (the server's own
         # ``cwd`` is a local path); restarts pass it again.
@@ -296,6 +297,16 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
             km.curve_publickey, km.curve_secretkey = zmq.curve_keypair()
         kwargs["cmd"] = list(self.kernel_spec.argv) + list(extra_arguments)
         return kwargs
+
+    def _connect_early(self) -> None:
+        """Begin the login now, in the SSH loop, so that its key exchange overlaps the rest of
+        the start's preparation here; launch_kernel's connect then joins it (the pool shares
+        one connect per target). A failure is left for launch_kernel to report."""
+        try:
+            target = self.ssh_target()
+        except Exception:  # noqa: BLE001 - launch_kernel raises it with its context
+            return
+        asyncio.run_coroutine_threadsafe(get_pool().connect(target), ssh_loop())
 
     def _curve_wanted(self, km: Any) -> bool:
         policy = km._transport_encryption_policy() if hasattr(km, "_transport_encryption_policy") else "disabled"
