@@ -81,9 +81,11 @@ def remote_kernels(site) -> list[tuple[str, list[str]]]:
     """(name, argv) of the kernelspecs discovered on the site; none when the site cannot be
     listed (the login steps then say why)."""
     from ..kernelspecs import discover_sync
+    from ..kernelspecs.build import remote_argv
 
     try:
         result = discover_sync(site)
     except HPCError:
         return []
-    return [(spec.name, list(spec.spec.get("argv") or [])) for spec in result.specs]
+    # The argv the launcher will run: {prefix}, {resource_dir} and python3.X made the remote's.
+    return [(spec.name, remote_argv(list(spec.spec["argv"]), spec.resource_dir, result)) for spec in result.specs]

@@ -50,7 +50,11 @@ PROBE_WAIT = 30.0  # seconds the probe socket waits for the server's one connect
 # ZMQ's ipc transport refuses longer ones. The longest name a kernel directory holds: "pipe-999".
 SOCKET_PATH_MAX = 107
 LONGEST_SOCKET_NAME = 8
-SHORT_DIR_PREFIX = "jupyter-hpc-"  # a kernel directory made in TMPDIR where the runtime dir is too long
+SHORT_DIR_PREFIX = "jh-"  # a directory made in TMPDIR (random name, 0700) where paths must be short
+# xeus-zmq (xeus-python, xeus-cling, xeus-r...) reads each bound endpoint back into a 32-byte
+# buffer and dies with "Invalid argument" when "ipc://<path>-<n>" is longer (xeus-zmq issue
+# 15): a kernel's channel sockets go where their endpoints stay within 31 characters.
+SHORT_ENDPOINT_MAX = 31
 
 
 class LaunchFailure(Exception):
@@ -137,8 +141,22 @@ def make_short_kernel_dir(runtime_dir, safe):
     return tempfile.mkdtemp(prefix=prefix, dir=base)
 
 
+def make_socket_dir(kernel_dir):
+    """Where the channels' Unix sockets go: the kernel's directory when their endpoints are
+    short enough for every kernel (SHORT_ENDPOINT_MAX), else a fresh 0700 directory with a
+    random name in TMPDIR (``/tmp/jh-k2x9a1qz``), which is as private, or, where TMPDIR is
+    long too, the kernel's directory again (xeus kernels then need a TCP transport)."""
+    if len("ipc://" + os.path.join(kernel_dir, "k-5")) <= SHORT_ENDPOINT_MAX:
+        return kernel_dir
+    base = tempfile.gettempdir()
+    if len("ipc://" + os.path.join(base, SHORT_DIR_PREFIX + "x" * 8, "k-5")) > SHORT_ENDPOINT_MAX:
+        return kernel_dir
+    return tempfile.mkdtemp(prefix=SHORT_DIR_PREFIX, dir=base)
+
+
 def is_short_kernel_dir(path):
-    """Whether ``path`` is a kernel directory :func:`make_short_kernel_dir` made for this user."""
+    """Whether ``path`` is a directory :func:`make_short_kernel_dir` or :func:`make_socket_dir`
+    made in TMPDIR for this user."""
     try:
         info = os.lstat(path)
     except OSError:
@@ -418,7 +436,7 @@ def wait_until_bound(process, info, log_path, timeout):
     """
     started = time.monotonic()
     deadline = started + timeout
-    kernel_dir = os.path.dirname(log_path)
+    kernel_dir = os.path.dirname(info["ip"]) if info["transport"] == "ipc" else os.path.dirname(log_path)
     strays_since = None
     expected = ", ".join(socket_paths(info)) or ", ".join(
         "%s:%d" % (info["ip"], info[name + "_port"]) for name in CHANNELS)
@@ -562,6 +580,7 @@ class Monitor:
         self.write_lock = threading.Lock()
         self.process = None
         self.kernel_dir = None
+        self.socket_dir = None  # where the channels' Unix sockets are: kernel_dir, or a short one
         self.runtime_dir = None  # the private runtime directory: shim and helpers live there
         self.probe = None  # the launcher's own socket for the server's stream-local probe
         self.exited = threading.Event()
@@ -581,6 +600,8 @@ class Monitor:
         runtime_dir = self.runtime_dir = request.get("runtime_dir") or private_runtime_dir()
         _make_private_dir(runtime_dir)
         self.kernel_dir = make_kernel_dir(runtime_dir, request.get("kernel_id", ""))
+        if request.get("transport", "ipc") == "ipc":
+            self.socket_dir = make_socket_dir(self.kernel_dir)
         for attempt in range(attempts):
             try:
                 return self._start(request)
@@ -589,7 +610,7 @@ class Monitor:
                     raise
 
     def _start(self, request):
-        info = connection_info(request, self.kernel_dir)
+        info = connection_info(request, self.socket_dir or self.kernel_dir)
         connection_file = os.path.join(self.kernel_dir, CONNECTION_FILE)
         write_private_file(connection_file, json.dumps(info, indent=1))
         log_path = os.path.join(self.kernel_dir, KERNEL_LOG)
@@ -597,7 +618,7 @@ class Monitor:
         if not os.path.isdir(cwd):
             raise LaunchFailure("the working directory %s does not exist on %s" % (cwd, socket.gethostname()))
         argv = kernel_command(request, connection_file)
-        env = helper_environment(kernel_environment(request), request, os.path.dirname(self.kernel_dir))
+        env = helper_environment(kernel_environment(request), request, self.runtime_dir)
         shim_dir = install_shim(request, self.runtime_dir)
         if shim_dir is not None:
             env = shim_environment(env, request, shim_dir, self.kernel_dir)
@@ -694,6 +715,8 @@ class Monitor:
             raise LaunchFailure("no kernel directory %s in %s: the kernel has ended" % (kernel_dir, runtime_dir))
         connection_file = os.path.join(kernel_dir, CONNECTION_FILE)
         info = read_connection_file(connection_file)
+        socket_dir = os.path.dirname(info["ip"]) if info["transport"] == "ipc" else kernel_dir
+        self.socket_dir = socket_dir if is_short_kernel_dir(socket_dir) else None  # else never removed here
         process = AttachedProcess(int(request["pid"]))
         if process.poll() is not None or connection_file.encode() not in process.cmdline():
             raise LaunchFailure("kernel process %s is no longer running" % request["pid"])
@@ -729,6 +752,8 @@ class Monitor:
         if self.kernel_dir and os.path.isdir(self.kernel_dir):
             stop_adapters(self.kernel_dir)
             shutil.rmtree(self.kernel_dir, ignore_errors=True)
+        if self.socket_dir and self.socket_dir != self.kernel_dir:
+            shutil.rmtree(self.socket_dir, ignore_errors=True)
 
     def serve(self):
         """Relay requests until cleanup, or until the channel closes and the lease runs out."""
