@@ -48,6 +48,7 @@ QUICK: dict[str, list[str]] = {
     "terminal.py": ["--quick"],
     "proxy.py": ["--quick"],
 }
+TIMEOUT = 1200  # seconds one script may run before it is ended and reported as failed
 # Not here: load.py (a report of one load, no baseline) and profile_transport.py (a profiler).
 
 
@@ -111,14 +112,18 @@ def main() -> None:
         argv = [sys.executable, str(HERE / script)] + (QUICK[script] if args.quick else [])
         print(f"\n## {script}", flush=True)
         before, t0 = load(), time.perf_counter()
-        result = subprocess.run(argv, stdout=subprocess.PIPE, text=True)
+        try:
+            result = subprocess.run(argv, stdout=subprocess.PIPE, text=True, timeout=TIMEOUT)
+        except subprocess.TimeoutExpired as exc:
+            out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+            result = subprocess.CompletedProcess(argv, f"timed out after {TIMEOUT} s", out)
         print(result.stdout, end="", flush=True)
         note = (f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
                 f"{time.perf_counter() - t0:.0f} s, load average {before} before and {load()} after "
                 f"(1/5/15 min; {os.cpu_count()} cores).\n")
         if result.returncode != 0:
             failed.append(script)
-            note += f"\n**Failed with exit status {result.returncode}**; its output up to then:\n"
+            note += f"\n**Failed ({result.returncode})**; its output up to then:\n"
         outputs[script] = section(script, args.quick, result.stdout, note)
     print(f"\nall benchmarks: {time.perf_counter() - start:.0f} s" + (f"; failed: {', '.join(failed)}" if failed else ""))
 
