@@ -80,8 +80,11 @@ class HubBed:
     """Key service + sshd + JupyterHub; ``users`` maps cluster user -> (password, TOTP secret)."""
 
     def __init__(self, bin_dir: Path, remote_python: str, users: list[str],
-                 lifetime: int = LIFETIME, margin: int = MARGIN, extra_config: str = "") -> None:
+                 lifetime: int = LIFETIME, margin: int = MARGIN, extra_config: str = "",
+                 internal_ssl: bool = False) -> None:
         self.bin_dir = bin_dir
+        # JupyterHub's internal_ssl: TLS with the hub's own CAs between hub, proxy and servers.
+        self.internal_ssl = internal_ssl
         self.extra_config = extra_config  # jupyterhub_config.py lines after the bed's own
         self.lifetime, self.margin = lifetime, margin
         self.remote_python = remote_python
@@ -162,11 +165,13 @@ class HubBed:
         self.port, hub_port, api_port = free_port(), free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.admin_token = secrets.token_hex(32)
+        internal = "https" if self.internal_ssl else "http"
         config = f"""
 c = get_config()  # noqa
 c.JupyterHub.bind_url = "{self.url}"
-c.JupyterHub.hub_bind_url = "http://127.0.0.1:{hub_port}"
-c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{api_port}"
+c.JupyterHub.hub_bind_url = "{internal}://127.0.0.1:{hub_port}"
+c.ConfigurableHTTPProxy.api_url = "{internal}://127.0.0.1:{api_port}"
+c.JupyterHub.internal_ssl = {self.internal_ssl}
 c.ConfigurableHTTPProxy.command = [{CHP!r}]
 c.JupyterHub.db_url = "sqlite:///{self.hub_dir}/jupyterhub.sqlite"
 c.JupyterHub.cookie_secret = bytes.fromhex("{secrets.token_hex(32)}")

@@ -24,16 +24,27 @@ import requests
 from demo_helpers import ensure_demo_venv
 from hub_helpers import Browser, HubBed, Kernel
 from testbed import spy
+from testbed.sshd import free_port
 from testbed.users import NEIGHBOUR_USER, ensure_user
 
 pytestmark = pytest.mark.timeout(300)
 
-MALLORY, VICTOR = "hpcmallory", "hpcvictor"
+MALLORY, VICTOR, SQUATTED = "hpcmallory", "hpcvictor", "hpcsquatted"
+SQUAT_PORT = free_port()  # the port SQUATTED's server is given, which a neighbour binds first
+
+# The hub gives SQUATTED's server a known port, standing in for a neighbour who guessed it.
+FIXED_PORT = f"""
+def _fixed_port(spawner):
+    if spawner.user.name == {SQUATTED!r}:
+        spawner.port = {SQUAT_PORT}
+c.Spawner.pre_spawn_hook = _fixed_port
+"""
 
 
 @pytest.fixture(scope="module")
 def bed(remote_python):
-    hub = HubBed(ensure_demo_venv(), remote_python, [MALLORY, VICTOR], lifetime=3600, margin=60)
+    hub = HubBed(ensure_demo_venv(), remote_python, [MALLORY, VICTOR, SQUATTED], lifetime=3600, margin=60,
+                 internal_ssl=True, extra_config=FIXED_PORT)
     yield hub
     hub.stop()
     hub.cleanup()
@@ -355,9 +366,12 @@ def test_a_third_unix_user_of_the_hub_host_reads_nothing_of_a_running_kernel(bed
     assert "CANARY" not in seen["received"] and "execute" not in seen["received"], seen["received"][:500]
     denied = [error for error in seen["errors"] if any(path in error for path in kernel_sockets)]
     assert len(denied) == len(kernel_sockets) and all("Permission denied" in e for e in denied), seen["errors"]
-    # The one TCP port is the server's own HTTP, which wants the user's login: no kernel channel.
+    # The one TCP port is the server's own, TLS with the hub's internal CA (internal_ssl): without
+    # the hub's or the proxy's client certificate, no request gets an answer.
     assert len(tcp) == 1, tcp
-    assert requests.get(f"http://{tcp[0]}/user/{MALLORY}/api/status", timeout=10).status_code in (302, 401, 403)
+    for scheme in ("http", "https"):
+        with pytest.raises(requests.exceptions.ConnectionError):
+            requests.get(f"{scheme}://{tcp[0]}/user/{MALLORY}/api/status", timeout=10, verify=False)
 
 
 
@@ -386,3 +400,57 @@ def test_the_hub_refuses_to_start_without_its_sandbox_unless_told(tmp_path, monk
     with caplog.at_level("WARNING"):
         authenticator.get_handlers(Hub())
     assert "sandbox is 'off'" in caplog.text and "reads the hub's database" in caplog.text, caplog.text
+
+
+# A neighbour's listener on the port a server is about to use: it records every byte it is sent.
+SQUATTER = r"""
+import socket, sys, threading, time
+listener = socket.socket()
+listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+listener.bind(("127.0.0.1", int(sys.argv[1])))
+listener.listen(16)
+print("bound", flush=True)
+listener.settimeout(0.5)
+got, deadline = [], time.monotonic() + float(sys.argv[2])
+while time.monotonic() < deadline:
+    try:
+        conn, _ = listener.accept()
+    except socket.timeout:
+        continue
+    conn.settimeout(1)
+    try:
+        got.append(conn.recv(65536))
+    except OSError:
+        pass
+    conn.close()
+sys.stdout.write(repr({"connections": len(got), "bytes": b"".join(got)}))
+"""
+
+
+def test_a_neighbour_who_binds_a_servers_port_first_gets_no_token_or_key(bed):
+    """Another unix user binds the port a user's server is about to listen on. The hub's
+    readiness checks and the credential push then reach the neighbour, but over TLS to the
+    server's certificate (internal_ssl): the handshake fails and nothing is sent."""
+    spy_user = ensure_user(NEIGHBOUR_USER)
+    squatter = subprocess.Popen(["runuser", "-u", spy_user.pw_name, "--", "/usr/bin/python3", "-c", SQUATTER,
+                                 str(SQUAT_PORT), "25"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert squatter.stdout.readline().strip() == "bound", squatter.stderr.read()
+        browser = Browser(bed, SQUATTED)
+        browser.login()  # the spawn starts; the server cannot bind its port
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not bed.auth_state(SQUATTED).get("ssh_private_key"):
+            time.sleep(0.5)
+        stolen = bed.auth_state(SQUATTED)
+        out, err = squatter.communicate(timeout=60)
+    finally:
+        if squatter.poll() is None:
+            squatter.kill()
+    seen = eval(out)  # noqa: S307 - our own repr of a dict of an int and bytes
+    assert seen["connections"] >= 1, (out, err)  # the hub did reach the neighbour's port
+    received = seen["bytes"]
+    for secret in ("Authorization", "token", stolen["ssh_private_key"].splitlines()[1][:20],
+                   stolen["ssh_certificate"].split()[1][40:80]):
+        assert secret.encode() not in received, secret
+    assert received[:1] in (b"\x16", b""), received[:40]  # TLS handshakes, never HTTP
+    bed.api("DELETE", f"users/{SQUATTED}/server")

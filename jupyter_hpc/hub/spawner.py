@@ -27,6 +27,7 @@ import importlib.util
 import json
 import os
 import pwd
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -184,6 +185,8 @@ class HPCCredentialMixin(LoggingConfigurable):
         first discovery waits for it), trying until the spawn's own timeout."""
         deadline = asyncio.get_running_loop().time() + self.start_timeout
         while asyncio.get_running_loop().time() < deadline:
+            if await self.poll() is not None:
+                return  # the server ended (it could not start): nothing to hand over
             if self.server is not None and self.api_token:
                 try:
                     await self.notify_credential()
@@ -314,7 +317,22 @@ class HPCSpawner(HPCCredentialMixin, LocalProcessSpawner):
             await asyncio.sleep(0.2)
 
     async def move_certs(self, paths):
-        return paths  # internal_ssl certs stay where the hub's user put them
+        """JupyterHub's ``internal_ssl``: the server's key and certificate (and the CA bundle
+        it trusts) move into its own 0700 directory, the only one its sandbox shows it."""
+        certs = self.user_dir() / "certs"
+        for directory in (Path(self.user_dir_root), self.user_dir(), certs):
+            directory.mkdir(mode=0o700, exist_ok=True)
+            os.chmod(directory, 0o700)
+        moved = {}
+        for name in ("keyfile", "certfile", "cafile"):
+            target = certs / os.path.basename(paths[name])
+            if name == "cafile":
+                shutil.copyfile(paths[name], target)
+            else:
+                shutil.move(paths[name], target)
+            os.chmod(target, 0o600)
+            moved[name] = str(target)
+        return moved
 
 
 def _write(path: Path, text: str) -> None:
