@@ -81,7 +81,7 @@ class HubBed:
 
     def __init__(self, bin_dir: Path, remote_python: str, users: list[str],
                  lifetime: int = LIFETIME, margin: int = MARGIN, extra_config: str = "",
-                 internal_ssl: bool = False) -> None:
+                 internal_ssl: bool = True) -> None:
         self.bin_dir = bin_dir
         # JupyterHub's internal_ssl: TLS with the hub's own CAs between hub, proxy and servers.
         self.internal_ssl = internal_ssl

@@ -44,7 +44,7 @@ c.Spawner.pre_spawn_hook = _fixed_port
 @pytest.fixture(scope="module")
 def bed(remote_python):
     hub = HubBed(ensure_demo_venv(), remote_python, [MALLORY, VICTOR, SQUATTED], lifetime=3600, margin=60,
-                 internal_ssl=True, extra_config=FIXED_PORT)
+                 extra_config=FIXED_PORT)  # internal_ssl, as the bed's default
     yield hub
     hub.stop()
     hub.cleanup()
@@ -400,6 +400,7 @@ def test_the_hub_refuses_to_start_without_its_sandbox_unless_told(tmp_path, monk
     with caplog.at_level("WARNING"):
         authenticator.get_handlers(Hub())
     assert "sandbox is 'off'" in caplog.text and "reads the hub's database" in caplog.text, caplog.text
+    assert "internal_ssl is off" in caplog.text  # and the push's channel is named too
 
 
 # A neighbour's listener on the port a server is about to use: it records every byte it is sent.

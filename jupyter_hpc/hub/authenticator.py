@@ -263,6 +263,12 @@ class SSHCertAuthenticator(Authenticator):
             return
         from . import sandbox
 
+        if not getattr(app, "internal_ssl", False):
+            self.log.warning(
+                "JupyterHub.internal_ssl is off: the hub hands each server its SSH credential over plain "
+                "HTTP on the server's port, which another unix user of this host who binds that port "
+                "first would receive. Set c.JupyterHub.internal_ssl = True."
+            )
         if spawner_class(config=app.config).sandbox == "off":
             self.log.warning("HPCSpawner.sandbox is 'off': %s", sandbox.WHAT_OFF_GIVES_UP)
             return
