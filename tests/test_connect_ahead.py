@@ -69,6 +69,11 @@ def test_installed_kernelspecs_sites_are_connected_ahead_and_unused_ones_closed(
             ws.close()
         assert logins(since_start(), user) == first_two, "the first kernel logged in again"
         # Its launcher was the one waiting: the only new session is the next one put on standby.
+        deadline = time.monotonic() + 15
+        while sum(sessions(since_start(), user, port) - ahead[port] for port in first_two) < 1:
+            assert time.monotonic() < deadline, "no launcher on standby after the start:\n" + since_start()
+            time.sleep(0.1)
+        time.sleep(0.5)
         opened = {port: sessions(since_start(), user, port) - ahead[port] for port in first_two}
         assert sorted(opened.values()) == [0, 1], (opened, since_start())
         # jupyter_server is the client: the kernel's channels are Unix sockets in the runtime dir.

@@ -53,9 +53,18 @@ def take(connection: SiteConnection, remote_python: str) -> tuple[SiteConnection
 StartLauncher = Callable[[SiteConnection, str], Awaitable[tuple[SiteConnection, asyncssh.SSHClientProcess]]]
 
 
-def prepare(connection: SiteConnection, remote_python: str, idle: float, start: StartLauncher) -> None:
+# After a launch, the next launcher starts this much later: not while the kernel just launched
+# is starting and answering its first requests (on the same login node's CPUs, and through the
+# same SSH loop). A script's only kernel is the one the delay favours.
+START_DELAY = 1.0
+
+
+def prepare(
+    connection: SiteConnection, remote_python: str, idle: float, start: StartLauncher, delay: float = START_DELAY
+) -> None:
     """Have one launcher wait on ``connection`` for up to ``idle`` seconds, unless one already
-    waits or is starting. ``start(connection, remote_python)`` starts and loads one."""
+    waits or is starting. ``start(connection, remote_python)`` starts and loads one, ``delay``
+    seconds from now."""
     if idle <= 0 or connection.closed:
         return
     slots = _waiting.setdefault(connection, {})
@@ -64,6 +73,11 @@ def prepare(connection: SiteConnection, remote_python: str, idle: float, start: 
     slots[remote_python] = None
 
     async def start_one() -> None:
+        if delay > 0:
+            await asyncio.sleep(delay)
+            if connection.closed:
+                slots.pop(remote_python, None)
+                return
         try:
             where, process = await start(connection, remote_python)
         except (asyncssh.Error, OSError) as exc:

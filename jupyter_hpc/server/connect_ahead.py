@@ -140,4 +140,4 @@ class Ahead:
 
         connection = await get_pool().connect_ahead(self.target, self.unused_lifetime)
         for remote_python, seconds in self.launchers.items():
-            standby.prepare(connection, remote_python, seconds, start_launcher)
+            standby.prepare(connection, remote_python, seconds, start_launcher, delay=0)
