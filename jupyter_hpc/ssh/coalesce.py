@@ -9,7 +9,7 @@ round trip, thus cost two sends here and two wake-ups there.
 :func:`coalesce_writes` wraps the connection's transport so that writes made while one callback
 runs are queued and handed to the socket together (``writelines``, one ``writev`` under uvloop)
 as soon as the loop turns: the bytes and their order are the same, only the syscalls and
-segments are fewer. ``benchmarks/profile_transport.py --count-sends`` counts them.
+segments are fewer. ``benchmarks/transport.py`` keeps a connection without it as a row of its own.
 """
 
 from __future__ import annotations
