@@ -39,6 +39,20 @@ def test_asyncssh_warns_about_dsa_here_unless_imported_through_jupyter_hpc():
     assert quiet.stderr.count(DSA) == 1 and "from the user's code" in quiet.stderr, quiet.stderr
 
 
+def test_every_module_gets_asyncssh_through_quiet_import():
+    """A module importing asyncssh itself would, when imported first, print the warnings."""
+    import re
+    from pathlib import Path
+
+    import jupyter_hpc
+
+    package = Path(jupyter_hpc.__file__).parent
+    direct = re.compile(r"^\s*(import asyncssh|from asyncssh\b)", re.M)
+    offenders = [str(path.relative_to(package)) for path in package.rglob("*.py")
+                 if path.name != "quiet_import.py" and direct.search(path.read_text())]
+    assert offenders == [], "use `from jupyter_hpc.ssh.quiet_import import asyncssh` in: " + ", ".join(offenders)
+
+
 def test_magics_and_an_ssh_kernels_provisioner_import_only_what_they_need():
     magics = python("""
         import sys
