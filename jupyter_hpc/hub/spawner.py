@@ -110,10 +110,17 @@ class HPCCredentialMixin(LoggingConfigurable):
             sites[name] = entry
         return sites
 
-    def user_dir(self) -> Path:
-        raise NotImplementedError
+    def user_dir(self) -> Path | None:
+        """A private directory of the server's on the hub host, where the spawner has one
+        (HPCSpawner); other spawners' servers run elsewhere and have none."""
+        return None
 
     def write_known_hosts_ca(self) -> Path:
+        if self.user_dir() is None:
+            raise SiteConfigError(
+                f"{type(self).__name__} has no directory of the server's to write host_certificate_authority "
+                "into: give each site a known_hosts file that exists where the server runs."
+            )
         path = self.user_dir() / "known_hosts"
         _write(path, f"@cert-authority * {self.host_certificate_authority.strip()}\n")
         return path
@@ -201,9 +208,35 @@ class HPCCredentialMixin(LoggingConfigurable):
     def start_push(self) -> None:
         self._push_task = asyncio.ensure_future(self.push_when_up())
 
+    #: Whether :meth:`start` pushes the credential once the server answers (a spawner that
+    #: delivers it within its own start, as HPCSpawner does, sets False).
+    push_after_start = True
+
+    async def start(self):
+        result = await super().start()
+        if self.push_after_start:
+            self.start_push()
+        return result
+
+    def server_config_args(self) -> list[str]:
+        """The server config as jupyter_server command-line options (``--Section.name=value``,
+        Python literals as traitlets reads them): delivered by the spawner's own ``get_args``,
+        so it works wherever the spawner starts the server (a container, a systemd unit), with
+        no file on the hub's host. It holds no secret."""
+        return [f"--{section}.{name}={value if isinstance(value, str) else repr(value)}"
+                for section, values in self.server_config().items() for name, value in values.items()]
+
+    def get_args(self) -> list[str]:
+        return [*super().get_args(), *self.server_config_args()]
+
 
 class HPCSpawner(HPCCredentialMixin, LocalProcessSpawner):
     """A local server per user, run as the hub's own unix user, for the cluster only."""
+
+    push_after_start = False  # start() delivers the credential itself, on the progress page
+
+    def server_config_args(self) -> list[str]:
+        return []  # the config is a 0600 file in the server's own directory (prepare_user_dir)
 
     user_dir_root = Unicode(
         config=True,

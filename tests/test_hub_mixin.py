@@ -1,0 +1,73 @@
+"""Issue 26: HPCCredentialMixin carries the credential on a spawner that is not ours.
+
+JupyterHub's own SimpleLocalProcessSpawner with the mixin in front: the server gets its whole
+config through the spawner's own ``get_args`` hook (no file on the hub's host), the hub pushes
+the credential to it after the start, and a notebook's kernel runs on the cluster as the user.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+from pathlib import Path
+
+import pytest
+
+from demo_helpers import ensure_demo_venv
+from hub_helpers import Browser, HubBed
+from test_hub_attacks import notebook_kernel
+
+pytestmark = pytest.mark.timeout(300)
+
+GRACE = "hpcgrace"
+
+
+@pytest.fixture(scope="module")
+def bed(remote_python):
+    hub = HubBed(ensure_demo_venv(), remote_python, [GRACE], lifetime=3600, margin=60, internal_ssl=False,
+                 extra_config="""
+from jupyterhub.spawner import SimpleLocalProcessSpawner
+from jupyter_hpc.hub import HPCCredentialMixin
+
+class HPCSimpleSpawner(HPCCredentialMixin, SimpleLocalProcessSpawner):
+    pass
+
+c.JupyterHub.spawner_class = HPCSimpleSpawner
+c.SimpleLocalProcessSpawner.home_dir_template = c.HPCSpawner.user_dir_root + "/{username}"
+""")
+    yield hub
+    hub.stop()
+    hub.cleanup()
+
+
+def server_argv(user: str) -> list[bytes]:
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(b"jupyterhub-singleuser" in arg for arg in argv[:2]) and f"JUPYTERHUB_USER={user}".encode() in env:
+            return argv
+    raise AssertionError(f"no server process of {user}")
+
+
+def test_the_mixin_on_simplelocalprocessspawner_runs_a_cluster_kernel(bed):
+    browser = Browser(bed, GRACE)
+    assert browser.login().status_code == 200
+    browser.wait_server()
+    assert browser.open_lab().status_code == 200
+    kernel = notebook_kernel(browser, "mixin.ipynb")
+    try:
+        out = kernel.execute("import os; print(os.getuid())")
+    finally:
+        kernel.close()
+    assert out == {"stdout": f"{pwd.getpwnam(GRACE).pw_uid}\n", "error": None}
+    # The config came on the server's command line, through the spawner's get_args: no file.
+    argv = server_argv(GRACE)
+    assert any(arg.startswith(b"--HPCSites.sites=") for arg in argv), argv
+    assert any(arg.startswith(b"--ServerApp.kernel_spec_manager_class=") for arg in argv), argv
+    assert not list((bed.hub_dir / "users").rglob("jupyter_server_config.json"))
+    # The hub pushed the credential after the start: the server holds the hub's.
+    held = browser.session.get(f"{bed.url}/user/{GRACE}/jupyter-hpc/api/credential", timeout=30)
+    assert held.json()["fingerprint"] == bed.auth_state(GRACE)["ssh_fingerprint"], held.text
