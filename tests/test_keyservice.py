@@ -458,6 +458,48 @@ def test_each_scope_has_its_own_ca_and_none_is_made_up(service, tmp_path):
     assert not (tmp_path / "noscope" / "ca_key").exists()
 
 
+async def test_on_a_unix_socket_no_other_user_connects_or_binds_first(tmp_path):
+    """The key service on a Unix socket: the hub (SSHCertAuthenticator) logs in through it; another
+    unix user of the host can neither connect to it nor make the socket first. The control: the
+    same user connects to a loopback port, which anyone could also have bound before the service."""
+    from jupyter_hpc.hub.authenticator import SSHCertAuthenticator
+    from testbed.users import NEIGHBOUR_USER, ensure_user, run_as
+
+    ensure_user(NEIGHBOUR_USER)
+    run_dir = Path(tempfile.mkdtemp(prefix="jupyter-hpc-ks-run-", dir="/var/tmp"))
+    run_dir.chmod(0o755)  # others may pass and look: only the socket's own mode keeps them out
+    sock = run_dir / "keyservice.sock"
+    secret = UserStore(tmp_path / "state").add_user("pia", "pia-password-1")
+    probe = ("import socket, sys; s = socket.socket(socket.AF_UNIX if sys.argv[1].startswith('/') else socket.AF_INET);"
+             "a = sys.argv[1] if sys.argv[1].startswith('/') else ('127.0.0.1', int(sys.argv[1]));"
+             "\ntry:\n s.connect(a); print('connected')\nexcept OSError as e: print(type(e).__name__)")
+    try:
+        async with KeyService(state_dir=str(tmp_path / "state"), scopes={"default": {}}, unix_socket=str(sock)) as ks:
+            assert ks.url == f"http+unix://{str(sock).replace('/', '%2F')}/"
+            assert stat.S_IMODE(sock.lstat().st_mode) == 0o600
+            authenticator = SSHCertAuthenticator(keyservice_url=ks.create_pair_url())
+            login = await authenticator.authenticate(None, {"username": "pia", "password": "pia-password-1",
+                                                            "otp": pyotp.TOTP(secret).now()})
+            assert login["name"] == "pia" and "ssh_certificate" in login["auth_state"]
+            neighbour = await asyncio.to_thread(run_as, NEIGHBOUR_USER, ["python3", "-c", probe, str(sock)],
+                                                capture_output=True, text=True)
+            assert neighbour.stdout.strip() == "PermissionError", neighbour
+            squat = await asyncio.to_thread(run_as, NEIGHBOUR_USER, ["python3", "-c",
+                                            f"import socket; socket.socket(socket.AF_UNIX).bind({str(run_dir / 'x.sock')!r})"],
+                                            capture_output=True, text=True)
+            assert squat.returncode != 0 and "Permission denied" in squat.stderr
+        async with KeyService(state_dir=str(tmp_path / "state"), scopes={"default": {}}) as tcp:
+            control = await asyncio.to_thread(run_as, NEIGHBOUR_USER, ["python3", "-c", probe, str(tcp.port)],
+                                              capture_output=True, text=True)
+            assert control.stdout.strip() == "connected", control
+        # A socket directory others may write in is refused: the socket could be swapped.
+        with pytest.raises(Exception, match="can be changed by others"):
+            await KeyService(state_dir=str(tmp_path / "state"), scopes={"default": {}},
+                             unix_socket="/tmp/jupyter-hpc-ks.sock").start()
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
 def test_split_pair_reads_sshproxy_shaped_answers(tmp_path):
     """sshproxy answers with ssh-keygen's RSA PEM key and a certificate without a newline."""
     ca, key = tmp_path / "ca", tmp_path / "key"

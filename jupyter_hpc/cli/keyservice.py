@@ -32,6 +32,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--state-dir", metavar="DIR",
                         help="(required) directory for the CA key, users, lockouts and audit log (made 0700)")
     parser.add_argument("--port", type=_port, default=0, help="port to listen on (default: any free port, printed)")
+    parser.add_argument("--socket", default="", metavar="PATH",
+                        help="listen on this Unix socket (mode 0600) instead of a port: no other user of the "
+                             "host can connect, or bind it first")
     parser.add_argument("--ip", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1; others only with --certfile/--keyfile)")
     parser.add_argument("--lifetime", type=_seconds, default=None, metavar="SECONDS",
@@ -104,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
     log = logging.getLogger("jupyter_hpc.keyservice")
     log.setLevel(logging.DEBUG if args.debug else logging.INFO)
     settings = dict(state_dir=args.state_dir, ip=args.ip, port=args.port, certfile=args.certfile, keyfile=args.keyfile,
-                    scopes={name: {} for name in args.scope}, trusted_proxies=args.trusted_proxy)
+                    scopes={name: {} for name in args.scope}, trusted_proxies=args.trusted_proxy,
+                    unix_socket=args.socket)
     if args.lifetime is not None:
         settings["lifetime"] = args.lifetime
 

@@ -45,6 +45,7 @@ from ..keyservice import (
     KeyServiceUnavailable,
     LoginRefused,
     UnknownScope,
+    keyservice_http_client,
     request_certificate,
 )
 from ..ssh.credentials import Credential, CredentialError
@@ -151,7 +152,10 @@ class SSHCertAuthenticator(Authenticator):
         help="""The key service's create_pair URL, scope included, e.g.
         'http://127.0.0.1:8990/create_pair/default/' (ours, `jupyter hpc keyservice`) or
         'https://sshproxy.nersc.gov/create_pair/default/' (NERSC's sshproxy). Plain HTTP
-        only to a loopback address: the password travels in it.""",
+        only to a loopback address: the password travels in it. On the hub's host prefer the
+        key service's Unix socket, 'http+unix://%2Frun%2Fjupyter-hpc%2Fkeyservice.sock/create_pair/default/'
+        (`jupyter hpc keyservice --socket PATH`): a loopback port can be bound first by another
+        user of the host, who would then receive the passwords.""",
     )
     keyservice_ca_certs = Unicode(
         "",
@@ -210,6 +214,8 @@ class SSHCertAuthenticator(Authenticator):
     def _valid_url(self, proposal: dict) -> str:
         url = proposal["value"]
         parts = urlsplit(url)
+        if parts.scheme == "http+unix" and parts.netloc and "/create_pair/" in parts.path:
+            return url if url.endswith("/") else url + "/"  # a Unix socket of the hub's host
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(
                 f"SSHCertAuthenticator.keyservice_url {url!r} is not an http(s) URL; set it to the "
@@ -236,7 +242,7 @@ class SSHCertAuthenticator(Authenticator):
     def keyservice_client(self) -> AsyncHTTPClient:
         """A client of the authenticator's own, with keyservice_max_requests slots."""
         if getattr(self, "_keyservice_client", None) is None:
-            self._keyservice_client = AsyncHTTPClient(force_instance=True, max_clients=self.keyservice_max_requests)
+            self._keyservice_client = keyservice_http_client(self.keyservice_url, self.keyservice_max_requests)
         return self._keyservice_client
 
     @validate("expiry_margin")

@@ -48,6 +48,7 @@ from .client import (
     KeyServiceUnavailable,
     LoginRefused,
     UnknownScope,
+    keyservice_http_client,
     request_certificate,
     split_pair,
 )
@@ -73,6 +74,7 @@ __all__ = [
     "UserError",
     "UserStore",
     "certificate_info",
+    "keyservice_http_client",
     "request_certificate",
     "split_pair",
 ]

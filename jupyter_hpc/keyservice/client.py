@@ -9,13 +9,53 @@ Refusals become typed errors whose ``message`` a login page can show as is.
 from __future__ import annotations
 
 import base64
+import functools
+import socket
 import ssl
+from urllib.parse import unquote, urlsplit
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from tornado.netutil import Resolver
 
 from .state import KeyServiceError
 
 CERT_SUFFIX = "-cert-v01@openssh.com"
+#: A key service on a Unix socket: ``http+unix://<the socket's path, %-encoded>/create_pair/<scope>/``
+#: (as requests-unixsocket spells it), e.g. ``http+unix://%2Frun%2Fkeyservice%2Fks.sock/create_pair/default/``.
+UNIX_SCHEME = "http+unix"
+
+
+class _UnixSocketResolver(Resolver):
+    """Resolves every host to one Unix socket: tornado's HTTP client then speaks HTTP over it."""
+
+    def initialize(self, path: str) -> None:  # type: ignore[override]
+        self.path = path
+
+    async def resolve(self, host, port, family=socket.AF_UNSPEC):  # type: ignore[override]
+        return [(socket.AF_UNIX, self.path)]
+
+    def close(self) -> None:
+        pass
+
+
+def unix_socket_of(url: str) -> str | None:
+    """The socket path of an ``http+unix://`` URL, or None for an http(s) one."""
+    parts = urlsplit(url)
+    return unquote(parts.netloc) if parts.scheme == UNIX_SCHEME else None
+
+
+def keyservice_http_client(url: str, max_clients: int = 10) -> AsyncHTTPClient:
+    """A client of its own for the key service at ``url``: over its Unix socket for an
+    ``http+unix://`` URL (no port on the host that another user could bind first), else TCP."""
+    path = unix_socket_of(url)
+    if path is None:
+        return AsyncHTTPClient(force_instance=True, max_clients=max_clients)
+    return AsyncHTTPClient(force_instance=True, max_clients=max_clients, resolver=_UnixSocketResolver(path=path))
+
+
+@functools.lru_cache(maxsize=8)
+def _shared_unix_client(url_socket: str) -> AsyncHTTPClient:
+    return AsyncHTTPClient(force_instance=True, max_clients=64, resolver=_UnixSocketResolver(path=url_socket))
 
 
 class LoginRefused(KeyServiceError):
@@ -103,6 +143,7 @@ async def request_certificate(
     :class:`AccountLocked`, :class:`AccessDenied`, :class:`UnknownScope` or
     :class:`KeyServiceUnavailable`. ``ca_certs`` names a PEM bundle that verifies an HTTPS
     key service's certificate (default: the system's); verification is never turned off.
+    An ``http+unix://`` URL reaches a key service on its Unix socket (see :data:`UNIX_SCHEME`).
     ``http_client``: the client to send with (default: the loop's shared one, whose ten
     request slots a hub must not let a burst of logins queue behind, see SSHCertAuthenticator).
     ``client_address``: the address the login came from (the browser's, for a hub), sent as
@@ -111,6 +152,12 @@ async def request_certificate(
     """
     token = base64.b64encode(f"{user}:{password}{otp}".encode()).decode()
     ssl_options = ssl.create_default_context(cafile=ca_certs) if url.startswith("https:") else None
+    shown, path = url, unix_socket_of(url)
+    if path is not None:
+        # The client must resolve to the socket; the URL's host part is only a label then.
+        if not isinstance(getattr(http_client, "resolver", None), _UnixSocketResolver):
+            http_client = _shared_unix_client(path)
+        url = "http://keyservice" + urlsplit(url).path
     request = HTTPRequest(
         url,
         method="POST",
@@ -126,14 +173,14 @@ async def request_certificate(
     except (OSError, ssl.SSLError, HTTPClientError) as error:
         raise KeyServiceUnavailable(
             "The key service cannot be reached right now; try again in a minute, or ask the site's admins.",
-            log_detail=f"POST {url}: {error!r}",
+            log_detail=f"POST {shown}: {error!r}",
         ) from None
     body = response.body.decode("utf-8", "replace") if response.body else ""
     if response.code == 599:
         raise KeyServiceUnavailable(
             "The key service cannot be reached right now; try again in a minute, or ask the site's admins.",
-            log_detail=f"POST {url}: {response.error!r}",
+            log_detail=f"POST {shown}: {response.error!r}",
         )
     if response.code != 200:
-        raise _refusal(response.code, response.headers.get("X-Keyservice-Reason"), body, url)
+        raise _refusal(response.code, response.headers.get("X-Keyservice-Reason"), body, shown)
     return split_pair(body)

@@ -23,13 +23,16 @@ import json
 import os
 import socket
 import ssl
+import stat
 from datetime import datetime, timezone
+from urllib.parse import quote
 
 from tornado import httpserver, netutil, web
 from traitlets import Dict, Integer, List, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
 from .ca import CertificateAuthority
+from .client import UNIX_SCHEME
 from .limits import CheckSlots, KeyedLocks, TooManyWaiting
 from .logins import LoginGuard
 from .scopes import SCOPES_FILE, Scope, parse_scopes
@@ -59,6 +62,17 @@ class KeyService(LoggingConfigurable):
     ).tag(config=True)
     ip = Unicode("127.0.0.1", help="Address to listen on. Without certfile only 127.0.0.1 or ::1.").tag(config=True)
     port = Integer(0, help="Port to listen on; 0 picks a free one (read .port after start()).").tag(config=True)
+    unix_socket = Unicode(
+        "",
+        help="""Listen on this Unix socket instead of a TCP port, e.g. /run/jupyter-hpc/keyservice.sock
+        (the hub's keyservice_url is then http+unix://%2Frun%2Fjupyter-hpc%2Fkeyservice.sock/create_pair/default/).
+        Only users the socket's mode lets in can connect, and nobody can bind it first, as another
+        user of the host could a loopback port and collect the passwords sent there. Its
+        directory must not be writable by others.""",
+    ).tag(config=True)
+    unix_socket_mode = Integer(
+        0o600, help="The socket's mode: 0o600 (the service's own user, e.g. a hub running as it) or 0o660 (its group).",
+    ).tag(config=True)
     certfile = Unicode("", help="TLS certificate (PEM). With keyfile, the service speaks HTTPS.").tag(config=True)
     keyfile = Unicode("", help="TLS private key (PEM) for certfile.").tag(config=True)
     lifetime = Integer(
@@ -133,6 +147,8 @@ class KeyService(LoggingConfigurable):
     # -- life cycle ---------------------------------------------------------------------------
     @property
     def url(self) -> str:
+        if self.unix_socket:
+            return f"{UNIX_SCHEME}://{quote(self.unix_socket, safe='')}/"
         host = f"[{self.ip}]" if ":" in self.ip else self.ip
         return f"{'https' if self.certfile else 'http'}://{host}:{self.port}/"
 
@@ -154,7 +170,7 @@ class KeyService(LoggingConfigurable):
         if bool(self.certfile) != bool(self.keyfile):
             raise KeyServiceConfigError("Give both --certfile and --keyfile for TLS, or neither.")
         if not self.certfile:
-            if self.ip not in LOOPBACK:
+            if self.ip not in LOOPBACK and not self.unix_socket:
                 raise KeyServiceConfigError(
                     f"Refusing to serve passwords over plain HTTP on {self.ip}: without TLS the key service "
                     f"listens on 127.0.0.1 only. Give --certfile and --keyfile to listen on {self.ip}."
@@ -202,14 +218,32 @@ class KeyService(LoggingConfigurable):
             service=self,
         )
         self._server = httpserver.HTTPServer(app, ssl_options=ssl_context)
-        family = socket.AF_INET6 if ":" in self.ip else socket.AF_INET
-        sockets = netutil.bind_sockets(self.port, address=self.ip, family=family)
-        self.port = sockets[0].getsockname()[1]
+        if self.unix_socket:
+            sockets = [self._bind_unix_socket()]
+        else:
+            family = socket.AF_INET6 if ":" in self.ip else socket.AF_INET
+            sockets = netutil.bind_sockets(self.port, address=self.ip, family=family)
+            self.port = sockets[0].getsockname()[1]
         self._server.add_sockets(sockets)
-        if ssl_context is None:
+        if ssl_context is None and not self.unix_socket:
             self.log.warning("Key service on plain HTTP: listening on %s only (give a certfile and keyfile for TLS).", self.ip)
         self.log.info("Key service listening on %s (scopes: %s)", self.url, ", ".join(sorted(self.scope_map)))
         return self
+
+    def _bind_unix_socket(self) -> socket.socket:
+        """The Unix socket, in a directory only its owner (or root) can change."""
+        directory = os.path.dirname(os.path.abspath(self.unix_socket))
+        info = os.stat(directory)
+        if info.st_uid not in (os.getuid(), 0) or info.st_mode & 0o022:
+            raise KeyServiceConfigError(
+                f"The key service's socket directory {directory} can be changed by others (owner uid "
+                f"{info.st_uid}, mode {stat.S_IMODE(info.st_mode):04o}): someone could replace the socket. "
+                f"Use a directory of the service's own, e.g. mkdir -m 0755 /run/jupyter-hpc."
+            )
+        try:
+            return netutil.bind_unix_socket(self.unix_socket, mode=self.unix_socket_mode)
+        except (OSError, ValueError) as error:
+            raise KeyServiceConfigError(f"Cannot listen on {self.unix_socket}: {error}.") from None
 
     async def stop(self) -> None:
         if self._server is not None:
