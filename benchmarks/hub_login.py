@@ -13,7 +13,9 @@ the whole flow below, the spawner):
 
 Then N more users at once through the whole flow (log in, the server starts, JupyterLab,
 a kernel, a cell's output), against plain JupyterHub: DummyAuthenticator,
-SimpleLocalProcessSpawner and a local ipykernel (what a hub without a cluster costs).
+SimpleLocalProcessSpawner and a local ipykernel (what a hub without a cluster costs); and N
+more users of our hub whose servers start without the bubblewrap sandbox (``sandbox = "off"``),
+which is what the sandbox costs. Our hub runs with internal_ssl, as a site's should.
 
 A login is the login form's POST up to the hub's redirect (the form page is fetched first,
 untimed); no server is started, so this is the hub's and the key service's share alone. Each
@@ -188,12 +190,23 @@ def main() -> None:
     first = [f"hpcbl{n:02d}" for n in range(args.users)]
     second = [f"hpcbl{n:02d}" for n in range(args.users, 2 * args.users)]
     third = [] if args.no_flow else [f"hpcbl{n:02d}" for n in range(2 * args.users, 3 * args.users)]
+    # The same flow with HPCSpawner.sandbox = "off" for these users: what the sandbox costs.
+    fourth = [] if args.no_flow else [f"hpcbl{n:02d}" for n in range(3 * args.users, 4 * args.users)]
     remote_python = str(ensure_remote_python())
     venv = ensure_demo_venv()
-    everyone = first + second + third
+    everyone = first + second + third + fourth
     print(f"starting two hubs ({len(everyone)} users in the key service) ...", file=sys.stderr, flush=True)
-    cert_bed = HubBed(venv, remote_python, everyone, lifetime=3600, margin=60, extra_config=QUIET)
-    dummy_bed = HubBed(venv, remote_python, first[:1], lifetime=3600, margin=60, extra_config=DUMMY)
+    unsandboxed = QUIET + f"""
+def _sandbox_off(spawner):
+    if spawner.user.name in {fourth!r}:
+        spawner.sandbox = "off"
+c.Spawner.pre_spawn_hook = _sandbox_off
+"""
+    cert_bed = HubBed(venv, remote_python, everyone, lifetime=3600, margin=60, extra_config=unsandboxed)
+    # JupyterHub's SimpleLocalProcessSpawner hands internal_ssl certificates to the unix user of
+    # the hub user's name: the baseline runs without it, as such a hub does.
+    dummy_bed = HubBed(venv, remote_python, first[:1], lifetime=3600, margin=60, extra_config=DUMMY,
+                       internal_ssl=False)
     flows = {}
     try:
         cert = Variant("SSHCertAuthenticator", cert_bed, with_code=True)
@@ -206,6 +219,7 @@ def main() -> None:
             print(f"{len(third)} users at once: log in, server, kernel, cell ...", file=sys.stderr, flush=True)
             flows[dummy.name] = whole_flow(dummy, third, "python3")
             flows[cert.name] = whole_flow(cert, third, "cori-login-python3")
+            flows["sandbox off"] = whole_flow(cert, fourth, "cori-login-python3")
     finally:
         for bed in (cert_bed, dummy_bed):
             bed.stop()
@@ -231,6 +245,10 @@ def main() -> None:
                   flows["DummyAuthenticator"], n, None))
         print(row("ours: SSHCertAuthenticator, HPCSpawner, kernel on the cluster over SSH",
                   flows["SSHCertAuthenticator"], n, flows["DummyAuthenticator"]))
+        print(row("ours with HPCSpawner.sandbox = 'off' (no bubblewrap)", flows["sandbox off"], n,
+                  flows["DummyAuthenticator"]))
+        cost = statistics.median(flows["SSHCertAuthenticator"]["wall"]) - statistics.median(flows["sandbox off"]["wall"])
+        print(f"\nThe sandbox's cost, login → first cell (median, {n} users at once): {cost / 1000:+.2f} s")
         for name, flow in flows.items():
             print(f"\n{name}: {len(flow['failures'])} of {n} failed" + "".join(f"\n  {f}" for f in flow["failures"]))
 

@@ -33,6 +33,16 @@ from .login_node import make_private_dir, write_private
 PROXY_COMMAND = "configurable-http-proxy"
 
 
+def sandbox_works() -> bool:
+    from ..hub.sandbox import SandboxUnavailable, check_available
+
+    try:
+        check_available()
+    except SandboxUnavailable:
+        return False
+    return True
+
+
 class HubStartError(ChildStartError):
     """JupyterHub did not come up; the message carries the end of its log."""
 
@@ -130,6 +140,9 @@ class JupyterHub(ChildServer):
             "Authenticator.allowed_users": set(self.allowed_users),
             "JupyterHub.spawner_class": "jupyter_hpc.hub.HPCSpawner",
             "HPCSpawner.user_dir_root": str(self.state_dir / "users"),
+            # Each server in bubblewrap where this machine has it; the demo's one user on a
+            # laptop without it gets an unsandboxed server rather than no demo.
+            "HPCSpawner.sandbox": "bwrap" if sandbox_works() else "off",
             "HPCSpawner.server_config_overrides": overrides,
             "Spawner.default_url": "/lab",
             "Spawner.start_timeout": 120,
