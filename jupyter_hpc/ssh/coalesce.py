@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from typing import Any
 
 log = logging.getLogger("jupyter_hpc.ssh")
@@ -30,10 +31,16 @@ class CoalescingTransport:
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self.wrapped = transport
         self._loop = loop
+        self._loop_thread = threading.get_ident()  # made in the loop's own thread
         self._pending: list[bytes] = []
         self.sends = 0  # calls reaching the wrapped transport (for the benchmarks)
 
     def write(self, data: bytes) -> None:
+        if threading.get_ident() != self._loop_thread:
+            # Not this loop's thread (asyncssh objects belong to the SSH loop, but a stray caller
+            # must not leave bytes waiting for a loop that nothing wakes): hand it over.
+            self._loop.call_soon_threadsafe(self.write, data)
+            return
         if not self._pending:
             self._loop.call_soon(self._flush)
         self._pending.append(data)
