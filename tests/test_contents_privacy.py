@@ -107,6 +107,11 @@ def test_an_upload_file_swapped_for_a_link_mid_upload_is_refused(contents_server
     assert refused.status_code == 409 and "tampered" in refused.json()["message"], refused.text
     assert loot.read_bytes() == b"bait"
     assert not (shared_dir / "big2.bin").exists()
+    # A later chunk with no upload file (never started, or the server restarted) says so.
+    orphan = f"home/{home_dir.name}/shared/orphan.bin"
+    gone = api(contents_server, "PUT", orphan, json={"type": "file", "format": "base64", "chunk": 2, "name": "orphan.bin",
+                                                     "path": orphan, "content": base64.b64encode(b"x").decode()})
+    assert gone.status_code == 409 and "upload it again" in gone.json()["message"], gone.text
 
 
 def test_a_private_notebook_keeps_private_copies_and_checkpoints(contents_server, files_user, home_dir):

@@ -399,7 +399,11 @@ class ClusterFiles:
             await self._remove_quietly(upload)  # an abandoned upload's file (a link is removed, not followed)
             handle = await sftp.open(upload, CREATE_NEW, PRIVATE, encoding=None)
         else:
-            handle = await sftp.open(upload, asyncssh.FXF_WRITE | asyncssh.FXF_APPEND, encoding=None)
+            try:
+                handle = await sftp.open(upload, asyncssh.FXF_WRITE | asyncssh.FXF_APPEND, encoding=None)
+            except asyncssh.SFTPNoSuchFile:
+                raise HTTPError(409, f"The upload of {location.api_path} was interrupted (its partial file is "
+                                     "gone, e.g. after a server restart); upload it again.") from None
         async with handle:
             if chunk != 1:
                 await self._check_own_file(handle, location)
@@ -506,7 +510,7 @@ class ClusterFiles:
         if missing != ".":
             await sftp.makedirs(real_parent, exist_ok=True)
         name = posixpath.basename(location.remote)
-        staging = posixpath.join(real_parent, f".~{name}.{secrets.token_hex(4)}.jupyter-copy")
+        staging = posixpath.join(real_parent, f".~{name}.{secrets.token_hex(16)}.jupyter-copy")
         await sftp.mkdir(staging, asyncssh.SFTPAttrs(permissions=0o700))
         try:
             await sftp.chmod(staging, 0o700)  # whatever the umask made of it
