@@ -81,8 +81,11 @@ class HubBed:
 
     def __init__(self, bin_dir: Path, remote_python: str, users: list[str],
                  lifetime: int = LIFETIME, margin: int = MARGIN, extra_config: str = "",
-                 internal_ssl: bool = True) -> None:
+                 internal_ssl: bool = True, keyservice_tls: bool = True) -> None:
         self.bin_dir = bin_dir
+        # The key service over HTTPS, its certificate from a CA of the bed's that the hub pins
+        # (keyservice_ca_certs), as a site's should be: not plain HTTP on a loopback port.
+        self.keyservice_tls = keyservice_tls
         # JupyterHub's internal_ssl: TLS with the hub's own CAs between hub, proxy and servers.
         self.internal_ssl = internal_ssl
         self.extra_config = extra_config  # jupyterhub_config.py lines after the bed's own
@@ -121,8 +124,41 @@ class HubBed:
         for name in users:
             password = f"pw-{secrets.token_hex(6)} spaced"
             self.users[name] = (password, store.add_user(name, password))
+        self.keyservice_ca = self._make_keyservice_tls() if self.keyservice_tls else None
         self.keyservice_url = self.restart_keyservice(0)
-        self.ca_public_key = requests.get(self.keyservice_url + "get_ca_pubkey/default/", timeout=10).text.strip()
+        self.ca_public_key = requests.get(self.keyservice_url + "get_ca_pubkey/default/", timeout=10,
+                                          verify=self.keyservice_ca or True).text.strip()
+
+    def _make_keyservice_tls(self) -> str:
+        """A CA (its PEM readable by the hub's user) and the key service's certificate for 127.0.0.1."""
+        import datetime
+        import ipaddress
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
+        tls = self.root / "tls"
+        tls.mkdir(mode=0o755)
+        now = datetime.datetime.now(datetime.timezone.utc)
+        ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "jupyter-hpc test key service CA")])
+        ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+              .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+              .not_valid_after(now + datetime.timedelta(days=2))
+              .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True).sign(ca_key, hashes.SHA256()))
+        cert = (x509.CertificateBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+                .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=2))
+                .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                               critical=False).sign(ca_key, hashes.SHA256()))
+        write_private(tls / "ca.pem", ca.public_bytes(serialization.Encoding.PEM).decode(), 0o644)
+        write_private(tls / "keyservice.pem", cert.public_bytes(serialization.Encoding.PEM).decode())
+        write_private(tls / "keyservice.key", key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode())
+        return str(tls / "ca.pem")
 
     def restart_keyservice(self, port: int) -> str:
         """(Re)start the key service on ``port`` (0: any); its URL. Its state survives."""
@@ -132,10 +168,12 @@ class HubBed:
             log = self.logs / f"keyservice-{time.monotonic_ns()}.log"
         self.keyservice = LoggedProcess(
             [shutil.which("jupyter-hpc"), "keyservice", "--port", str(port), "--state-dir", str(self.ks_dir),
-             "--scope", "default", "--lifetime", str(self.lifetime), "--debug"],
+             "--scope", "default", "--lifetime", str(self.lifetime), "--debug",
+             *(["--certfile", str(self.root / "tls/keyservice.pem"), "--keyfile", str(self.root / "tls/keyservice.key")]
+               if self.keyservice_tls else [])],
             log, re.compile(""),
         )
-        match = self.keyservice.wait_for(re.compile(r"listening on (http://127\.0\.0\.1:\d+/)"), 30)
+        match = self.keyservice.wait_for(re.compile(r"listening on (https?://127\.0\.0\.1:\d+/)"), 30)
         return match.group(1)
 
     def _start_sshd(self, users: list[str]) -> None:
@@ -180,6 +218,7 @@ c.JupyterHub.pid_file = "{self.hub_dir}/jupyterhub.pid"
 c.JupyterHub.log_level = "DEBUG"
 c.JupyterHub.authenticator_class = "jupyter_hpc.hub.SSHCertAuthenticator"
 c.SSHCertAuthenticator.keyservice_url = "{self.keyservice_url}create_pair/default/"
+c.SSHCertAuthenticator.keyservice_ca_certs = "{self.keyservice_ca or ''}"
 c.SSHCertAuthenticator.expiry_margin = {self.margin}
 c.JupyterHub.spawner_class = "jupyter_hpc.hub.HPCSpawner"
 c.HPCSpawner.user_dir_root = "{self.hub_dir}/users"

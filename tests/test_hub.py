@@ -136,7 +136,8 @@ def test_refused_logins_show_the_login_page_with_their_reason(bed):
     totp = pyotp.TOTP(secret)
     browser = Browser(bed, CAROL)
     used = totp.now()
-    accepted = requests.post(f"{bed.keyservice_url}create_pair/default/", auth=(CAROL, password + used), timeout=30)
+    accepted = requests.post(f"{bed.keyservice_url}create_pair/default/", auth=(CAROL, password + used), timeout=30,
+                             verify=bed.keyservice_ca or True)
     assert accepted.status_code == 200  # the code is now spent
     wrong = "Wrong password or code."
     tries = [

@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -455,3 +456,28 @@ def test_a_neighbour_who_binds_a_servers_port_first_gets_no_token_or_key(bed):
         assert secret.encode() not in received, secret
     assert received[:1] in (b"\x16", b""), received[:40]  # TLS handshakes, never HTTP
     bed.api("DELETE", f"users/{SQUATTED}/server")
+
+
+def test_a_neighbour_who_binds_the_key_services_port_first_gets_no_password(bed):
+    """The key service restarts; another unix user binds its port first. The hub speaks HTTPS to
+    it with the key service's CA pinned (keyservice_ca_certs): the neighbour gets a TLS
+    handshake, never a password or code, and the login page says the service is unreachable."""
+    port = urlsplit(bed.keyservice_url).port
+    bed.keyservice.stop()
+    spy_user = ensure_user(NEIGHBOUR_USER)
+    squatter = subprocess.Popen(["runuser", "-u", spy_user.pw_name, "--", "/usr/bin/python3", "-c", SQUATTER,
+                                 str(port), "8"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    password = bed.users[SQUATTED][0]
+    try:
+        assert squatter.stdout.readline().strip() == "bound", squatter.stderr.read()
+        page = Browser(bed, SQUATTED).login()
+        out, err = squatter.communicate(timeout=60)
+    finally:
+        if squatter.poll() is None:
+            squatter.kill()
+        bed.restart_keyservice(port)
+    assert page.status_code == 503 and "key service" in page.text, (page.status_code, page.text[-1500:])
+    seen = eval(out)  # noqa: S307 - our own repr of a dict of an int and bytes
+    assert seen["connections"] >= 1, (out, err)  # the hub did reach the neighbour's port
+    assert password.encode() not in seen["bytes"] and b"Authorization" not in seen["bytes"]
+    assert seen["bytes"][:1] == b"\x16", seen["bytes"][:40]  # a TLS handshake, never HTTP

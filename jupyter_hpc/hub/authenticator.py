@@ -253,12 +253,23 @@ class SSHCertAuthenticator(Authenticator):
 
     def get_handlers(self, app):
         self.warn_of_granted_auth_state(app)
+        self.warn_of_plain_keyservice()
         self.check_sandbox(app)
         return [
             ("/login", SSHCertLoginHandler),
             ("/logout", SSHCertLogoutHandler),
             ("/api/oauth2/token", SSHCertOAuthTokenHandler),
         ]
+
+    def warn_of_plain_keyservice(self) -> None:
+        """Plain HTTP to a loopback key service: whoever binds its port first gets the logins."""
+        if urlsplit(self.keyservice_url).scheme == "http":
+            self.log.warning(
+                "SSHCertAuthenticator.keyservice_url %s is plain HTTP: a unix user of this host who binds "
+                "its port before the key service (at a restart) receives every password and code. Serve it "
+                "over HTTPS (jupyter hpc keyservice --certfile/--keyfile) and pin its CA with keyservice_ca_certs.",
+                self.keyservice_url,
+            )
 
     def check_sandbox(self, app) -> None:
         """At the hub's start: HPCSpawner's sandbox must work here, or be turned off by name."""
