@@ -286,12 +286,15 @@ def test_spawn_progress_names_the_stages_and_logout_clears_the_credential(bed):
     events = progress_events(bed, FRANK)
     spawn.join(120)
     messages = [event.get("message", "") for event in events]
-    assert [m for m in messages if not m.startswith("Server ready")] == [
+    said = [m for m in messages if not m.startswith("Server ready")]
+    assert said[:-1] == [
         "Server requested",  # JupyterHub's own first event
         "Preparing your server's private directory",
         "Starting your server (JupyterLab, cluster kernels only)",
         "Server started; the hub hands it your SSH certificate and it lists the cluster's kernels",
+        "Certificate received by your server",  # the server's own stages (hub/spawn_report.py)
     ], messages
+    assert re.fullmatch(r"Kernels on Cori discovered \([1-9]\d*\)", said[-1]), messages
     assert events[-1].get("ready") is True, events
     assert [e["progress"] for e in events[:-1]] == sorted(e["progress"] for e in events[:-1])
     browser.wait_server()

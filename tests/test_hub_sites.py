@@ -86,7 +86,11 @@ def alice(bed):
     browser = Browser(bed, ALICE)
     browser.logged_in_at = time.time()
     assert browser.login().status_code == 200
-    browser.wait_server()
+    try:
+        browser.wait_server()
+    except AssertionError:
+        said = [line for line in bed.hub.text().splitlines() if "scopes:" not in line and "GET /hub/api/users" not in line]
+        raise AssertionError("\n".join(said[-80:])) from None
     browser.lab = browser.open_lab()
     assert browser.lab.status_code == 200, browser.lab.text[-2000:]
     return browser
@@ -219,3 +223,60 @@ def test_a_relogin_after_the_certificate_ended_serves_the_files_with_no_restart(
         assert listing.status_code == 200, listing.text + bed.hub.text()[-4000:]
         assert f"after-{site}.txt" in {item["name"] for item in listing.json()["content"]}
     assert bed.user_model(ALICE)["servers"][""]["started"] == started
+
+
+def progress_events(bed, user: str) -> list[dict]:
+    """The hub's progress stream of ``user``'s spawn, until ready or failed."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with bed.api("GET", f"users/{user}/server/progress", stream=True) as reply:
+            if reply.status_code == 400:  # the spawn has not begun yet
+                time.sleep(0.05)
+                continue
+            assert reply.status_code == 200, reply.text
+            events = []
+            for line in reply.iter_lines(decode_unicode=True):
+                if line.startswith("data:"):
+                    events.append(json.loads(line[5:]))
+                    if events[-1].get("ready") or events[-1].get("failed"):
+                        return events
+            return events
+    raise AssertionError(f"{user}'s spawn never began")
+
+
+def respawn(bed) -> list[dict]:
+    """Stop Alice's server, start it again as the hub's home page does; its progress events."""
+    stopped = bed.api("DELETE", f"users/{ALICE}/server")
+    assert stopped.status_code in (202, 204), stopped.text
+    deadline = time.monotonic() + 60
+    while (bed.user_model(ALICE)["servers"] or {}).get("") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    started = bed.api("POST", f"users/{ALICE}/server")
+    assert started.status_code in (201, 202), started.text
+    return progress_events(bed, ALICE)
+
+
+@pytest.mark.timeout(300)
+def test_the_spawn_page_says_the_certificate_and_the_kernels_or_why_not(bed, alice):
+    """The spawn page names the server's own stages: the certificate received, each site's
+    kernels discovered. With no site answering, the spawn fails with the sites' errors
+    instead of starting a server whose launcher is empty."""
+    messages = [event.get("message", "") for event in respawn(bed)]
+    assert "Certificate received by your server" in messages, messages
+    for site in ("Cori", "Perlmutter"):
+        assert any(re.fullmatch(rf"Kernels on {site} discovered \([1-9]\d*\)", m) for m in messages), messages
+    assert messages.index("Certificate received by your server") < len(messages) - 1
+
+    for daemon in (bed.sshd, bed.perlmutter):
+        daemon.stop()
+    try:
+        events = respawn(bed)
+    finally:
+        for daemon in (bed.sshd, bed.perlmutter):
+            daemon.start()
+    assert events[-1].get("failed"), events
+    failure = events[-1]["message"]
+    assert failure.startswith("Spawn failed: Your server has no kernel to offer: Kernels on Cori not discovered:"), failure
+    assert "Kernels on Perlmutter not discovered:" in failure, failure
+    assert str(bed.sshd.port) in failure and str(bed.perlmutter.port) in failure, failure  # each site's own error
+    assert not (bed.user_model(ALICE)["servers"] or {}).get("", {}).get("ready"), bed.user_model(ALICE)

@@ -39,11 +39,14 @@ from traitlets import CaselessStrEnum, Dict, Float, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
 from ..sites import HPCSites, SiteConfigError
-from . import sandbox, state
+from . import sandbox, spawn_report, state
 from .lockdown import lockdown_config
 
 KERNELSPEC_MANAGER = "jupyter_hpc.kernelspecs.RemoteKernelSpecManager"
-CONTENTS_MANAGER = "jupyter_hpc.contents.SFTPContentsManager"
+# Every site's files, one folder per site when there are several; opens in the first home.
+CONTENTS_MANAGER = "jupyter_hpc.contents.ClusterContentsManager"
+# A kernel of one site started for another site's folder says so in its first output line.
+KERNEL_WEBSOCKET = "jupyter_hpc.server.notice.NoticeWebsocketConnection"
 KERNEL_MANAGER = "jupyter_hpc.server.kernel_manager.HPCMappingKernelManager"
 
 
@@ -154,6 +157,7 @@ class HPCCredentialMixin(LoggingConfigurable):
             config["ServerApp"]["kernel_manager_class"] = KERNEL_MANAGER
         if importable(CONTENTS_MANAGER):
             config["ServerApp"]["contents_manager_class"] = CONTENTS_MANAGER
+            config["ServerApp"]["kernel_websocket_connection_class"] = KERNEL_WEBSOCKET
         for section, values in self.server_config_overrides.items():
             config.setdefault(section, {}).update(values)
         return config
@@ -336,9 +340,19 @@ class HPCSpawner(HPCCredentialMixin, LocalProcessSpawner):
         await asyncio.get_running_loop().run_in_executor(None, self.prepare_user_dir)
         self._stage(30, "Starting your server (JupyterLab, cluster kernels only)")
         result = await super().start()
-        self.start_push()
         self._stage(60, "Server started; the hub hands it your SSH certificate and it lists the cluster's kernels")
+        # The certificate delivered and each site's kernels found, said on this page; a
+        # server that cannot offer a kernel fails here with the reason (spawn_report).
+        spawn_report.point_server_at(self, result)
+        try:
+            await spawn_report.report_server(self, self._stage, self.site_display_names(), self.start_timeout)
+        except spawn_report.ServerNotUsable:
+            await self.stop(now=True)
+            raise
         return result
+
+    def site_display_names(self) -> dict[str, str]:
+        return {site.name: site.display_name for site in HPCSites(config=self.config).all()}
 
     async def progress(self):
         sent = 0
