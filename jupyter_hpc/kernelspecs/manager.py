@@ -5,10 +5,12 @@
 Each site is listed in the SSH loop (one exec on its pooled connection) when the manager is
 made, again in the background once its list is older than ``discovery_ttl``, and on demand
 (:meth:`refresh`, the REST endpoint). Every read answers from the last list: JupyterLab polls
-``/api/kernelspecs`` every 61 s and none of those polls waits on SSH. Only the very first list
-after the server starts waits, at most ``first_list_timeout``, so a launcher opened at once
-shows the cluster's kernels. A site that cannot be reached keeps its last good list (or none)
-and the log says why.
+``/api/kernelspecs`` every 61 s and none of those polls waits on SSH, not even the first one after
+the server starts (it answers with what is known, possibly nothing; the JupyterLab extension
+asks again once the first lists are in, :meth:`first_listing`). A kernel start of a site's
+kernelspec awaits that site's first list (:meth:`wait_for_kernelspec`) instead of blocking the
+event loop on it. A site that cannot be reached keeps its last good list (or none) and the log
+says why.
 """
 
 from __future__ import annotations
@@ -33,6 +35,14 @@ from ..sites import HPCSites, configured_defaults
 from ..ssh.loop import in_ssh_loop, ssh_loop
 from .build import LocalSpec, local_kernelspecs, resources_digest, write_kernelspec
 from .discovery import DiscoveryResult, _discover
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,9 +73,10 @@ class RemoteKernelSpecManager(KernelSpecManager):
         "A site that failed is tried again after min(discovery_ttl, 30) seconds.",
     )
     first_list_timeout = Float(
-        3.0, config=True,
-        help="Seconds the first kernelspec list after the server starts may wait for the "
-        "sites' first discovery; later lists never wait.",
+        0.0, config=True,
+        help="Seconds the first /api/kernelspecs after the server starts may wait for the sites' "
+        "first discovery. 0 (the default): it answers at once with what is known; the "
+        "JupyterLab extension refreshes the launcher when the first lists are in.",
     )
     discovery_timeout = Float(
         30.0, config=True, help="Seconds one site's discovery (login included) may take before it fails.",
@@ -204,9 +215,30 @@ class RemoteKernelSpecManager(KernelSpecManager):
         if self._first_waited:
             return
         pending = [f for f in self._first if not f.done()]
-        if pending:
+        if pending and self.first_list_timeout > 0:
             await asyncio.wait([asyncio.wrap_future(f) for f in pending], timeout=self.first_list_timeout)
         self._first_waited = True
+
+    async def first_listing(self, timeout: float) -> bool:
+        """Await every site's first discovery, at most ``timeout`` seconds (the JupyterLab
+        extension asks, then refreshes the launcher); True when none is still running."""
+        pending = [f for f in self._first if not f.done()]
+        if pending:
+            await asyncio.wait([asyncio.wrap_future(f) for f in pending], timeout=timeout)
+        return all(f.done() for f in self._first)
+
+    async def wait_for_kernelspec(self, kernel_name: str, timeout: float | None = None) -> None:
+        """Await the first discovery of the site a kernelspec name belongs to (``<site>-…``)
+        while the name is not known yet; at most ``timeout`` (default ``discovery_timeout``)
+        seconds. Returns at once for a known name, a local spec, or a site already listed."""
+        name = kernel_name.lower()
+        if self._remote(name) is not None:
+            return
+        pending = [future for site, future in zip(self._sites, self._first)
+                   if name.startswith(site.lower() + "-") and not future.done()]
+        if pending:
+            await asyncio.wait([asyncio.wrap_future(f) for f in pending],
+                               timeout=self.discovery_timeout + 5 if timeout is None else timeout)
 
     def _remote(self, name: str) -> tuple[LocalSpec, str] | None:
         for listing in list(self._listings.values()):
@@ -247,15 +279,16 @@ class RemoteKernelSpecManager(KernelSpecManager):
     def get_kernel_spec(self, kernel_name: str) -> Any:
         """Synchronous, as jupyter_client's ``KernelManager.kernel_spec`` calls it; from memory.
 
-        Only while a site's first discovery runs (a server restarting under running kernels)
-        does a name of that site wait for it, at most ``first_list_timeout``."""
+        Never waits in a thread that runs an event loop (the server's: it awaits
+        :meth:`wait_for_kernelspec` first). A blocking caller (a script) asking for a name of a
+        site whose first discovery still runs waits for it, at most ``discovery_timeout``."""
         name = kernel_name.lower()
         found = self._remote(name)
-        if found is None and not in_ssh_loop():
+        if found is None and not in_ssh_loop() and not _loop_running():
             for site, future in zip(self._sites, self._first):
                 if name.startswith(site + "-") and not future.done():
                     try:
-                        future.result(self.first_list_timeout)
+                        future.result(self.discovery_timeout + 5)
                     except Exception:
                         pass
             found = self._remote(name)

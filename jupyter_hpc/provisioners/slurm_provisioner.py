@@ -26,7 +26,7 @@ from traitlets import CaselessStrEnum, Float, Int, List, Unicode, validate
 
 from ..errors import KernelLaunchError, NodeUnreachableError, SlurmError, SSHConnectError
 from ..launcher import RemoteKernel, launcher_source
-from ..ssh import SiteConnection, SSHTarget, get_pool
+from ..ssh import SiteConnection, SSHTarget, get_pool, run_in_ssh_loop
 from ..slurm.batch import DEFAULT_BATCH_TEMPLATE, render_batch_script
 from ..slurm.commands import checked_value, sbatch_argv, step_argv
 from ..slurm.site import SlurmQueue, cancel, node_address, submit
@@ -61,12 +61,28 @@ class SlurmProvisioner(SSHProvisioner):
         "Its last line must run the launcher as the default does.",
     )
     queue_timeout = Float(
-        600.0, config=True,
-        help="Seconds a kernel's job may wait in the queue before the start fails and the job is cancelled.",
+        None, allow_none=True, config=True,
+        help="Seconds a kernel's job may wait in the queue before the start fails and the job is "
+        "cancelled, e.g. 3600. None (the default): it waits until it runs or the user cancels it "
+        "(the status bar's Cancel, or shutting the kernel down); the server does not hold a "
+        "request open meanwhile.",
     )
     poll_interval = Float(
         1.0, config=True,
         help="Seconds between squeue calls while jobs wait; one call covers all of a site's waiting jobs.",
+    )
+    idle_timeout = Float(
+        3600.0, allow_none=True, config=True,
+        help="Seconds a kernel may go without running anything before it is ended, and its "
+        "job with it, so an unattended allocation is given back, e.g. 7200. A warning in the "
+        "notebook (with 'keep it') comes idle_warning seconds before. None or 0: never (the "
+        "server's own cull_idle_timeout still applies). Needs the server's "
+        "HPCMappingKernelManager.",
+    )
+    idle_warning = Float(
+        300.0, config=True,
+        help="Seconds before idle_timeout ends a kernel at which the notebook warns (at most half "
+        "of idle_timeout).",
     )
     node_access = CaselessStrEnum(
         ["jump", "direct"], default_value="jump", config=True,
@@ -94,8 +110,19 @@ class SlurmProvisioner(SSHProvisioner):
             raise ValueError(f"restart_window must be a finite number of seconds, not {proposal['value']!r}")
         return value
 
+    @validate("idle_timeout", "idle_warning")
+    def _idle_seconds(self, proposal: dict) -> float | None:
+        value = proposal["value"]
+        if value is None:
+            return None
+        if not math.isfinite(float(value)) or float(value) < 0:
+            raise ValueError(f"{proposal['trait'].name} must be a number of seconds >= 0, not {value!r}")
+        return float(value)
+
     @validate("queue_timeout", "poll_interval")
-    def _positive(self, proposal: dict) -> float:
+    def _positive(self, proposal: dict) -> float | None:
+        if proposal["value"] is None and proposal["trait"].name == "queue_timeout":
+            return None
         if not math.isfinite(float(proposal["value"])) or float(proposal["value"]) <= 0:
             raise ValueError(f"{proposal['trait'].name} must be positive")
         return float(proposal["value"])
@@ -113,9 +140,28 @@ class SlurmProvisioner(SSHProvisioner):
     _kept_job: tuple[str, str, str] | None = None  # (job id, staging token, node) across a restart
     _job_token: str | None = None
     _saved_job: tuple[str, str] | None = None  # (job id, node): the running job, or a saved one
+    #: The job submitted and not yet attached: {"job_id", "job_token", "answer_file", "request_file"}. Recorded by
+    #: the server the moment sbatch answers, so a restarted server finds it still queued.
+    queued_job: dict[str, str] | None = None
+    _caller_loop: asyncio.AbstractEventLoop | None = None  # the kernel manager's loop
 
-    def start_deadline(self) -> float:
+    def start_deadline(self) -> float | None:
+        if self.queue_timeout is None:
+            return None  # the queue wait is the user's to end (Cancel), not a timer's
         return self.queue_timeout + 2 * self.launch_timeout + 5
+
+    async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> Any:
+        """Reached from ``KernelManager._launch_kernel``; as ``SSHProvisioner``'s (calls
+        ``super()``), noting the manager's loop so the submission can be announced in it."""
+        self._caller_loop = asyncio.get_running_loop()
+        return await super().launch_kernel(cmd, **kwargs)
+
+    def _announce_job(self) -> None:
+        """In the SSH loop, right after sbatch answered: tell the kernel manager (its
+        ``job_submitted``, in its own loop), which records the job before the queue wait."""
+        announce = getattr(self.parent, "job_submitted", None)
+        if announce is not None and self._caller_loop is not None and not self._caller_loop.is_closed():
+            self._caller_loop.call_soon_threadsafe(announce)
 
     def _stream_local_hint(self, login: SiteConnection) -> bool | None:
         if self.node_access == "direct":
@@ -188,14 +234,19 @@ class SlurmProvisioner(SSHProvisioner):
             )
             job_id = await submit(login, sbatch_argv(self.sbatch_options(), job_name), script)
             log.info("kernel %s submitted as job %s on %s", self.kernel_id, job_id, login.target.host)
+            self.queued_job = {"job_id": job_id, "job_token": token, "answer_file": answer_file,
+                               "request_file": request_file}
+            self._announce_job()
             state = await self._wait_running(login, job_id)
             remote = await self._attach(login, job_id, state.nodes, answer_file)
         except BaseException:
+            self.queued_job = None
             if job_id is not None:
                 await asyncio.shield(cancel(login, job_id))
             # A job that never ran leaves its request (signing key inside) behind: remove it.
             await asyncio.shield(self._unstage(login, request_file, answer_file))
             raise
+        self.queued_job = None
         self._job_token = token
         return remote
 
@@ -214,11 +265,13 @@ class SlurmProvisioner(SSHProvisioner):
             raise KernelLaunchError("no SLURM job id or node was saved for this kernel")
         job_id, node = self._saved_job
         login = await get_pool().connect(target)
-        state = (await SlurmQueue.of(login).query([job_id])).get(job_id)
+        queue = self.queue = SlurmQueue.of(login)
+        state = (await queue.query([job_id])).get(job_id)
         if state is None or state.state != RUNNING:
             raise KernelLaunchError(
                 f"its job {job_id} is {state.state if state is not None else 'no longer in the queue'}"
             )
+        self.queue_state = state  # its walltime left, so the warnings before the end still come
         return await self._monitor_on_node(login, job_id, node, dict(request, ready_timeout=self.launch_timeout))
 
     async def _monitor_on_node(self, login: SiteConnection, job_id: str, node: str, attach: dict[str, Any]) -> RemoteKernel:
@@ -353,10 +406,101 @@ class SlurmProvisioner(SSHProvisioner):
         info["job_token"] = self._job_token  # names the job's request file, for a restart in the allocation
         return info
 
+    def queued_job_info(self) -> dict[str, Any] | None:
+        """What a restarted server needs to take over the job still queued: ids (site, job id,
+        staging token, answer file) and the session's secrets (the job's kernel signs with
+        them); None when no job waits. Synchronous, for the record written as sbatch answers."""
+        if self.queued_job is None:
+            return None
+        secrets = {k: v.decode() if isinstance(v, bytes) else v for k, v in self._session_secrets().items()}
+        return {
+            "kernel_id": self.kernel_id,
+            "connection_info": secrets,
+            "host": self.host, "port": self.port, "username": self.username,
+            "local_transport": self.local_transport,
+            "queued_job": dict(self.queued_job),
+        }
+
     async def load_provisioner_info(self, provisioner_info: dict) -> None:
         """Reattach to the kernel in the saved job, on its node (see ``_monitor_existing``);
-        calls ``super()``. A job that has ended leaves ``has_process`` false, the reason logged."""
+        calls ``super()``. A job that has ended leaves ``has_process`` false, the reason logged.
+        A job saved while queued (``queued_job``) is only noted: :meth:`follow_queued_job` waits
+        for it to run and attaches, :meth:`cancel_queued_job` ends it."""
         job_id, node = provisioner_info.get("job_id"), provisioner_info.get("node")
         self._saved_job = (str(job_id), str(node)) if job_id and node else None
         self._job_token = provisioner_info.get("job_token")
+        queued = provisioner_info.get("queued_job")
+        self.queued_job = dict(queued) if isinstance(queued, dict) and queued.get("job_id") else None
         await super().load_provisioner_info(provisioner_info)
+
+    async def follow_queued_job(self) -> dict[str, Any]:
+        """After a server restart: wait (without limit unless ``queue_timeout``) for the job a
+        previous server submitted to run, attach to its kernel and forward its channels with
+        the recorded secrets. Returns the connection info; a job that ended or was cancelled
+        raises SlurmError saying so. Reached from the server's kernel manager only."""
+        if self.queued_job is None:
+            raise KernelLaunchError("no queued SLURM job was saved for this kernel")
+        self._caller_loop = asyncio.get_running_loop()
+        self._remote, self.connection_info = await asyncio.wait_for(
+            run_in_ssh_loop(self._follow(self.ssh_target())), self.start_deadline()
+        )
+        return self.connection_info
+
+    async def _follow(self, target: SSHTarget) -> tuple[RemoteKernel, dict[str, Any]]:
+        job = self.queued_job or {}
+        login = await get_pool().connect(target)
+        job_id = job["job_id"]
+        try:
+            state = await self._wait_running(login, job_id)
+            remote = await self._attach(login, job_id, state.nodes, job["answer_file"])
+        except BaseException:
+            await asyncio.shield(cancel(login, job_id))
+            await asyncio.shield(self._unstage(login, job["answer_file"], job["request_file"]))
+            self.queued_job = None
+            raise
+        secrets = {k: v for k, v in self.connection_info.items()
+                   if k in ("key", "signature_scheme", "curve_publickey", "curve_secretkey")}
+        if isinstance(secrets.get("key"), str):
+            secrets["key"] = secrets["key"].encode()
+        try:
+            info = await self._forward(remote.connection, remote.answer, secrets)
+        except BaseException:
+            await self._stop_kernel(remote)
+            raise
+        if self._reconnectable():
+            remote.on_lost = self._reconnect
+        self._job_token, self.queued_job = job.get("job_token"), None
+        log.info("kernel %s: job %s, queued under the previous server, attached on %s", self.kernel_id,
+                 job_id, state.nodes)
+        return remote, info
+
+    async def cancel_waiting_job(self) -> bool:
+        """Cancel the job of a start still under way (queued, or running but not yet attached):
+        the start then fails saying the user cancelled it. False when no job is submitted yet."""
+        job = self.queued_job
+        if job is None:
+            return False
+        self.cancel_requested = True
+
+        async def go() -> None:
+            await cancel(await get_pool().connect(self.ssh_target()), job["job_id"])
+
+        await run_in_ssh_loop(go())
+        log.info("kernel %s: job %s cancelled at the user's request before its kernel started",
+                 self.kernel_id, job["job_id"])
+        return True
+
+    async def cancel_queued_job(self) -> None:
+        """End the job a previous server left queued (``reattach_queued = "cancel"``), and
+        remove its staged request (the signing key is in it)."""
+        job = self.queued_job
+        if job is None:
+            return
+
+        async def go() -> None:
+            login = await get_pool().connect(self.ssh_target())
+            await cancel(login, job["job_id"])
+            await self._unstage(login, job["answer_file"], job["request_file"])
+
+        await run_in_ssh_loop(go())
+        self.queued_job = None

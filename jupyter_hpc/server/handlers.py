@@ -9,6 +9,7 @@
   walltime left, from the provisioners' own single squeue poll per site (no scheduler call).
 - ``DELETE …/slurm/kernels/<kernel id>``: cancel that kernel's job. A queued start then fails
   with the job's state; a running kernel is shut down (which cancels its job).
+- ``POST …/slurm/kernels/<kernel id>/keep``: the idle warning's "keep it".
 - ``GET  …/slurm/jobs``: the user's jobs on each site (the magics' typed squeue), kernel jobs
   marked; one squeue per site per ``JOBS_TTL`` whatever the number of browsers.
 - ``DELETE …/slurm/jobs/<site>/<job id>``: scancel one of the user's jobs.
@@ -173,17 +174,23 @@ class KernelJobHandler(SlurmHandler):
             await ensure_async(km_map.shutdown_kernel(kernel_id))  # stops the kernel, cancels its job
             self.finish(json.dumps({"kernel_id": kernel_id, "cancelled": state.job_id if state else None}))
             return
-        if state is None:
+        if state is None or not await provisioner.cancel_waiting_job():
             self.fail(409, "The kernel's job is not submitted yet; try again in a moment")
-        target = provisioner.ssh_target()
-        provisioner.cancel_requested = True  # its start then fails saying so, not that the job vanished
-
-        async def go():
-            await cancel(await get_pool().connect(target), state.job_id)
-
-        await run_in_ssh_loop(go())
         self.log.info("Cancelled job %s of starting kernel %s at the user's request", state.job_id, kernel_id)
         self.finish(json.dumps({"kernel_id": kernel_id, "cancelled": state.job_id}))
+
+
+class KeepHandler(SlurmHandler):
+    """``POST …/slurm/kernels/<kernel id>/keep``: the idle warning's "keep it" (the idle clock
+    starts again)."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, kernel_id: str) -> None:
+        idle = getattr(self.kernel_manager, "idle", None)
+        if idle is None or not idle.keep(kernel_id):
+            self.fail(404, f"No SLURM kernel {kernel_id!r} with an idle_timeout on this server")
+        self.finish(json.dumps({"kernel_id": kernel_id, "kept": True}))
 
 
 class JobsHandler(SlurmHandler):
@@ -299,6 +306,7 @@ class JobHandler(JobsHandler):
 HANDLERS: list[tuple[str, type]] = [
     (r"/jupyter-hpc/api/slurm/kernels", KernelsHandler),
     (r"/jupyter-hpc/api/slurm/kernels/([^/]+)", KernelJobHandler),
+    (r"/jupyter-hpc/api/slurm/kernels/([^/]+)/keep", KeepHandler),
     (r"/jupyter-hpc/api/slurm/jobs", JobsHandler),
     (r"/jupyter-hpc/api/slurm/jobs/([^/]+)/([^/]+)", JobHandler),
     (r"/jupyter-hpc/api/slurm/pending/([^/]+)", PendingHandler),

@@ -2,7 +2,7 @@
 
 One JSON file in the Jupyter runtime directory::
 
-    {"version": 1, "kernels": {"<kernel id>": {"kernel_name": "...", "provisioner_info": {...}}}}
+    {"version": 1, "kernels": {"<kernel id>": {"kernel_name": "...", "path": "...", "provisioner_info": {...}}}}
 
 ``provisioner_info`` is what the provisioner's ``get_provisioner_info()`` returns: ids (host,
 pid, kernel directory, job id, local endpoints) and the kernel's connection info, whose signing
@@ -93,8 +93,13 @@ class KernelRecords:
     def __contains__(self, kernel_id: str) -> bool:
         return kernel_id in self._entries
 
-    def put(self, kernel_id: str, kernel_name: str, provisioner_info: dict[str, Any]) -> None:
-        self._entries[kernel_id] = {"kernel_name": kernel_name, "provisioner_info": provisioner_info}
+    def put(self, kernel_id: str, kernel_name: str, provisioner_info: dict[str, Any], path: str = "") -> None:
+        """Record (or update) a kernel: its kernelspec, the provisioner's ids (a SLURM job's
+        from the moment sbatch answers, ``queued_job`` then), and the notebook's path."""
+        entry: dict[str, Any] = {"kernel_name": kernel_name, "provisioner_info": provisioner_info}
+        if path:
+            entry["path"] = path
+        self._entries[kernel_id] = entry
         self._write()
 
     def drop(self, kernel_id: str) -> None:

@@ -60,6 +60,7 @@ def kernel_status(kernel_id: str, km: Any, now: float | None = None) -> dict[str
     left = None if left == NO_LIMIT else left
     if left is not None and state is not None and state.state == RUNNING and state.seen:
         left = max(0, int(left - (now - state.seen)))
+    idle = getattr(getattr(km, "parent", None), "idle", None)
     return {
         "kernel_id": kernel_id,
         "kernel_name": getattr(km, "kernel_name", ""),
@@ -75,6 +76,9 @@ def kernel_status(kernel_id: str, km: Any, now: float | None = None) -> dict[str
         "time_left_seconds": left if phase in ("running", "starting") else None,
         "resources": dict(getattr(km, "hpc_resources", None) or {}),
         "seen": state.seen if state else None,
+        "error": str(getattr(km, "reason", "") or "") if failed else "",
+        **(idle.status(kernel_id, km) if idle is not None else
+           {"idle_timeout": None, "idle_seconds": None, "idle_ends_in_seconds": None}),
     }
 
 
