@@ -852,6 +852,7 @@ def batch_main(request_path, answer_path):
     the kernel ends, the job waits ``restart_window`` seconds for the next request at the same
     path, so that a restart keeps the allocation instead of queueing again.
     """
+    started = time.monotonic()  # the lease runs from the job's first line
     request_path, answer_path = os.path.expanduser(request_path), os.path.expanduser(answer_path)
     current = {}
 
@@ -876,11 +877,45 @@ def batch_main(request_path, answer_path):
         os.rename(answer_path + ".tmp", answer_path)
         if not answer["ok"]:
             return 1
+        if not wait_for_attach(monitor, seconds(request, "lease", 0), started):
+            monitor.cleanup()
+            end_own_job("no server attached to the kernel within its lease (%.0f s) of the job's start"
+                        % seconds(request, "lease", 0))
+            return 1
         status = monitor.process.wait()
         monitor.cleanup()
         if not wait_for_file(request_path, seconds(request, "restart_window", 0)):
             break
+        started = time.monotonic()  # a restart's kernel is leased anew
     return status if status >= 0 else 128 - status
+
+
+def wait_for_attach(monitor, lease, started):
+    """Whether a server's monitor takes the batch job's kernel over (its claim) within
+    ``lease`` seconds of ``started`` (a lease of 0 waits for none). A server that died while
+    the job was queued never attaches: the job must not run to its walltime for no one."""
+    if lease <= 0:
+        return True
+    deadline = started + lease
+    while time.monotonic() < deadline:
+        if monitor.claimed_by_another() or monitor.process.poll() is not None:
+            return True
+        time.sleep(0.2)
+    return monitor.claimed_by_another()
+
+
+def end_own_job(why):
+    """End this batch job from its node: ``scancel`` of its own id where SLURM allows it (the
+    job shows CANCELLED and every step ends), else the batch script simply exits."""
+    sys.stdout.write("jupyter-hpc: %s; ending job %s\n" % (why, os.environ.get("SLURM_JOB_ID", "")))
+    sys.stdout.flush()
+    job_id = os.environ.get("SLURM_JOB_ID", "")
+    if job_id.isdigit():
+        try:
+            subprocess.run(["scancel", job_id], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            pass  # no scancel on the node: returning ends the batch script, and the job with it
 
 
 if __name__ == "__main__":
