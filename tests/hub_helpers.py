@@ -168,7 +168,8 @@ class HubBed:
             log = self.logs / f"keyservice-{time.monotonic_ns()}.log"
         self.keyservice = LoggedProcess(
             [shutil.which("jupyter-hpc"), "keyservice", "--port", str(port), "--state-dir", str(self.ks_dir),
-             "--scope", "default", "--lifetime", str(self.lifetime), "--debug",
+             "--scope", "default", "--trusted-proxy", "127.0.0.1",  # the hub: it names each browser's address
+             "--lifetime", str(self.lifetime), "--debug",
              *(["--certfile", str(self.root / "tls/keyservice.pem"), "--keyfile", str(self.root / "tls/keyservice.key")]
                if self.keyservice_tls else [])],
             log, re.compile(""),

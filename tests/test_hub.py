@@ -180,6 +180,28 @@ def test_key_service_down_is_a_message_on_the_login_page(bed):
         bed.restart_keyservice(port)
 
 
+def test_a_third_party_failing_at_the_login_page_locks_out_only_itself(bed):
+    """The lockout attack through the real hub: five wrong logins as Bob from another address
+    (127.0.0.2) lock that address out; Bob's own address is still only told "wrong password or
+    code". The hub passes each browser's address on, and the key service (which trusts the hub
+    as a proxy) keys its lockouts by it."""
+    from test_keyservice import from_address
+
+    attacker = Browser(bed, BOB)
+    attacker.session = from_address("127.0.0.2")
+    for _ in range(5):
+        page = attacker.login(password="not-bobs-password")
+        assert page.status_code == 403 and login_error(page).startswith("Wrong password or code."), login_error(page)
+    page = attacker.login()  # even the right password and code, from there
+    assert page.status_code == 403 and login_error(page).startswith("Too many failed logins"), login_error(page)
+    own = Browser(bed, BOB).login(password="not-bobs-password", code="000000")
+    assert own.status_code == 403 and login_error(own).startswith("Wrong password or code."), login_error(own)
+    events = [(r["event"], r.get("reason"), r["client"]) for r in audit(bed) if r.get("user") == BOB][-8:]
+    assert events == [("refused", "failed", "127.0.0.2")] * 4 + [("locked-out", None, "127.0.0.2"),
+                      ("refused", "failed", "127.0.0.2"), ("refused", "locked", "127.0.0.2"),
+                      ("refused", "failed", "127.0.0.1")], events
+
+
 def test_user_a_cannot_act_as_user_b(bed, alice, bob):
     # Alice's browser session at Bob's server: the hub refuses her (403), nothing starts.
     reply = alice.session.post(f"{bed.url}/user/{BOB}/api/kernels", json={"name": "cori-login-python3"}, timeout=60)
