@@ -157,12 +157,16 @@ class SFTPContentsManager(AsyncContentsManager):
 
     @property
     def cluster(self) -> ClusterFiles:
-        """The site's files; the login is built on first use so that a credential the hub
-        hands over after the server starts is the one used."""
+        """The site's files, logging in with the credential held now: the one the hub hands
+        over after the server starts, and after a re-login the new one, so a connection that
+        dropped is never reopened with a certificate that has ended."""
+        site = self._site
+        target = site.ssh_target()
         if self._cluster is None:
-            site = self._site
-            self._cluster = ClusterFiles(site.ssh_target(), site.roots, site.display_name,
+            self._cluster = ClusterFiles(target, site.roots, site.display_name,
                                          follow_links_out=self.follow_links_out)
+        elif self._cluster.target != target:
+            self._cluster.target = target
         return self._cluster
 
     async def _remote(self, work: Awaitable[T], api_path: str) -> T:
