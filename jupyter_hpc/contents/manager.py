@@ -107,9 +107,9 @@ class SFTPContentsManager(AsyncContentsManager):
         """The refusal of a read above max_content_mb, pointing at the streaming download."""
         shown = f"{size / 1048576:.0f} MB" if size else "larger"
         return HTTPError(
-            413, f"{path} is {shown}, more than the {self.max_content_mb} MB the server opens in the browser "
-            f"(c.SFTPContentsManager.max_content_mb). Download it instead (the file browser's Download, "
-            f"or files/{path} under this server, which streams it), or open it in a terminal on the cluster.",
+            413, f"{posixpath.basename(path)} is {shown}, more than the {self.max_content_mb} MB the server opens "
+            f"in the browser (c.SFTPContentsManager.max_content_mb). Download it instead (the file browser's "
+            f"Download, which streams it through /files/), or open it in a terminal on the cluster.",
         )
 
     async def read_capped(self, remote: str, path: str, size: int | None) -> bytes:
