@@ -1,4 +1,4 @@
-"""Issue 30: a pooled connection hands each burst of SSH packets to its socket in one send.
+"""Issue 30: a pooled connection sends a data packet and the ignore packet before it in one send.
 
 asyncssh writes an SSH_MSG_IGNORE packet before every encrypted packet; uncoalesced, a forwarded
 ZMQ message costs two sends (two TCP segments, two wake-ups of sshd). The real sshd is on the
@@ -42,7 +42,7 @@ def test_a_packet_and_its_ignore_packet_leave_in_one_send_and_arrive_intact(sshd
             process.stdin.write(b"one message\n")
             echoed = await process.stdout.readline()
             sent_for_one = list(calls)
-            for n in range(200):  # many writes in one callback: one send, every byte in order
+            for n in range(200):  # many writes in one callback: every byte arrives, in order
                 process.stdin.write(b"%d," % n)
             process.stdin.write_eof()
             rest = await process.stdout.read()

@@ -1,4 +1,4 @@
-"""One send per turn of the SSH loop: the packets a connection writes in one callback leave together.
+"""A data packet and the small packets written just before it leave the SSH connection in one send.
 
 asyncssh puts an ``SSH_MSG_IGNORE`` packet before every packet it encrypts (RFC 4251's
 countermeasure for CBC ciphers, kept for every cipher) and writes each packet on its own. With
@@ -6,10 +6,13 @@ TCP_NODELAY, each write is a ``send`` syscall and a TCP segment of its own, and 
 for the 36-byte ignore packet and again for the data. A forwarded ZMQ message, the kernel's
 round trip, thus cost two sends here and two wake-ups there.
 
-:func:`coalesce_writes` wraps the connection's transport so that writes made while one callback
-runs are queued and handed to the socket together (``writelines``, one ``writev`` under uvloop)
-as soon as the loop turns: the bytes and their order are the same, only the syscalls and
-segments are fewer. ``benchmarks/transport.py`` keeps a connection without it as a row of its own.
+:func:`coalesce_writes` wraps the connection's transport: a small write (up to
+``SMALL`` bytes: the ignore packet, a window adjust, an EOF) is held back and goes out with the
+next write, in one ``writelines`` (one ``writev`` under uvloop), or on its own as soon as the
+loop turns. A larger write is never delayed, so a callback that writes a request and then works
+on for a while (parsing a long SFTP reply) does not hold the request back. The bytes and their
+order are unchanged; only the syscalls and TCP segments are fewer. ``benchmarks/transport.py``
+keeps a connection without it as a row of its own.
 """
 
 from __future__ import annotations
@@ -22,8 +25,11 @@ from typing import Any
 log = logging.getLogger("jupyter_hpc.ssh")
 
 
+SMALL = 64  # bytes: an encrypted packet with next to no payload (36 for AES-GCM, 52 with an ETM MAC)
+
+
 class CoalescingTransport:
-    """A transport whose writes within one turn of the loop go out in one call of the real one.
+    """A transport that holds small writes back to go out with the next one.
 
     Anything but writing, closing and aborting is the wrapped transport's own (``__getattr__``).
     """
@@ -41,9 +47,17 @@ class CoalescingTransport:
             # must not leave bytes waiting for a loop that nothing wakes): hand it over.
             self._loop.call_soon_threadsafe(self.write, data)
             return
-        if not self._pending:
-            self._loop.call_soon(self._flush)
-        self._pending.append(data)
+        if len(data) <= SMALL:
+            if not self._pending:
+                self._loop.call_soon(self._flush)
+            self._pending.append(data)
+            return
+        if self._pending:
+            self._pending.append(data)
+            self._flush()
+        else:
+            self.sends += 1
+            self.wrapped.write(data)
 
     def writelines(self, list_of_data: Any) -> None:
         for data in list_of_data:
