@@ -1,4 +1,4 @@
-"""Log in to the sites of installed hpc kernelspecs when the server starts, before any kernel.
+"""Log in to the sites of installed hpc kernelspecs (and configured sites) as the server starts.
 
 A laptop's JupyterLab with a kernelspec from ``jupyter hpc install`` (or written by hand) would
 otherwise pay the TCP connect, key exchange and login on its first kernel, as well as the import
@@ -40,9 +40,11 @@ class ConnectAhead(LoggingConfigurable):
 
     enabled = Bool(
         True, config=True,
-        help="At the server's start, open the SSH connection of each installed hpc-ssh or "
-        "hpc-slurm kernelspec's login node in the background, so the first kernel pays no "
-        "login. Connections no kernel uses within pool_idle_lifetime are closed again.",
+        help="At the server's start, open in the background the SSH connection to the login node "
+        "of each installed hpc-ssh or hpc-slurm kernelspec and of each configured site, with a "
+        "launcher waiting there for an hpc-ssh kernel, so the first kernel pays no login and no "
+        "launcher start. Connections no kernel uses within pool_idle_lifetime are closed again. "
+        "Off in a hub's servers (no local kernelspecs; discovery logs in when the credential comes).",
     )
 
     def start(self, serverapp: Any) -> threading.Thread | None:
