@@ -39,6 +39,7 @@ def _fixed_port(spawner):
     if spawner.user.name == {SQUATTED!r}:
         spawner.port = {SQUAT_PORT}
 c.Spawner.pre_spawn_hook = _fixed_port
+c.Spawner.mem_limit = "2G"  # which bubblewrap cannot enforce: the log must say so
 """
 
 
@@ -302,6 +303,8 @@ def test_a_server_sees_nothing_of_the_hub_or_another_user(bed, mallory, victor):
     assert "NoNewPrivs:\t1" in Path(f"/proc/{pid}/status").read_text()
     for ns in ("user", "mnt", "pid", "ipc"):
         assert os.readlink(f"/proc/{pid}/ns/{ns}") != os.readlink(f"/proc/self/ns/{ns}"), ns
+    # A memory limit asked for is not silently dropped: bubblewrap sets none, and the log says so.
+    assert re.search(r"Spawner.mem_limit \(2147483648 bytes\) is not enforced", bed.hub.text())
     # Control: the hub's uid without the sandbox reads the hub's own files.
     outside = subprocess.run(["runuser", "-u", bed.hub_entry.pw_name, "--", "/usr/bin/python3", "-c", INSIDE_PROBE,
                               json.dumps(targets)], capture_output=True, text=True, timeout=60)
