@@ -280,3 +280,30 @@ def test_the_spawn_page_says_the_certificate_and_the_kernels_or_why_not(bed, ali
     assert "Kernels on Perlmutter not discovered:" in failure, failure
     assert str(bed.sshd.port) in failure and str(bed.perlmutter.port) in failure, failure  # each site's own error
     assert not (bed.user_model(ALICE)["servers"] or {}).get("", {}).get("ready"), bed.user_model(ALICE)
+
+
+@pytest.mark.timeout(300)
+def test_a_server_that_cannot_take_the_certificate_fails_the_spawn_naming_the_fix(remote_python):
+    """An admin's override that replaces the servers' extensions (dropping the one that takes
+    the certificate from the hub) is said on the spawn page with the fix, not only in a log."""
+    wrong = ('\nc.HPCSpawner.server_config_overrides = {"ServerApp": {"jpserver_extensions": '
+             '{"jupyterlab": True, "jupyter_hpc.server": True}}}\n')
+    hub = HubBed(ensure_demo_venv(), remote_python, [ALICE], extra_config=wrong)
+    try:
+        browser = Browser(hub, ALICE)
+        page = browser.login_page()
+        xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.text).group(1)
+        login = browser.session.post(f"{hub.url}/hub/login?next=", allow_redirects=False, timeout=60, data={
+            "_xsrf": xsrf, "username": ALICE, "password": hub.users[ALICE][0], "otp": hub.code(ALICE)})
+        assert login.status_code == 302, login.text
+        started = hub.api("POST", f"users/{ALICE}/server")
+        assert started.status_code in (201, 202), started.text
+        events = progress_events(hub, ALICE)
+        assert events[-1].get("failed"), events
+        message = events[-1]["message"]
+        assert "jupyter_hpc.hub.singleuser server extension is not enabled" in message, message
+        assert "server_config_overrides" in message, message
+        assert not (hub.user_model(ALICE)["servers"] or {}).get("", {}).get("ready")
+    finally:
+        hub.stop()
+        hub.cleanup()

@@ -26,7 +26,7 @@ from urllib.parse import urlparse
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 #: Seconds a server that answers 404 to the push (not yet, or never, serving it) is given.
-PUSH_404_GRACE = 10.0
+PUSH_404_GRACE = 3.0
 
 
 class ServerNotUsable(Exception):
