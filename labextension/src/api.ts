@@ -50,6 +50,21 @@ export class SlurmAPI {
     return this.request(`kernels/${encodeURIComponent(kernelId)}`, { method: 'DELETE' });
   }
 
+  /** The idle warning's "Keep it": the kernel's idle clock starts again. */
+  keepKernel(kernelId: string): Promise<unknown> {
+    return this.request(`kernels/${encodeURIComponent(kernelId)}/keep`, { method: 'POST' });
+  }
+
+  /** Resolves once the sites' first kernelspec lists are in (or after ``timeout`` seconds). */
+  async firstKernelspecs(timeout = 60): Promise<{ complete: boolean }> {
+    const url = URLExt.join(this.settings.baseUrl, 'jupyter-hpc/api/kernelspecs/first') + `?timeout=${timeout}`;
+    const response = await ServerConnection.makeRequest(url, {}, this.settings);
+    if (!response.ok) {
+      throw new Error(`${response.status} ${response.statusText}`);
+    }
+    return response.json();
+  }
+
   jobs(refresh = false): Promise<IJobsListing> {
     return this.request(`jobs${refresh ? '?refresh=1' : ''}`);
   }

@@ -22,6 +22,7 @@ import { quietCancelPlugin } from './cancel_plugin';
 import { askResources } from './dialog';
 import { ChoiceMemory, IChoice, IKernelStart, IKernelStatus, isSlurmSpec, kernelStartOf } from './model';
 import { ClusterSidebar } from './sidebar';
+import { IdleWarnings } from './idle';
 import { KernelStatusPoller, SlurmStatusView, WalltimeWarnings, cancelStart } from './status';
 import { activateTerminals } from './terminals';
 
@@ -169,7 +170,15 @@ const plugin: JupyterFrontEndPlugin<void> = {
         }
       }
     });
+    new IdleWarnings(api, () => poller.statuses, poller.changed);
     poller.start();
+
+    // The server answers its first /api/kernelspecs at once, before the sites' first lists are
+    // in (it never waits on SSH): once they are, the launcher asks again.
+    void api.firstKernelspecs().then(
+      () => app.serviceManager.kernelspecs.refreshSpecs(),
+      error => console.warn('jupyter-hpc: first kernelspec lists', error)
+    );
 
     // Terminals on the cluster: a tile per site, "Terminal on this job's node" in the Kernel menu.
     activateTerminals(app, launcher, mainMenu, () => {

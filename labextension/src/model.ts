@@ -72,6 +72,13 @@ export interface IKernelStatus {
   est_start: string;
   time_limit: string;
   time_left_seconds: number | null;
+  /** Why the start failed (phase 'failed'). */
+  error?: string;
+  /** The target's idle_timeout (seconds), how long the kernel has been idle, and, once the
+   * warning is due, the seconds until it ends (else null). */
+  idle_timeout?: number | null;
+  idle_seconds?: number | null;
+  idle_ends_in_seconds?: number | null;
 }
 
 /** A kernelspec model's metadata names our SLURM provisioner. */

@@ -59,7 +59,8 @@ export class KernelStatusPoller {
     } catch (error) {
       console.warn('jupyter-hpc: SLURM kernel status', error);
     }
-    const busy = this._statuses.some(s => s.phase !== 'running') || Date.now() < this._hurryUntil;
+    const busy = this._statuses.some(s => s.phase !== 'running' || (s.idle_ends_in_seconds ?? null) !== null) ||
+      Date.now() < this._hurryUntil;
     const delay = document.hidden ? 30000 : busy ? 1000 : 15000;
     this._timer = window.setTimeout(() => void this.poll(), delay);
   }
