@@ -484,3 +484,15 @@ def test_a_neighbour_who_binds_the_key_services_port_first_gets_no_password(bed)
     assert seen["connections"] >= 1, (out, err)  # the hub did reach the neighbour's port
     assert password.encode() not in seen["bytes"] and b"Authorization" not in seen["bytes"]
     assert seen["bytes"][:1] == b"\x16", seen["bytes"][:40]  # a TLS handshake, never HTTP
+
+
+def test_passwords_never_cross_the_network_in_clear():
+    """The hub refuses a plain-HTTP key service on another host (the password and code would
+    cross the network readable), and accepts HTTPS, or plain HTTP on loopback only."""
+    from jupyter_hpc.hub.authenticator import SSHCertAuthenticator
+
+    for url in ("http://192.0.2.10:8990/create_pair/default/", "http://keys.example.org/create_pair/default/"):
+        with pytest.raises(ValueError, match="in clear"):
+            SSHCertAuthenticator(keyservice_url=url)
+    for url in ("https://keys.example.org/create_pair/default/", "http://127.0.0.1:8990/create_pair/default/"):
+        assert SSHCertAuthenticator(keyservice_url=url).keyservice_url == url
