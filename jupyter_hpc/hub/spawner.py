@@ -2,10 +2,12 @@
 
 Users of a hub like NERSC's have accounts on the cluster, not on the hub host. So the server
 runs as the hub's unix user (no setuid, no sudo) and is configured so that no user code runs
-on the hub host: kernelspecs only from the cluster (``RemoteKernelSpecManager``,
-``include_local = False``), files over SFTP where the contents manager is installed,
-terminals off. Each user's server gets a 0700 directory of its own for HOME, config, runtime
-and data; it holds no secret.
+on the hub host: kernelspecs, files and terminals only on the cluster, and every path that
+would run or render user content locally turned off (:mod:`jupyter_hpc.hub.lockdown`). Each
+user's server gets a 0700 directory of its own for HOME, config, runtime and data (it holds no
+secret), and runs in a bubblewrap sandbox that shows it that directory and the Python
+environment, nothing else of the hub's (:mod:`jupyter_hpc.hub.sandbox`). Its kernels' channels
+end in Unix sockets there.
 
 The SSH credential never travels in the environment, argv or a file: the hub pushes it to the
 server (:mod:`jupyter_hpc.hub.singleuser`) once the server answers after a spawn and at every
