@@ -41,7 +41,7 @@ ETC_FILES = (
 USR_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 
 WHAT_OFF_GIVES_UP = (
-    "sandbox = 'off': every user's server runs as the hub's unix user with the hub's whole file system and "
+    "every user's server runs as the hub's unix user with the hub's whole file system and "
     "processes in view, so a hole in one server reads the hub's database (every user's encrypted SSH key), "
     "its config and cookie secret, other users' server directories and processes"
 )
