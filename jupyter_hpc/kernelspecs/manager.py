@@ -222,10 +222,15 @@ class RemoteKernelSpecManager(KernelSpecManager):
     async def first_listing(self, timeout: float) -> bool:
         """Await every site's first discovery, at most ``timeout`` seconds (the JupyterLab
         extension asks, then refreshes the launcher); True when none is still running."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        # A hub's server lists nothing until its credential arrives (wait_for_credential).
+        while not self._first and self._sites and loop.time() < deadline:
+            await asyncio.sleep(0.2)
         pending = [f for f in self._first if not f.done()]
         if pending:
-            await asyncio.wait([asyncio.wrap_future(f) for f in pending], timeout=timeout)
-        return all(f.done() for f in self._first)
+            await asyncio.wait([asyncio.wrap_future(f) for f in pending], timeout=max(0.0, deadline - loop.time()))
+        return bool(self._first or not self._sites) and all(f.done() for f in self._first)
 
     async def wait_for_kernelspec(self, kernel_name: str, timeout: float | None = None) -> None:
         """Await the first discovery of the site a kernelspec name belongs to (``<site>-…``)

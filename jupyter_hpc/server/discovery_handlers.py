@@ -1,4 +1,5 @@
-"""``POST /jupyter-hpc/api/kernelspecs/refresh``: list the sites' kernelspecs again now.
+"""``POST /jupyter-hpc/api/kernelspecs/refresh``: list the sites' kernelspecs again now;
+``GET /jupyter-hpc/api/kernelspecs/first``: wait for the sites' first lists.
 
 For a kernelspec just written on the cluster (``jupyter hpc kernel create``, or by hand): the
 launcher's next poll of /api/kernelspecs then shows it, with no restart and no TTL wait.
@@ -42,5 +43,24 @@ class RefreshKernelSpecsHandler(APIHandler):
         self.finish(json.dumps({"sites": sites}))
 
 
+class FirstKernelSpecsHandler(APIHandler):
+    """``GET …/kernelspecs/first?timeout=N``: answers once every site's first kernelspec list is
+    in (at most N seconds, 60 by default): /api/kernelspecs answers at once, before that, and
+    the JupyterLab extension refreshes the launcher when this returns. Awaited, never blocking."""
+
+    auth_resource = "kernelspecs"
+
+    @web.authenticated
+    async def get(self) -> None:
+        try:
+            timeout = min(max(float(self.get_argument("timeout", "60")), 0.0), 300.0)
+        except ValueError:
+            raise web.HTTPError(400, "timeout must be a number of seconds") from None
+        first = getattr(self.kernel_spec_manager, "first_listing", None)
+        complete = True if first is None else await first(timeout)
+        self.finish(json.dumps({"complete": complete}))
+
+
 def handlers(base_url: str) -> list:
-    return [(url_path_join(base_url, "jupyter-hpc/api/kernelspecs/refresh"), RefreshKernelSpecsHandler)]
+    return [(url_path_join(base_url, "jupyter-hpc/api/kernelspecs/refresh"), RefreshKernelSpecsHandler),
+            (url_path_join(base_url, "jupyter-hpc/api/kernelspecs/first"), FirstKernelSpecsHandler)]
