@@ -20,7 +20,6 @@ import threading
 import time
 from pathlib import Path
 
-import requests
 
 from jupyter_hpc.kernelspecs import remote_discovery
 from lab_browser import browser  # noqa: F401 (a fixture)
