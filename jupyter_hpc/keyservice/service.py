@@ -109,7 +109,9 @@ class KeyService(LoggingConfigurable):
         2, help="Password checks of one client address run at once; more wait in line.",
     ).tag(config=True)
     max_waiting_per_address = Integer(
-        256, help="Requests of one address waiting for a check slot (a hub that is not a trusted proxy sends all its users' logins from one address); beyond them the address gets 429.",
+        256,
+        help="""Requests of one address waiting for a check slot (a hub that is not a trusted proxy
+        sends all its users' logins from one address); beyond them the address gets 429.""",
     ).tag(config=True)
 
     @default("max_checks")
