@@ -19,6 +19,7 @@ import { IStatusBar } from '@jupyterlab/statusbar';
 import { SlurmAPI } from './api';
 import { CANCELLED_STATUS } from './cancel';
 import { quietCancelPlugin } from './cancel_plugin';
+import { landingPlugin } from './landing_plugin';
 import { askResources } from './dialog';
 import { ChoiceMemory, IChoice, IKernelStart, IKernelStatus, isSlurmSpec, kernelStartOf } from './model';
 import { ClusterSidebar } from './sidebar';
@@ -188,4 +189,4 @@ const plugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default [plugin, quietCancelPlugin];
+export default [plugin, quietCancelPlugin, landingPlugin];
