@@ -4,7 +4,9 @@ sshproxy makes each pair with two ssh-keygen processes (``-t rsa -m PEM``, then 
 through temporary files; ours makes it in-process with asyncssh. Both are timed here in the
 same run, interleaved. Then whole ``POST /create_pair/default/`` logins against the real
 service (a subprocess, as deployed): one after another and N at once, with the service's CPU
-seconds per login read from /proc (argon2id verification is most of it, by design).
+seconds per login read from /proc (argon2id verification is most of it, by design). Last, refusals
+of a known name's wrong password against an unknown name's, interleaved: they should cost the same
+(an unknown name is verified against a dummy hash of the users' cost), so timing tells no names.
 
     python benchmarks/keyservice.py [--rounds 20] [--users 20]
 
@@ -103,6 +105,20 @@ async def login_table(users: int, work: Path) -> list[str]:
         together = await asyncio.gather(*(login(name) for name in names[half:]))
         wall = (time.perf_counter() - start) * 1000
         cpu_all = (cpu_seconds(process.pid) - cpu) * 1000 / len(together)
+        from jupyter_hpc.keyservice import LoginRefused
+
+        async def refused(name: str) -> float:
+            start = time.perf_counter()
+            try:
+                await request_certificate(url, name, "not-the-password", "123456")
+            except LoginRefused:
+                return (time.perf_counter() - start) * 1000
+            raise AssertionError(f"{name} was not refused")
+
+        known, unknown = [], []
+        for n, name in enumerate(names):  # one failure per name: no lockout in the way
+            known.append(await refused(name))
+            unknown.append(await refused(f"nobody{n}"))
     finally:
         process.terminate()
         process.wait(10)
@@ -110,6 +126,9 @@ async def login_table(users: int, work: Path) -> list[str]:
         row(f"login (POST create_pair), {len(one_by_one)} one after another", one_by_one, f"cpu {cpu_one:.0f} ms/login"),
         row(f"login, {len(together)} at once (each)", list(together),
             f"cpu {cpu_all:.0f} ms/login, all done in {wall:.0f} ms"),
+        row("refusal: a known name, wrong password", known, "(baseline)"),
+        row("refusal: an unknown name", unknown,
+            f"x{statistics.median(unknown) / statistics.median(known):.2f} the known name's time"),
     ]
 
 
