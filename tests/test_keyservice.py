@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import grp
 import json
 import os
+import pwd
 import shutil
 import stat
 import subprocess
@@ -488,6 +490,16 @@ async def test_on_a_unix_socket_no_other_user_connects_or_binds_first(tmp_path):
                                             f"import socket; socket.socket(socket.AF_UNIX).bind({str(run_dir / 'x.sock')!r})"],
                                             capture_output=True, text=True)
             assert squat.returncode != 0 and "Permission denied" in squat.stderr
+        # A hub running as another user reaches it through the socket's group (mode 0660).
+        group = grp.getgrgid(pwd.getpwnam(NEIGHBOUR_USER).pw_gid).gr_name
+        async with KeyService(state_dir=str(tmp_path / "state"), scopes={"default": {}}, unix_socket=str(sock),
+                              unix_socket_mode=0o660, unix_socket_group=group):
+            assert sock.lstat().st_gid == pwd.getpwnam(NEIGHBOUR_USER).pw_gid
+            member = await asyncio.to_thread(run_as, NEIGHBOUR_USER, ["python3", "-c", probe, str(sock)],
+                                             capture_output=True, text=True)
+            assert member.stdout.strip() == "connected", member
+        with pytest.raises(Exception, match="lets everyone"):
+            KeyService(state_dir=str(tmp_path / "state"), unix_socket=str(sock), unix_socket_mode=0o666)
         async with KeyService(state_dir=str(tmp_path / "state"), scopes={"default": {}}) as tcp:
             control = await asyncio.to_thread(run_as, NEIGHBOUR_USER, ["python3", "-c", probe, str(tcp.port)],
                                               capture_output=True, text=True)

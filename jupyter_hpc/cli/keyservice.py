@@ -35,6 +35,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--socket", default="", metavar="PATH",
                         help="listen on this Unix socket (mode 0600) instead of a port: no other user of the "
                              "host can connect, or bind it first")
+    parser.add_argument("--socket-group", default="", metavar="GROUP",
+                        help="give the socket this group and mode 0660 (the hub's group, when it runs as another user)")
     parser.add_argument("--ip", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1; others only with --certfile/--keyfile)")
     parser.add_argument("--lifetime", type=_seconds, default=None, metavar="SECONDS",
@@ -108,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
     log.setLevel(logging.DEBUG if args.debug else logging.INFO)
     settings = dict(state_dir=args.state_dir, ip=args.ip, port=args.port, certfile=args.certfile, keyfile=args.keyfile,
                     scopes={name: {} for name in args.scope}, trusted_proxies=args.trusted_proxy,
-                    unix_socket=args.socket)
+                    unix_socket=args.socket, unix_socket_group=args.socket_group,
+                    unix_socket_mode=0o660 if args.socket_group else 0o600)
     if args.lifetime is not None:
         settings["lifetime"] = args.lifetime
 

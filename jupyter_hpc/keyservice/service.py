@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import grp
 import ipaddress
 import json
 import os
@@ -73,6 +74,19 @@ class KeyService(LoggingConfigurable):
     unix_socket_mode = Integer(
         0o600, help="The socket's mode: 0o600 (the service's own user, e.g. a hub running as it) or 0o660 (its group).",
     ).tag(config=True)
+    unix_socket_group = Unicode(
+        "",
+        help="""The socket's group, e.g. the hub's ('jupyterhub'), with unix_socket_mode 0o660: the hub
+        then connects though it runs as another user. The service's user must be in that group (or root).""",
+    ).tag(config=True)
+
+    @validate("unix_socket_mode")
+    def _valid_socket_mode(self, proposal):
+        if proposal.value & ~0o770:
+            raise KeyServiceConfigError(
+                f"unix_socket_mode {proposal.value:04o} lets everyone on the host connect: use 0o600 or 0o660."
+            )
+        return proposal.value
     certfile = Unicode("", help="TLS certificate (PEM). With keyfile, the service speaks HTTPS.").tag(config=True)
     keyfile = Unicode("", help="TLS private key (PEM) for certfile.").tag(config=True)
     lifetime = Integer(
@@ -243,7 +257,12 @@ class KeyService(LoggingConfigurable):
                 f"Use a directory of the service's own, e.g. mkdir -m 0755 /run/jupyter-hpc."
             )
         try:
-            return netutil.bind_unix_socket(self.unix_socket, mode=self.unix_socket_mode)
+            sock = netutil.bind_unix_socket(self.unix_socket, mode=self.unix_socket_mode)
+            if self.unix_socket_group:
+                os.chown(self.unix_socket, -1, grp.getgrnam(self.unix_socket_group).gr_gid)
+            return sock
+        except KeyError:
+            raise KeyServiceConfigError(f"unix_socket_group: there is no group {self.unix_socket_group!r}.") from None
         except (OSError, ValueError) as error:
             raise KeyServiceConfigError(f"Cannot listen on {self.unix_socket}: {error}.") from None
 
