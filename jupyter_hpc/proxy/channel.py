@@ -18,10 +18,10 @@ import asyncio
 import collections
 import logging
 
-import asyncssh
+from ..ssh.quiet_import import asyncssh
 
 from ..errors import HPCError
-from ..ssh import SSHTarget, get_pool, run_in_ssh_loop
+from ..ssh import SSHTarget, get_pool, run_in_ssh_loop, ssh_loop
 
 log = logging.getLogger("jupyter_hpc.proxy")
 
@@ -141,9 +141,10 @@ class RemoteStream:
 
     @classmethod
     async def open(cls, target: SSHTarget, host: str, port: int, *, connect_timeout: float,
-                   idle_timeout: float) -> "RemoteStream":
+                   idle_timeout: float, first: bytes = b"") -> "RemoteStream":
         """Connect (pooled) to the site and open the channel, within ``connect_timeout`` for the
-        channel itself (the SSH login has its own timeout)."""
+        channel itself (the SSH login has its own timeout); ``first`` (a request's head) is
+        sent at once, in the same crossing into the SSH loop."""
         where = f"{host}:{port}"
 
         async def go() -> RemoteStream:
@@ -164,6 +165,8 @@ class RemoteStream:
                 raise ProxyConnectError(kind, f"{target.host} could not connect to {where}: {reason}.") from exc
             except (asyncssh.Error, OSError) as exc:  # the connection dropped while opening
                 raise ProxyConnectError("dropped", f"The SSH connection to {target.host} was lost: {exc}.") from exc
+            if first:
+                session._chan.write(first)
             return cls(connection, session, where, idle_timeout)
 
         try:
@@ -202,11 +205,7 @@ class RemoteStream:
         if self.closed:
             return
         self.closed = True
-
-        async def go() -> None:
-            self._session.close()
-
         try:
-            await run_in_ssh_loop(go())
-        except Exception:  # noqa: BLE001 - closing a channel of a lost connection
+            ssh_loop().call_soon_threadsafe(self._session.close)  # nothing to wait for
+        except RuntimeError:  # the SSH loop is gone (process exit)
             pass

@@ -161,7 +161,10 @@ class ProxyHandler(JupyterHandler):
         if sites is None:
             sites = self.settings["jupyter_hpc_sites"] = HPCSites(parent=self.serverapp)
         if name in sites.sites:
-            site = sites.site(name)
+            parsed = self.settings.setdefault("jupyter_hpc_parsed_sites", {})
+            site = parsed.get(name)
+            if site is None:
+                site = parsed[name] = sites.site(name)  # checked once, not per request
             return site.ssh_target(), site.proxy_hosts
         for _, provisioner in self.site_kernels(name):
             return provisioner.ssh_target(), ()
@@ -246,8 +249,10 @@ class ProxyHandler(JupyterHandler):
             self.log.warning("Cluster proxy: refused %s:%s on %s", self.host, self.port, self.site)
             raise web.HTTPError(403, "%s", str(exc), reason="Host not allowed") from None
         if not self.websocket:
-            await self.open_upstream()
-            await self.send_request_head()
+            self.h11 = h11.Connection(our_role=h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
+            head = self.h11.send(h11.Request(method=self.request.method, target=self.upstream_target(),
+                                             headers=self.upstream_headers()))
+            await self.open_upstream(first=head)
 
     # -- the channel ------------------------------------------------------------------------
 
@@ -257,12 +262,13 @@ class ProxyHandler(JupyterHandler):
         self.log.info("Cluster proxy %s:%s on %s: %s (%s)", self.host, self.port, self.site, exc, exc.kind)
         return web.HTTPError(status, "%s", f"{text} ({exc.message})", reason=reason)
 
-    async def open_upstream(self) -> RemoteStream:
+    async def open_upstream(self, first: bytes = b"") -> RemoteStream:
         config = self.proxy_settings()
         try:
             self.upstream = await RemoteStream.open(
                 self.target, self.host, self.port, connect_timeout=config.connect_timeout,
                 idle_timeout=config.websocket_idle_timeout if self.websocket else config.idle_timeout,
+                first=first,
             )
         except ProxyConnectError as exc:
             raise self.fail(exc) from None
@@ -291,12 +297,6 @@ class ProxyHandler(JupyterHandler):
         if not self.websocket and "chunked" in self.request.headers.get("Transfer-Encoding", "").lower():
             headers.append(("Transfer-Encoding", "chunked"))  # tornado de-chunks; h11 re-frames
         return headers
-
-    async def send_request_head(self) -> None:
-        self.h11 = h11.Connection(our_role=h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
-        request = h11.Request(method=self.request.method, target=self.upstream_target(),
-                              headers=self.upstream_headers())
-        await self.send(self.h11.send(request))
 
     async def send(self, data: bytes | None) -> None:
         try:
@@ -387,14 +387,9 @@ class ProxyHandler(JupyterHandler):
 
     async def splice_websocket(self) -> None:
         """Send the upgrade on, then copy bytes both ways until either side closes."""
-        upstream = await self.open_upstream()
         head = f"GET {self.upstream_target()} HTTP/1.1\r\n"
         head += "".join(f"{name}: {value}\r\n" for name, value in self.upstream_headers()) + "\r\n"
-        try:
-            await upstream.write(head.encode("latin-1"))
-        except ProxyConnectError as exc:
-            await upstream.close()
-            raise self.fail(exc) from None
+        upstream = await self.open_upstream(first=head.encode("latin-1"))
         client = self.detach()
 
         async def to_app() -> None:
