@@ -15,8 +15,11 @@ import shlex
 import socket
 from collections.abc import Sequence
 
+import zmq
+
 from .doctor import Check, diagnose
-from .errors import HPCError
+from .errors import HPCError, TransportRefusedError
+from .provisioners.transport import choose_transport
 from .sites import Site
 from .ssh import SiteConnection, get_pool
 
@@ -25,8 +28,10 @@ SLURM_COMMANDS = ("sbatch", "squeue", "scancel", "sinfo")
 _FIND_COMMANDS = 'for c in "$@"; do command -v "$c" || echo "missing $c"; done'
 
 
-async def diagnose_site(site: Site, kernels: Sequence[tuple[str, Sequence[str]]] = ()) -> list[Check]:
-    """Every check for ``site``; ``kernels`` are (name, remote argv) of the kernelspecs found there."""
+async def diagnose_site(site: Site, kernels: Sequence[tuple] = ()) -> list[Check]:
+    """Every check for ``site``; ``kernels`` are (name, remote argv[, transport the spec asks
+    for]) of the kernelspecs found there: each gets its program checked, and the transport it
+    will get, and why."""
     target = site.ssh_target()
     checks = [await _resolve(target.host, target.port or 22)]
     if not checks[0].ok and not target.jump_host:
@@ -35,8 +40,9 @@ async def diagnose_site(site: Site, kernels: Sequence[tuple[str, Sequence[str]]]
     if not all(check.ok for check in checks):
         return checks
     login = await get_pool().connect(target)
-    for name, argv in kernels:
+    for name, argv, *choice in kernels:
         checks.append(await _kernel_check(login, name, argv))
+        checks.append(_kernel_transport(site, name, choice[0] if choice else None, login.stream_local))
     for each in site.targets.values():
         if each.provisioner == "hpc-slurm":
             checks += await _slurm_checks(login, site, each.name)
@@ -98,6 +104,25 @@ def _python_module(argv: Sequence[str]) -> str | None:
         if option == "-m" and value.replace(".", "").replace("_", "").isalnum():
             return value
     return "ipykernel_launcher" if "ipykernel" in argv else None
+
+
+def _kernel_transport(site: Site, name: str, spec_choice: str | None, stream_local: bool | None) -> Check:
+    """The transport this kernel will get on the login node, and why (:mod:`.provisioners.transport`,
+    the rule the provisioner applies): its spec's choice or the site's, against what the site's
+    sshd allows (learnt by the transport step)."""
+    settings = site.settings
+    if spec_choice:
+        wanted, who = spec_choice, "its kernelspec's metadata.jupyter_hpc.transport"
+    else:
+        wanted, who = str(settings.get("remote_transport", "auto")).lower(), "the site's remote_transport"
+    try:
+        transport, why = choose_transport(
+            wanted, who, stream_local, curve=zmq.has("curve"),
+            allow_plaintext=bool(settings.get("allow_plaintext_loopback")), host=site.ssh_target().host, kernel=name,
+        )
+    except TransportRefusedError as exc:
+        return Check(f"transport {name}", False, str(exc))
+    return Check(f"transport {name}", True, f"{transport}: {why}")
 
 
 async def _slurm_checks(login: SiteConnection, site: Site, target: str) -> list[Check]:

@@ -87,6 +87,11 @@ def installed(tmp_path, monkeypatch):
     return install
 
 
+def step(report: str, name: str) -> str:
+    """The doctor's line for step ``name``."""
+    return next(line.strip() for line in report.splitlines() if line.strip()[7:].startswith(name + " "))
+
+
 def write_user_spec(user, name: str, body: dict) -> Path:
     directory = Path(user.pw_dir) / ".local" / "share" / "jupyter" / "kernels" / name
     directory.mkdir(parents=True, exist_ok=True)
@@ -225,6 +230,8 @@ def test_discovery_finds_the_venvs_and_the_systems_own_kernels_and_doctor_passes
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
     assert "[ok  ] kernel ir" in doctor.stdout and "R (/usr/bin/R)" in doctor.stdout, doctor.stdout
     assert "[ok  ] kernel xpython " in doctor.stdout and "imports xpython_launcher" in doctor.stdout, doctor.stdout
+    # Per kernelspec, the transport it gets and why.
+    assert step(doctor.stdout, "transport ir").startswith("[ok  ] transport ir   ipc: Unix sockets in a 0700"), doctor.stdout
 
 
 def test_irkernel_from_debians_spec_runs_interrupts_restarts_and_is_private(
@@ -329,6 +336,17 @@ def test_a_kernelspec_chooses_its_transport_and_plain_tcp_needs_the_sites_word(
     write_user_spec(lang_user, "noshim", dict(base, display_name="No shim",
                                               metadata={"jupyter_hpc": {"setup": ["unset PYTHONPATH"]}}))
     specs, _ = installed(site_entry(lang_sshd, remote_python))
+    from jupyter_hpc.cli.doctor import remote_kernels
+    from jupyter_hpc.doctor import render
+    from jupyter_hpc.site_doctor import diagnose_site
+    from jupyter_hpc.ssh import run_in_ssh_loop_sync
+
+    site = parse_site("cori", site_entry(lang_sshd, remote_python))
+    report = render("Cori:", run_in_ssh_loop_sync(diagnose_site(site, remote_kernels(site))))
+    assert "ok  ] transport curve tcp-curve: its kernelspec's metadata.jupyter_hpc.transport asks" in step(report, "transport curve")
+    assert step(report, "transport plain").startswith("[FAIL]") and "allow_plaintext_loopback" in report, report
+    assert "ipc: Unix sockets" in step(report, "transport ir")
+
     with kernel(specs["curve"].name) as (km, client):
         assert provisioner_info(km)["remote_transport"] == "tcp" and km.curve_secretkey is not None
         assert execute(client, "print(6 * 7)")["stdout"].strip() == "42"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import stat
@@ -46,12 +47,16 @@ def test_kernel_is_private_on_the_remote(ssh_spec):
         pid, kernel_dir = info["pid"], info["kernel_dir"]
         # The five channels and ipykernel's pipe for forked children's output (moved off
         # 127.0.0.1 by the launcher's kernel shim) are Unix sockets in the kernel's 0700
-        # directory; the kernel listens on no TCP port at all.
+        # directory, the channels in a short 0700 one of their own where the kernel's is deep
+        # (/tmp/jh-*: xeus kernels read endpoints back into 32 bytes); no TCP port at all.
         assert tcp_listeners(pid) == []
-        sockets = unix_listeners(pid)
-        assert len(sockets) == 6 and all(path.startswith(kernel_dir) for path in sockets)
-        assert stat.S_IMODE(os.stat(kernel_dir).st_mode) == 0o700
         connection_file = os.path.join(kernel_dir, "kernel.json")
+        socket_dir = os.path.dirname(json.loads(Path(connection_file).read_text())["ip"])
+        sockets = unix_listeners(pid)
+        assert len(sockets) == 6 and all(path.startswith((kernel_dir + "/", socket_dir + "/")) for path in sockets)
+        for directory in (kernel_dir, socket_dir):
+            assert stat.S_IMODE(os.stat(directory).st_mode) == 0o700
+            assert os.stat(directory).st_uid == os.stat(connection_file).st_uid
         assert stat.S_IMODE(os.stat(connection_file).st_mode) == 0o600
         key = km.session.key.decode()
         assert len(key) >= 32

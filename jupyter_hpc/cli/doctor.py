@@ -77,15 +77,17 @@ def run_site(site) -> int:
     return 0 if all(check.ok for check in checks) else 1
 
 
-def remote_kernels(site) -> list[tuple[str, list[str]]]:
-    """(name, argv) of the kernelspecs discovered on the site; none when the site cannot be
-    listed (the login steps then say why)."""
+def remote_kernels(site) -> list[tuple[str, list[str], str | None]]:
+    """(name, argv, the transport its spec asks for) of the kernelspecs discovered on the site;
+    none when the site cannot be listed (the login steps then say why)."""
     from ..kernelspecs import discover_sync
     from ..kernelspecs.build import remote_argv
+    from ..provisioners.transport import spec_transport
 
     try:
         result = discover_sync(site)
     except HPCError:
         return []
     # The argv the launcher will run: {prefix}, {resource_dir} and python3.X made the remote's.
-    return [(spec.name, remote_argv(list(spec.spec["argv"]), spec.resource_dir, result)) for spec in result.specs]
+    return [(spec.name, remote_argv(list(spec.spec["argv"]), spec.resource_dir, result),
+             spec_transport(spec.spec.get("metadata"))) for spec in result.specs]

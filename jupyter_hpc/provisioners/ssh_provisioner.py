@@ -34,7 +34,7 @@ from jupyter_client.provisioning import KernelProvisionerBase
 from jupyter_core.paths import jupyter_runtime_dir
 from traitlets import Bool, CaselessStrEnum, Dict, Float, Int, List, Unicode, default, validate
 
-from ..errors import HPCError, KernelLaunchError, TransportRefusedError
+from ..errors import HPCError, KernelLaunchError
 from ..launcher import RemoteKernel, kernel_shim_source
 from ..proxy.links import kernel_helper_files, kernel_proxy_env, kernel_site
 from ..ssh import SiteConnection, SSHTarget, get_pool, run_in_ssh_loop, ssh_loop
@@ -42,11 +42,9 @@ from ..ssh import credentials
 from . import kernel_env
 from .endpoints import LocalEndpoints
 from .kernel_pool import KernelPool
+from .transport import TRANSPORTS, choose_transport, spec_transport
 
 log = logging.getLogger("jupyter_hpc.provisioners")
-
-#: remote_transport's values, and a kernelspec's metadata.jupyter_hpc.transport's (but 'auto').
-TRANSPORTS = ("auto", "ipc", "tcp-curve", "tcp")
 
 RECONNECT_ATTEMPT_TIMEOUT = 5.0  # seconds one reconnection attempt may take before the next
 ZMQ_RECONNECT_GRACE = 1.0  # seconds for clients' sockets to rejoin reopened endpoints
@@ -479,7 +477,7 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         if self.pool_size <= 0 or transport != "ipc" or login.stream_local is not True:
             return None
         template = {
-            name: value for name, value in request.items() if name not in ("key", "kernel_id", "env")
+            name: value for name, value in request.items() if name not in ("key", "kernel_id", "env", "probe")
         }
         template["env"] = {k: v for k, v in request.get("env", {}).items() if not k.startswith("JPY_")}
         template.update(transport="ipc", kernel_id="pool", lease=0)
@@ -521,59 +519,27 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         """The transport this kernel asks for, and who asks: its kernelspec's
         ``metadata.jupyter_hpc.transport`` (a kernel that cannot do ipc or CurveZMQ), else
         ``remote_transport``."""
-        metadata = getattr(self.kernel_spec, "metadata", None) or {}
-        ours = metadata.get("jupyter_hpc") if isinstance(metadata, dict) else None
-        choice = ours.get("transport") if isinstance(ours, dict) else None
-        if isinstance(choice, str) and choice.lower() in TRANSPORTS and choice.lower() != "auto":
-            return choice.lower(), "its kernelspec's metadata.jupyter_hpc.transport"
+        choice = spec_transport(getattr(self.kernel_spec, "metadata", None))
+        if choice is not None:
+            return choice, "its kernelspec's metadata.jupyter_hpc.transport"
         return self.remote_transport, "remote_transport"
 
     def _first_transport(self, stream_local: bool | None) -> str:
         """The launcher's transport ('ipc' or 'tcp') for this kernel, from what it asks for
-        (:meth:`wanted_transport`) and what the site is known to allow; or a refusal that says
-        which setting to change."""
+        (:meth:`wanted_transport`) and what the site is known to allow (:mod:`.transport`);
+        or a refusal that says which setting to change. Makes the Curve keys tcp-curve needs."""
         km = self.parent
         wanted, who = self.wanted_transport()
-        name = self.kernel_name() or str(self.kernel_id)
-        if wanted in ("auto", "ipc") and stream_local is not False:
+        has_keys = km is not None and km.curve_publickey is not None
+        transport, why = choose_transport(
+            wanted, who, stream_local, curve=has_keys or (km is not None and zmq.has("curve")),
+            allow_plaintext=self.allow_plaintext_loopback, host=self.host, kernel=self.kernel_name() or str(self.kernel_id),
+        )
+        if transport == "ipc":
             return "ipc"
-        if wanted == "ipc":
-            raise TransportRefusedError(
-                f"{self.host} does not allow forwarding to Unix sockets "
-                f"(sshd AllowStreamLocalForwarding no), and kernel {name}'s {who} is 'ipc'. "
-                "Set it to 'auto' or 'tcp-curve' for encrypted TCP."
-            )
-        if wanted == "tcp":
-            if not self.allow_plaintext_loopback:
-                raise TransportRefusedError(
-                    f"Kernel {name} asks for plain TCP ({who} = 'tcp'): it would listen on "
-                    f"{self.host}'s 127.0.0.1 unencrypted, where every user of that shared node "
-                    "could read and drive it. Kernels that need it: "
-                    f"{name}. If the login node is not shared, set allow_plaintext_loopback = True "
-                    "for this site; if the kernel speaks CurveZMQ, use 'tcp-curve' instead."
-                )
-            log.warning("kernel %s listens on %s's 127.0.0.1 IN PLAINTEXT (%s = 'tcp', "
-                        "allow_plaintext_loopback on)", name, self.host, who)
-            return "tcp"
-        if km is not None and km.curve_publickey is None and zmq.has("curve"):
+        if transport == "tcp-curve" and not has_keys:
             km.curve_publickey, km.curve_secretkey = zmq.curve_keypair()
-        if km is None or km.curve_publickey is None:
-            if wanted == "tcp-curve" or not self.allow_plaintext_loopback:
-                raise TransportRefusedError(
-                    f"Kernel {name} would listen on {self.host}'s 127.0.0.1 "
-                    + ("with CurveZMQ" if wanted == "tcp-curve" else
-                       "(the site allows no Unix-socket forwarding)")
-                    + ", but CurveZMQ is unavailable here, so it would be in plaintext, where "
-                    "every user of that node could read its traffic. Install a pyzmq with "
-                    "CurveZMQ, ask the site to allow stream-local forwarding, or (only on a login "
-                    "node that is not shared) set SSHProvisioner.allow_plaintext_loopback = True."
-                )
-        if wanted == "auto":
-            log.warning(
-                "%s refuses stream-local forwarding: kernel %s uses TCP on the remote loopback%s",
-                self.host, self.kernel_id,
-                " with CurveZMQ" if km is not None and km.curve_publickey else " IN PLAINTEXT",
-            )
+        log.warning("kernel %s on %s: %s (%s)", self.kernel_id, self.host, transport, why)
         return "tcp"
 
     def _session_secrets(self) -> dict[str, Any]:
