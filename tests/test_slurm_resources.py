@@ -183,6 +183,8 @@ def test_chosen_partition_and_time_reach_that_kernels_job_only(server, slurm, ke
     while status["job_id"] in slurm.jobs(kernel_user.pw_name) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert status["job_id"] not in slurm.jobs(kernel_user.pw_name)
+    while other_id in server.kernel_ids() and time.monotonic() < deadline:  # shut down in the background
+        time.sleep(0.2)
     assert other_id not in server.kernel_ids() and kernel_id in server.kernel_ids()
 
 
