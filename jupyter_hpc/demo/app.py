@@ -166,7 +166,10 @@ class Demo:
             self.keys = await DemoKeyService(self.state_dir / "keyservice").start()
         self.node = LoginNode(
             self.state_dir / "login-node", home=home,
-            session_env={"XDG_RUNTIME_DIR": str(runtime), "SCRATCH": str(scratch)},
+            # TMPDIR too: whatever a kernel or a job puts in its temporary directory is the
+            # demo's, and goes when the state directory goes.
+            session_env={"XDG_RUNTIME_DIR": str(runtime), "SCRATCH": str(scratch),
+                         "TMPDIR": str(make_private_dir(self.state_dir / "tmp"))},
             trusted_user_ca_keys=[self.keys.ca_public_key] if self.keys else [],
         )
         await self.node.start()

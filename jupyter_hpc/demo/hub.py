@@ -116,10 +116,7 @@ class JupyterHub(ChildServer):
 
     def config(self) -> str:
         """``jupyterhub_config.py``: a site's hub, addresses and directories the demo's."""
-        overrides: dict[str, Any] = {"LabApp": {
-            "check_for_updates_class": "jupyterlab.NeverCheckForUpdate",
-            "user_settings_dir": str(write_quiet_lab_settings(self.state_dir / "lab-user-settings")),
-        }}
+        overrides: dict[str, Any] = {"LabApp": {"check_for_updates_class": "jupyterlab.NeverCheckForUpdate"}}
         for section, values in self.server_config.items():
             overrides.setdefault(section, {}).update(values)
         if os.getuid() == 0:
@@ -162,6 +159,11 @@ class JupyterHub(ChildServer):
         return env
 
     async def start(self, timeout: float = 120.0) -> str:
+        for name in self.allowed_users:
+            # In each user's own directory (HPCSpawner's JUPYTER_CONFIG_DIR there), the only
+            # one their server's sandbox shows it: JupyterLab's default user settings place.
+            user_dir = make_private_dir(make_private_dir(self.state_dir / "users") / name)
+            write_quiet_lab_settings(make_private_dir(user_dir / "config") / "lab" / "user-settings")
         config_file = write_private(self.state_dir / "jupyterhub_config.py", self.config())
         await self.spawn([self.python, "-m", "jupyterhub", "-f", str(config_file)],
                          env=self.environment(), cwd=str(self.state_dir))
