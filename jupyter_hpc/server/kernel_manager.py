@@ -177,8 +177,10 @@ class HPCMappingKernelManager(AsyncMappingKernelManager):
         waiting = getattr(self.kernel_spec_manager, "wait_for_kernelspec", None)
         if waiting is not None:  # a discovered kernelspec: await its site's list, never block on it
             await waiting(name)
+        notice = None
         if path is not None and (kernel_id is None or kernel_id not in self):
-            await self._remote_cwd(path, kwargs)
+            notice = await self._remote_cwd(path, kwargs, name)
+        self._starting_notice = notice  # read synchronously by pre_start_kernel below
         if (kernel_id is not None and kernel_id in self) or not self.is_slurm_kernelspec(name):
             return await super().start_kernel(kernel_name=kernel_name, path=path, kernel_id=kernel_id, **kwargs)
         session = session_path(kwargs, self.root_dir)
@@ -192,23 +194,41 @@ class HPCMappingKernelManager(AsyncMappingKernelManager):
         finally:
             self.starting_kernels.pop(kernel_id, None)
 
-    async def _remote_cwd(self, path: str, kwargs: dict[str, Any]) -> None:
+    async def _remote_cwd(self, path: str, kwargs: dict[str, Any], kernel_name: str = "") -> str | None:
         """With the cluster's files in the browser (SFTPContentsManager), a notebook's kernel
         starts in the notebook's folder on the cluster: jupyter_server's ``cwd`` is a path on
         the server host, so the remote one travels beside it as ``remote_cwd`` to our
-        provisioners' ``pre_launch``."""
+        provisioners' ``pre_launch``. With several sites (ClusterContentsManager), only a
+        kernel of the folder's own site does; one of another site starts in its home there,
+        and says so first (``hpc_notice``, shown by :mod:`jupyter_hpc.server.notice`)."""
         contents = getattr(self.parent, "contents_manager", None)
         remote_directory = getattr(contents, "remote_directory", None)
-        if remote_directory is not None:
-            try:
-                kwargs["remote_cwd"] = await remote_directory(path)
-            except Exception as exc:  # the kernel still starts, in the home
-                self.log.warning("No remote folder for %s (%s): the kernel starts in the home", path, exc)
+        if remote_directory is None:
+            return None
+        site = self.kernel_site(kernel_name)
+        elsewhere = getattr(contents, "folder_elsewhere", None)
+        try:
+            if elsewhere is not None and site:
+                kwargs["remote_cwd"] = await remote_directory(path, site=site)
+                return elsewhere(path, site)
+            kwargs["remote_cwd"] = await remote_directory(path)
+        except Exception as exc:  # the kernel still starts, in the home
+            self.log.warning("No remote folder for %s (%s): the kernel starts in the home", path, exc)
+        return None
+
+    def kernel_site(self, kernel_name: str) -> str | None:
+        """The site a discovered kernelspec's kernels run on (its metadata.jupyter_hpc.site)."""
+        try:
+            spec = self.kernel_spec_manager.get_kernel_spec(kernel_name)
+        except Exception:
+            return None
+        return ((getattr(spec, "metadata", None) or {}).get("jupyter_hpc") or {}).get("site")
 
     def pre_start_kernel(self, kernel_name: str | None, kwargs: Any) -> tuple[Any, str, str]:
         """``MultiKernelManager.pre_start_kernel``, then (SLURM kernels) note the new manager
         in ``starting_kernels``; reached synchronously from ``start_kernel`` above."""
         km, kernel_name, kernel_id = super().pre_start_kernel(kernel_name, kwargs)
+        km.hpc_notice, self._starting_notice = getattr(self, "_starting_notice", None), None
         info, self._starting_info = getattr(self, "_starting_info", None), None
         if info is not None:
             km.hpc_session_path, km.hpc_resources = info
