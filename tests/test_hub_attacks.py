@@ -496,3 +496,17 @@ def test_passwords_never_cross_the_network_in_clear():
             SSHCertAuthenticator(keyservice_url=url)
     for url in ("https://keys.example.org/create_pair/default/", "http://127.0.0.1:8990/create_pair/default/"):
         assert SSHCertAuthenticator(keyservice_url=url).keyservice_url == url
+
+
+
+
+def test_stopping_a_sandboxed_server_signals_the_server_itself(bed, victor):
+    """The hub's SIGINT/SIGTERM reach the server inside its sandbox, not only bwrap, which would
+    die of them and take the server with it by SIGKILL, before any handler of the server's ran."""
+    mark = len(bed.hub.text())
+    assert bed.api("DELETE", f"users/{VICTOR}/server").status_code in (202, 204)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (bed.user_model(VICTOR) or {}).get("servers"):
+        time.sleep(0.2)
+    stopped = bed.hub.text()[mark:]
+    assert "Interrupting" in stopped and "ServerApp] Interrupted" in stopped, stopped[-3000:]

@@ -30,6 +30,7 @@ import json
 import os
 import pwd
 import shutil
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -331,6 +332,36 @@ class HPCSpawner(HPCCredentialMixin, LocalProcessSpawner):
         read_only = [site["known_hosts"] for site in HPCSites(config=self.config).sites.values()
                      if site.get("known_hosts")]
         return sandbox.argv(self.user_dir(), read_only) + self._server_cmd
+
+    def sandboxed_server_pid(self) -> int | None:
+        """The server's own process inside the sandbox (bwrap, then bwrap's pid 1, then it)."""
+        pid = self.pid
+        for _ in range(3):
+            try:
+                children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+                pid = int(children[0]) if children else 0
+                argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0] if pid else b""
+            except (OSError, ValueError):
+                return None
+            if not pid:
+                return None
+            if not argv0.endswith(b"bwrap"):
+                return pid
+        return None
+
+    async def _signal(self, sig):
+        """SIGINT and SIGTERM go to the server itself, which shuts its kernels down: bwrap
+        would die of them and take the server with it at once (SIGKILL, kernels left to their
+        lease). SIGKILL goes to bwrap, which ends everything in the sandbox."""
+        if self.sandbox != "off" and sig != signal.SIGKILL:
+            server = self.sandboxed_server_pid()
+            if server is not None:
+                try:
+                    os.kill(server, sig)
+                except ProcessLookupError:
+                    pass
+                return await super()._signal(0)
+        return await super()._signal(sig)
 
     async def start(self):
         self.cmd = self.sandboxed_cmd()
