@@ -254,3 +254,20 @@ def free_closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_the_kernels_web_uis_are_listed_with_links_that_open(lab, apps):
+    """The Cluster sidebar's source: the kernel's listening ports (its process tree: the two apps
+    it started), each with the route's URL, which opens."""
+    listing = lab.hpc("GET", "proxy/kernels")
+    assert listing.status_code == 200, listing.text
+    [kernel] = listing.json()["kernels"]
+    assert kernel["site"] == "cori" and kernel["job_id"] is None
+    uis = {ui["port"]: ui for ui in kernel["web_uis"]}
+    assert {apps["http"], apps["app"]} <= set(uis), uis
+    assert "http.server" in uis[apps["http"]]["command"]
+    url = uis[apps["http"]]["url"]
+    assert url == f"/jupyter-hpc/proxy/cori/127.0.0.1:{apps['http']}/"
+    reply = requests.get(f"{lab.base}{url}hello.txt", headers=auth(lab), timeout=60)
+    assert reply.status_code == 200 and reply.text == HELLO
+    assert requests.get(f"{lab.base}/jupyter-hpc/api/proxy/kernels", timeout=60).status_code == 403

@@ -12,7 +12,8 @@ and kernels there, and the site's ``proxy_hosts`` patterns; never the server's o
 - :mod:`.hosts`: which hosts a site's route may reach;
 - :mod:`.rewrite`: request and response headers as they cross the route;
 - :mod:`.node_probe`: what a kernel's node listens on, and its addresses;
-- :mod:`.handlers`: the tornado handler (HTTP and websocket), registered by the server extension.
+- :mod:`.handlers`: the tornado handler (HTTP and websocket), registered by the server extension;
+- :mod:`.web_uis`: `GET /jupyter-hpc/api/proxy/kernels`, the web UIs each kernel serves (the sidebar).
 
 Importing this package imports nothing but the standard library: ``jupyter_hpc.proxy_url``
 comes from here.

@@ -418,5 +418,8 @@ class ProxyHandler(JupyterHandler):
 def handlers(base_url: str) -> list[tuple[str, type]]:
     """The route under ``base_url``, for :data:`jupyter_hpc.server.extension.HANDLER_MODULES`;
     from now on cluster kernels get the route's links (:mod:`.links`)."""
+    from .web_uis import WebUIsHandler
+
     links.configure(base_url)
-    return [(url_path_join(base_url, r"/jupyter-hpc/proxy/([^/]+)/([^/]+):(\d+)(/.*)?"), ProxyHandler)]
+    return [(url_path_join(base_url, r"/jupyter-hpc/proxy/([^/]+)/([^/]+):(\d+)(/.*)?"), ProxyHandler),
+            (url_path_join(base_url, r"/jupyter-hpc/api/proxy/kernels"), WebUIsHandler)]
