@@ -9,6 +9,7 @@ import { Widget } from '@lumino/widgets';
 
 import { IJobsListing, SlurmAPI } from './api';
 import { formatDuration } from './model';
+import { fetchWebUIs, renderWebUIs } from './webuis';
 
 export const clusterIcon = new LabIcon({
   name: 'jupyter-hpc:cluster',
@@ -56,10 +57,16 @@ export class ClusterSidebar extends Widget {
   }
 
   async load(refresh = false): Promise<void> {
+    const webUIs = fetchWebUIs(this.api.settings);
     try {
       this.render(await this.api.jobs(refresh));
     } catch (error) {
       this.body.textContent = `Cannot list jobs: ${(error as Error).message}`;
+    }
+    try {
+      this.body.appendChild(renderWebUIs(await webUIs));
+    } catch (error) {
+      this.body.append(`Cannot list the kernels' web UIs: ${(error as Error).message}`);
     }
   }
 
