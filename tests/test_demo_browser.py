@@ -24,7 +24,7 @@ import pyotp
 import pytest
 
 from demo_helpers import DEMO_USER, Demo, ensure_demo_venv, home_files, tmp_entries
-from lab_browser import add_slurm_user, browser, cancel_jobs, launcher_tile, run_cell, screenshot  # noqa: F401
+from lab_browser import add_slurm_user, browser, cancel_jobs, launcher_tile, run_cell, screenshot, squeue  # noqa: F401
 from testbed.users import ensure_user
 
 pytestmark = pytest.mark.browser
@@ -105,6 +105,7 @@ def run_the_demo(demo: Demo, entry, before, browser, artifacts, demo_bin) -> Non
         crumbs.locator("span", has_text="home").first.wait_for()
         listing = page.locator(".jp-FileBrowser .jp-DirListing-content .jp-DirListing-itemName")
         assert "scratch" not in listing.all_inner_texts()  # inside home/, not at the top
+        assert page.get_by_text("official Jupyter news").count() == 0  # the demo asks no news question
         screenshot(page, artifacts, "demo-2-launcher")
 
         # 3. The first click on a launcher tile: a notebook in home/, whose first cell runs
@@ -129,10 +130,42 @@ def run_the_demo(demo: Demo, entry, before, browser, artifacts, demo_bin) -> Non
         launcher_tile(page, "Text File", category="Other").last.click()
         page.locator(".lm-TabBar-tab.jp-mod-current", has_text="untitled.txt").wait_for()
         assert (cluster_home / "untitled.txt").exists()
+        # New Folder at the top: made in home/, the browser goes there to name it, no error box.
+        page.locator(".jp-FileBrowser .jp-BreadCrumbs-home").click()
+        page.locator(".jp-DirListing-item[title^='Name: scratch']").wait_for()
+        page.locator(".jp-FileBrowser-toolbar [data-command='filebrowser:create-new-directory']").click()
+        page.locator(".jp-DirListing-editor").wait_for()
+        page.keyboard.type("results")
+        page.keyboard.press("Enter")
+        page.locator(".jp-DirListing-item[title^='Name: results']").wait_for()
+        assert (cluster_home / "results").is_dir() and page.locator(".jp-Dialog").count() == 0
+        crumbs.locator("span", has_text="home").first.wait_for()
+        page.locator(".jp-FileBrowser .jp-BreadCrumbs-home").click()
         page.locator(".jp-DirListing-item[title^='Name: scratch']").dblclick()
         page.locator(".jp-DirListing-item[title^='Name: README.txt']").wait_for()
         screenshot(page, artifacts, "demo-4-scratch")
-        page.locator(".lm-TabBar-tab", has_text="Untitled.ipynb").click()
+
+        # 4b. The SLURM tile asks for resources; Cancel there cancels quietly: no error box, the
+        #     notebook open with no kernel, JupyterLab's kernel picker offered once, no job.
+        page.locator(".jp-FileBrowser-toolbar [data-command='launcher:create']").click()
+        launcher_tile(page, "Cori: Python 3 (SLURM job)").last.click()
+        resources = page.locator(".jp-Dialog", has=page.locator(".jp-hpc-ResourceForm"))
+        resources.wait_for()
+        screenshot(page, artifacts, "demo-4b-resources")
+        resources.locator(".jp-Dialog-button.jp-mod-reject").click()
+        picker = page.locator(".jp-Dialog", has_text="Select Kernel")
+        picker.wait_for()
+        assert page.locator(".jp-Dialog").count() == 1  # the picker alone: no "Error Starting Kernel"
+        screenshot(page, artifacts, "demo-4b-cancelled")
+        picker.locator(".jp-Dialog-button.jp-mod-reject").click()  # keep no kernel
+        page.locator(".jp-Dialog").wait_for(state="detached")
+        page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-NotebookPanel-toolbar .jp-KernelName",
+                     has_text="No Kernel").wait_for()
+        page.wait_for_timeout(1500)  # an error box or a second picker would show by now
+        assert page.locator(".jp-Dialog").count() == 0
+        assert squeue(DEMO_USER) == []
+        assert page.get_by_text("official Jupyter news").count() == 0  # nor later
+        page.locator(".lm-TabBar-tab[title*='Path: home/Untitled.ipynb']").click()
         page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)").wait_for()
 
         # 5. The magics drive the real SLURM from the cell.
