@@ -291,6 +291,21 @@ c.JupyterHub.load_roles = [
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+def server_pid(user: str) -> int:
+    """The pid (as the host sees it) of ``user``'s single-user server process: inside its
+    sandbox, not bwrap's (the hub's unix user runs them all; root reads every environment)."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        server = b"jupyterhub.singleuser" in argv or any(arg.endswith(b"jupyterhub-singleuser") for arg in argv[:2])
+        if server and not argv[0].endswith(b"bwrap") and f"JUPYTERHUB_USER={user}".encode() in env:
+            return int(pid)
+    raise AssertionError(f"no server process of {user}")
+
+
 class Browser:
     """What a browser does against the hub, with requests."""
 

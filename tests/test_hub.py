@@ -25,7 +25,7 @@ import requests
 import websocket
 
 from demo_helpers import ensure_demo_venv
-from hub_helpers import LIFETIME, MARGIN, Browser, HubBed
+from hub_helpers import LIFETIME, MARGIN, Browser, HubBed, server_pid
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -336,18 +336,6 @@ def test_spawn_progress_names_the_stages_and_logout_clears_the_credential(bed):
     # The browser's session is over: the hub sends it to the login page.
     assert "/hub/login" in browser.session.get(f"{bed.url}/hub/home", timeout=60).url
 
-
-def server_pid(user: str) -> int:
-    """The pid of ``user``'s single-user server (the hub's unix user runs them all)."""
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"jupyterhub.singleuser" in argv and b"bwrap" not in argv[0] and f"JUPYTERHUB_USER={user}".encode() in env:
-            return int(pid)
-    raise AssertionError(f"no server process of {user}")
 
 
 def test_a_server_cannot_be_read_by_the_other_servers_of_the_hub_user(bed, alice, bob):

@@ -23,7 +23,7 @@ import pytest
 import requests
 
 from demo_helpers import ensure_demo_venv
-from hub_helpers import Browser, HubBed, Kernel
+from hub_helpers import Browser, HubBed, Kernel, server_pid
 from testbed import spy
 from testbed.sshd import free_port
 from testbed.users import NEIGHBOUR_USER, ensure_user
@@ -236,18 +236,6 @@ def test_nothing_runs_on_the_hub_host_on_a_users_word(bed, mallory):
     assert call("GET", "nbconvert/markdown/lockdown.ipynb").status_code == 200
     call("DELETE", "api/contents/lockdown.ipynb")
 
-
-def server_pid(user: str) -> int:
-    """The pid (as the host sees it) of ``user``'s single-user server process."""
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"jupyterhub.singleuser" in argv and b"bwrap" not in argv[0] and f"JUPYTERHUB_USER={user}".encode() in env:
-            return int(pid)
-    raise AssertionError(f"no server process of {user}")
 
 
 # Run as the hub's uid, standing in for a hole in a server: what of the hub can it read?

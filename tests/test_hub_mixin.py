@@ -7,14 +7,13 @@ the credential to it after the start, and a notebook's kernel runs on the cluste
 
 from __future__ import annotations
 
-import os
 import pwd
 from pathlib import Path
 
 import pytest
 
 from demo_helpers import ensure_demo_venv
-from hub_helpers import Browser, HubBed
+from hub_helpers import Browser, HubBed, server_pid
 from test_hub_attacks import notebook_kernel
 
 pytestmark = pytest.mark.timeout(300)
@@ -40,18 +39,6 @@ c.SimpleLocalProcessSpawner.home_dir_template = c.HPCSpawner.user_dir_root + "/{
     hub.cleanup()
 
 
-def server_argv(user: str) -> list[bytes]:
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if any(b"jupyterhub-singleuser" in arg for arg in argv[:2]) and f"JUPYTERHUB_USER={user}".encode() in env:
-            return argv
-    raise AssertionError(f"no server process of {user}")
-
-
 def test_the_mixin_on_simplelocalprocessspawner_runs_a_cluster_kernel(bed):
     browser = Browser(bed, GRACE)
     assert browser.login().status_code == 200
@@ -64,7 +51,7 @@ def test_the_mixin_on_simplelocalprocessspawner_runs_a_cluster_kernel(bed):
         kernel.close()
     assert out == {"stdout": f"{pwd.getpwnam(GRACE).pw_uid}\n", "error": None}
     # The config came on the server's command line, through the spawner's get_args: no file.
-    argv = server_argv(GRACE)
+    argv = Path(f"/proc/{server_pid(GRACE)}/cmdline").read_bytes().split(b"\0")
     assert any(arg.startswith(b"--HPCSites.sites=") for arg in argv), argv
     assert any(arg.startswith(b"--ServerApp.kernel_spec_manager_class=") for arg in argv), argv
     assert not list((bed.hub_dir / "users").rglob("jupyter_server_config.json"))
