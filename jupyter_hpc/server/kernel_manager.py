@@ -207,6 +207,9 @@ class HPCMappingKernelManager(AsyncMappingKernelManager):
             return None
         site = self.kernel_site(kernel_name)
         elsewhere = getattr(contents, "folder_elsewhere", None)
+        files_site = getattr(contents, "site", None)  # SFTPContentsManager's one site, if named
+        if elsewhere is None and site and isinstance(files_site, str) and files_site and files_site != site:
+            return None  # the browser shows another site's files: the kernel starts in its home
         try:
             if elsewhere is not None and site:
                 kwargs["remote_cwd"] = await remote_directory(path, site=site)
