@@ -617,6 +617,36 @@ def test_an_sshproxy_style_curl_client_logs_into_sshd(service, cert_sshd, tmp_pa
     assert ssh(cert_sshd, cert_sshd.client_key).returncode == 255
 
 
+def test_sshd_honours_a_scopes_ca_and_source_address(tmp_path):
+    """What the certificate says, sshd enforces: a login node that trusts only the default
+    scope's CA refuses another scope's certificate for the same user, and a certificate whose
+    source-address is elsewhere is refused from here while one without it logs in."""
+    from jupyter_hpc.keyservice import CertificateAuthority
+
+    ensure_user(CERT_USER)
+    state = tmp_path / "state"
+    default, staff = CertificateAuthority(state, "default"), CertificateAuthority(state, "staff")
+    root = Path(tempfile.mkdtemp(prefix="jupyter-hpc-sshd-scope-"))
+    (root / "user_ca.pub").write_text(default.public_key + "\n")
+    daemon = SSHDaemon(root, users=[CERT_USER], options={"TrustedUserCAKeys": str(root / "user_ca.pub"),
+                                                          "AuthorizedKeysFile": "none"}).start()
+    try:
+        def login_with(pair, name: str) -> subprocess.CompletedProcess:
+            key = write_private(tmp_path / name, pair.private_key)
+            write_private(tmp_path / f"{name}-cert.pub", pair.certificate)
+            return ssh(daemon, key)
+
+        assert login_with(default.issue(CERT_USER, "default", "test", 60), "plain").stdout.strip() == CERT_USER
+        fenced = default.issue(CERT_USER, "default", "test", 60, source_address=["192.0.2.0/24"])
+        assert login_with(fenced, "fenced").returncode == 255
+        assert login_with(staff.issue(CERT_USER, "staff", "test", 60), "staff").returncode == 255
+        log = daemon.log.read_text()
+        assert "not from a permitted source address (127.0.0.1)" in log, log[-2000:]
+    finally:
+        daemon.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def test_plain_http_only_on_loopback_and_tls_when_given_a_certificate(service, tmp_path):
     refused = cli("--ip", "0.0.0.0", "--port", "0", "--state-dir", str(tmp_path / "s1"))
     assert refused.returncode == 1 and "127.0.0.1" in refused.stderr and "--certfile" in refused.stderr
