@@ -369,7 +369,7 @@ def test_a_kernelspec_chooses_its_transport_and_plain_tcp_needs_the_sites_word(
 
 
 @contextlib.contextmanager
-def kernel(name: str):
+def kernel(name: str, now: bool = True):
     km = jupyter_client.KernelManager(kernel_name=name)
     km.start_kernel()
     client = km.client()
@@ -379,7 +379,7 @@ def kernel(name: str):
         yield km, client
     finally:
         client.stop_channels()
-        km.shutdown_kernel(now=True)
+        km.shutdown_kernel(now=now)
 
 
 def test_a_runtime_directory_too_deep_for_unix_sockets(tmp_path, remote_python):
@@ -415,3 +415,59 @@ def test_a_runtime_directory_too_deep_for_unix_sockets(tmp_path, remote_python):
     process, answer = launch(dict(os.environ, TMPDIR=str(deep)))
     process.wait(30)
     assert not answer["ok"] and "107 bytes" in answer["error"] and "TMPDIR" in answer["error"], answer
+
+
+def test_a_kernel_in_a_podman_container_runs_a_cell(lang_sshd, lang_user, remote_python, installed, tmp_path):
+    """Podman from Debian, rootless, as the kernel user, through `jupyter hpc kernel create
+    --container podman:IMAGE`. The image is built here from a local directory (`podman import`
+    of a tiny root: /etc/passwd and mount points; no registry), and the host's /usr, /lib,
+    /lib64, /bin and the cluster venv are mounted into it read-only (--container-arg). The
+    test bed's cgroups are in hybrid mode, which crun refuses: the user's containers.conf picks
+    runc and cgroupfs, as a site's would. Without podman here the test skips, saying so."""
+    if not shutil.which("podman"):
+        pytest.skip("podman is not installed on this test bed (Debian's podman package)")
+    home = Path(lang_user.pw_dir)
+    conf = home / ".config" / "containers" / "containers.conf"
+    conf.parent.mkdir(parents=True, exist_ok=True)
+    conf.write_text('[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n')
+    subprocess.run(["chown", "-R", f"{USER}:{USER}", str(home / ".config")], check=True)
+    root = Path(tempfile.mkdtemp(prefix="jupyter-hpc-image-"))
+    try:
+        for directory in ("etc", "tmp", "usr", "lib", "lib64", "bin", "opt/jupyter-hpc-test"):
+            (root / directory).mkdir(parents=True)
+        (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
+        subprocess.run(["chmod", "-R", "a+rX", str(root)], check=True)
+        os.chmod(root, 0o755)
+        os.chmod(root / "tmp", 0o1777)
+        image = "localhost/jupyter-hpc-kernel:31"
+        built = run_as(USER, ["sh", "-c", 'cd && tar -C "$1" -c . | podman import - "$2"', "sh", str(root), image],
+                       capture_output=True, text=True, timeout=120)
+        assert built.returncode == 0, built.stderr
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+    entry = site_entry(lang_sshd, remote_python)
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "jupyter_server_config.json").write_text(json.dumps({"HPCSites": {"sites": {"cori": entry}}}))
+    mounts = [f"--container-arg=--volume={path}:{path}:ro" for path in ("/usr", "/lib", "/lib64", "/bin", "/opt/jupyter-hpc-test")]
+    made = subprocess.run([sys.executable, "-m", "jupyter_hpc.cli.main", "kernel", "create", "cori", "--name", "boxed",
+                           "--container", f"podman:{image}", "--python", remote_python, *mounts],
+                          capture_output=True, text=True, timeout=120, env=dict(os.environ, JUPYTER_CONFIG_DIR=str(config)))
+    assert made.returncode == 0, made.stdout + made.stderr
+    specs, _ = installed(entry)
+    argv = specs["boxed"].kernel["argv"]
+    assert argv[:2] == ["podman", "run"] and "--volume={kernel_dir}:{kernel_dir}" in argv and image in argv
+
+    with kernel(specs["boxed"].name) as (km, client):  # killed: SIGTERM through podman, then SIGKILL
+        info = provisioner_info(km)
+        assert info["remote_transport"] == "ipc"
+        out = execute(client, "import os; print(os.path.exists('/run/.containerenv'), os.getuid())", timeout=60)
+        assert out["stdout"].split() == ["True", str(lang_user.pw_uid)], out  # in the container, as the user
+        assert execute(client, "print(6 * 7)")["stdout"].strip() == "42"
+    deadline = time.monotonic() + 15
+    while (left := run_as(USER, ["sh", "-c", "cd && podman ps -a -q"], capture_output=True, text=True,
+                          timeout=60).stdout.strip()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert left == "", left  # --rm: the container went with the kernel
+    assert not os.path.exists(info["kernel_dir"])

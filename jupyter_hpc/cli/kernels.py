@@ -65,7 +65,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     create.add_argument("site")
     create.add_argument("--name", required=True, help="the kernelspec's name (lowercase letters, digits, . _ -)")
-    create.add_argument("--python", required=True, help="the python on the site that has ipykernel, e.g. ~/envs/x/bin/python")
+    create.add_argument("--python", help="the python on the site that has ipykernel, e.g. ~/envs/x/bin/python "
+                        "(with --container: the one in the image, default python3)")
+    create.add_argument("--container", metavar="RUNTIME:IMAGE",
+                        help="run the kernel in a container: podman:IMAGE, podman-hpc:IMAGE, apptainer:PATH.sif, "
+                        "singularity:PATH.sif or shifter:IMAGE; the kernel's directory is bind-mounted into it")
+    create.add_argument("--container-arg", action="append", default=[], metavar="ARG",
+                        help="one more argument for the container runtime, before the image, e.g. "
+                        "--container-arg=--volume=/global/cfs:/global/cfs (repeatable)")
     create.add_argument("--display-name", help="how the launcher names it (default: NAME)")
     create.add_argument("--setup", action="append", default=[], metavar="LINE",
                         help="a shell line run before the kernel starts, e.g. 'module load cuda' (repeatable)")
@@ -205,8 +212,21 @@ def run_create(args: argparse.Namespace) -> int:
     except HPCError as exc:
         print(exc)
         return 2
+    if args.container:
+        from ..kernelspecs.containers import container_argv
+
+        try:
+            argv = container_argv(args.container, args.python or "python3", args.container_arg)
+        except ValueError as exc:
+            print(exc)
+            return 2
+    elif args.python:
+        argv = [args.python, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    else:
+        print("Give --python (the site's python with ipykernel), or --container RUNTIME:IMAGE.")
+        return 2
     spec = {
-        "argv": [args.python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "argv": argv,
         "display_name": args.display_name or args.name,
         "language": "python",
         "metadata": {"jupyter_hpc": {"setup": list(args.setup)}} if args.setup else {},

@@ -55,6 +55,7 @@ SHORT_DIR_PREFIX = "jh-"  # a directory made in TMPDIR (random name, 0700) where
 # buffer and dies with "Invalid argument" when "ipc://<path>-<n>" is longer (xeus-zmq issue
 # 15): a kernel's channel sockets go where their endpoints stay within 31 characters.
 SHORT_ENDPOINT_MAX = 31
+CONTAINER_GRACE = 5.0  # seconds a container kernel has between SIGTERM and SIGKILL
 
 
 class LaunchFailure(Exception):
@@ -583,6 +584,10 @@ class Monitor:
         self.socket_dir = None  # where the channels' Unix sockets are: kernel_dir, or a short one
         self.runtime_dir = None  # the private runtime directory: shim and helpers live there
         self.probe = None  # the launcher's own socket for the server's stream-local probe
+        # A container's runtime client (podman run) passes signals on, but SIGKILL kills only
+        # the client and leaves the container running: such a kernel is killed with SIGTERM
+        # first, which the runtime forwards, and SIGKILL after CONTAINER_GRACE seconds.
+        self.in_container = any("{kernel_dir}" in str(arg) for arg in request.get("argv") or [])
         self.exited = threading.Event()
 
     def send(self, message):
@@ -600,7 +605,8 @@ class Monitor:
         runtime_dir = self.runtime_dir = request.get("runtime_dir") or private_runtime_dir()
         _make_private_dir(runtime_dir)
         self.kernel_dir = make_kernel_dir(runtime_dir, request.get("kernel_id", ""))
-        if request.get("transport", "ipc") == "ipc":
+        # A container mounts {kernel_dir} alone: its sockets must be there too.
+        if request.get("transport", "ipc") == "ipc" and not any("{kernel_dir}" in arg for arg in request.get("argv") or []):
             self.socket_dir = make_socket_dir(self.kernel_dir)
         for attempt in range(attempts):
             try:
@@ -726,6 +732,11 @@ class Monitor:
 
     def signal(self, signum):
         if self.process is None or self.process.poll() is not None:
+            return
+        if signum == signal.SIGKILL and self.in_container and not self.exited.is_set():
+            self.in_container = False  # once: the escalation below ends in a real SIGKILL
+            self.signal(signal.SIGTERM)
+            threading.Timer(CONTAINER_GRACE, self.signal, (signal.SIGKILL,)).start()
             return
         try:
             os.killpg(self.process.pid, signum)
