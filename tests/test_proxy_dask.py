@@ -6,7 +6,8 @@ queue), a sum computed on the workers, then a click on the dashboard link ``clie
 opens through the cluster proxy (the scheduler is named by its node's default-route address,
 which the route allows as the node of the user's kernel), and Bokeh's plots render live
 (canvas drawn, Bokeh's websocket connected through the route). Closing the cluster leaves no
-worker job. dask, distributed, dask-jobqueue and bokeh are in the cluster-side venv only
+worker job. The Cluster sidebar lists the dashboard's port among the kernel's web UIs, with an
+Open link that answers. dask, distributed, dask-jobqueue and bokeh are in the cluster-side venv only
 (tests/testbed/remote_python.py); the server has none of them.
 """
 
@@ -90,6 +91,16 @@ def test_dask_on_slurm_from_a_notebook_and_its_dashboard_through_the_proxy(lab, 
         href = link.get_attribute("href")
         assert href.startswith("/jupyter-hpc/proxy/cori/") and href.endswith("/status"), href
         screenshot(page, artifacts, "proxy-dask-notebook")
+
+        # The Cluster sidebar lists the dashboard's port among the kernel's web UIs, with Open.
+        port = href.split("/")[-2].rsplit(":", 1)[1]
+        page.locator(".jp-SideBar [data-id='jupyter-hpc-cluster']").click()
+        sidebar_open = page.locator(f".jp-hpc-WebUIs li[data-port='{port}'] a.jp-hpc-WebUIs-open")
+        sidebar_open.wait_for(timeout=60_000)
+        sidebar_href = sidebar_open.get_attribute("href")
+        assert sidebar_href.startswith("/jupyter-hpc/proxy/cori/") and sidebar_href.endswith(f":{port}/"), sidebar_href
+        assert "bokeh" in page.request.get(lab.base + sidebar_href).text().lower()
+        screenshot(page, artifacts, "proxy-dask-sidebar")
         sockets = []
         with page.context.expect_page() as opened:
             link.click()
