@@ -382,6 +382,7 @@ class HPCSpawner(HPCCredentialMixin, LocalProcessSpawner):
         except spawn_report.ServerNotUsable:
             await self.stop(now=True)
             raise
+        await asyncio.sleep(0.5)  # progress() polls every 0.2 s: the last stages reach the page before "ready"
         return result
 
     def site_display_names(self) -> dict[str, str]:
