@@ -263,7 +263,10 @@ async def run(args) -> None:
         names = {
             "local": bed.kernelspec("bench-local"),
             "hpc-ssh cold": bed.kernelspec("bench-ssh", bed.ssh_config()),
-            "hpc-ssh warm": "bench-ssh",
+            # known_hosts of its own too: cold's closing leaves it open, so each warm start finds
+            # the launcher the previous warm start left on standby, as the README says
+            "hpc-ssh warm": bed.kernelspec("bench-ssh-warm", bed.ssh_config(
+                known_hosts=str(shutil.copy(bed.sshd.known_hosts, bed.root / "known_hosts.warm")))),
             # known_hosts of its own: its own pooled connection, which the cold variant leaves open
             "hpc-ssh pre-started": bed.kernelspec("bench-ssh-pool", bed.ssh_config(
                 pool_size=2, known_hosts=str(shutil.copy(bed.sshd.known_hosts, bed.root / "known_hosts.pool")))),
