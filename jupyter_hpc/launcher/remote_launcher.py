@@ -537,6 +537,25 @@ def session_pids(session_id):
     return pids
 
 
+def kill_by_argument(argument):
+    """SIGKILL this user's processes with ``argument`` (a kernel's connection file) on their
+    command line: a container's kernel runs outside the launcher's session (under the
+    runtime's monitor, conmon for podman), and must not outlive the kernel's end."""
+    needle = b"\0" + os.fsencode(argument) + b"\0"
+    uid, me = os.getuid(), os.getpid()
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == me:
+            continue
+        try:
+            if os.stat("/proc/" + name).st_uid != uid:
+                continue
+            with open("/proc/%s/cmdline" % name, "rb") as handle:
+                if needle in b"\0" + handle.read():
+                    os.kill(int(name), signal.SIGKILL)
+        except OSError:
+            continue
+
+
 class AttachedProcess:
     """A kernel this launcher did not start: poll()/wait() by its pid, as Popen would."""
 
@@ -587,7 +606,8 @@ class Monitor:
         # A container's runtime client (podman run) passes signals on, but SIGKILL kills only
         # the client and leaves the container running: such a kernel is killed with SIGTERM
         # first, which the runtime forwards, and SIGKILL after CONTAINER_GRACE seconds.
-        self.in_container = any("{kernel_dir}" in str(arg) for arg in request.get("argv") or [])
+        self.container = any("{kernel_dir}" in str(arg) for arg in request.get("argv") or [])
+        self.in_container = self.container  # SIGKILL still to be softened (see signal())
         self.exited = threading.Event()
 
     def send(self, message):
@@ -760,6 +780,8 @@ class Monitor:
                 os.killpg(self.process.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+        if self.container and self.kernel_dir:
+            kill_by_argument(os.path.join(self.kernel_dir, CONNECTION_FILE))
         if self.kernel_dir and os.path.isdir(self.kernel_dir):
             stop_adapters(self.kernel_dir)
             shutil.rmtree(self.kernel_dir, ignore_errors=True)
