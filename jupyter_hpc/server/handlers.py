@@ -177,7 +177,11 @@ class KernelJobHandler(SlurmHandler):
         if state is None or not await provisioner.cancel_waiting_job():
             self.fail(409, "The kernel's job is not submitted yet; try again in a moment")
         self.log.info("Cancelled job %s of starting kernel %s at the user's request", state.job_id, kernel_id)
-        self.finish(json.dumps({"kernel_id": kernel_id, "cancelled": state.job_id}))
+        self.finish(json.dumps({
+            "kernel_id": kernel_id, "cancelled": state.job_id,
+            "message": f"Job {state.job_id} was cancelled at your request before its kernel started. "
+                       "Start the kernel again to queue a new job.",
+        }))
 
 
 class KeepHandler(SlurmHandler):

@@ -89,12 +89,21 @@ export async function cancelStart(api: SlurmAPI, poller: KernelStatusPoller, sta
   if (!answer.button.accept) {
     return;
   }
+  let cancelled: { message?: string } | null = null;
   try {
-    await api.cancelKernel(status.kernel_id);
+    cancelled = (await api.cancelKernel(status.kernel_id)) as { message?: string };
   } catch (error) {
     await showErrorMessage('Cannot cancel the job', error as Error);
   }
   poller.hurry();
+  if (cancelled?.message) {
+    // The start no longer holds a request (it answered at once): say here how it ended.
+    await showDialog({
+      title: `Job ${status.job_id} cancelled`,
+      body: cancelled.message,
+      buttons: [Dialog.okButton({ label: 'OK' })]
+    });
+  }
 }
 
 /**
