@@ -21,6 +21,7 @@ from .doctor import Check, diagnose
 from .errors import HPCError, TransportRefusedError
 from .provisioners.transport import choose_transport
 from .sites import Site
+from .slurm_doctor import partition_check
 from .ssh import SiteConnection, get_pool
 
 SLURM_COMMANDS = ("sbatch", "squeue", "scancel", "sinfo")
@@ -138,6 +139,10 @@ async def _slurm_checks(login: SiteConnection, site: Site, target: str) -> list[
         )]
     checks = [Check(f"slurm {target}", True, f"{', '.join(SLURM_COMMANDS)} found")]
     settings = SlurmProvisioner(kernel_id="doctor", **site.provisioner_config(target))
+    partition, _ = await partition_check(login, settings.partition)  # exists and is up
+    checks.append(Check(f"partition {target}", partition.ok, partition.detail))
+    if not partition.ok:
+        return checks
     if settings.node_access == "direct":
         checks.append(Check(f"nodes {target}", True, "node_access is direct: no SSH to compute nodes needed"))
         return checks

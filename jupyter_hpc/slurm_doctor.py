@@ -34,15 +34,15 @@ async def diagnose_slurm(login: SiteConnection, settings: Any) -> list[Check]:
             "is this the cluster's login node? Load SLURM in the shell's rc file, or point host elsewhere",
         )]
     checks = [Check("slurm", True, f"{', '.join(SLURM_COMMANDS)} found on {login.target.host}")]
-    partition_check, partition = await _partition(login, settings.partition)
-    checks.append(partition_check)
-    if not partition_check.ok:
+    partition_step, partition = await partition_check(login, settings.partition)
+    checks.append(partition_step)
+    if not partition_step.ok:
         return checks
     checks.append(await _nodes(login, settings, partition))
     return checks
 
 
-async def _partition(login: SiteConnection, wanted: str) -> tuple[Check, str]:
+async def partition_check(login: SiteConnection, wanted: str) -> tuple[Check, str]:
     """Whether the partition (the cluster's default when none is set) exists and is up."""
     result = await login.run(["sinfo", "--noheader", "--format=%P|%a"], check=False)
     if result.exit_status != 0:

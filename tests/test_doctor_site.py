@@ -37,7 +37,7 @@ def doctor(name: str) -> subprocess.CompletedProcess:
 def test_a_good_site_with_a_slurm_target_passes_every_step(site_config, slurm, sshd):
     result = doctor(site_config(targets={"login": {}, "cpu": {"provisioner": "hpc-slurm", "node_port": sshd.port}}))
     assert result.returncode == 0, result.stdout + result.stderr
-    for step in ("name", "network", "host key", "login", "remote python", "transport", "slurm cpu", "nodes cpu"):
+    for step in ("name", "network", "host key", "login", "remote python", "transport", "slurm cpu", "partition cpu", "nodes cpu"):
         assert f"[ok  ] {step}" in result.stdout, result.stdout
     assert "SSH to compute node" in result.stdout
 
