@@ -79,9 +79,16 @@ def check_available() -> None:
 
 
 def python_paths() -> list[str]:
-    """The hub's Python environment: the venv and the interpreter it was made from."""
+    """The hub's Python environment: the venv, the interpreter it was made from, and
+    jupyter_hpc's own source where it lives outside them (an editable install: its package
+    directory and egg-info, never the whole checkout)."""
     paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable))}
-    return sorted(os.path.realpath(path) for path in paths)
+    package = Path(__file__).resolve().parent.parent
+    paths.add(str(package))
+    paths.update(str(info) for info in package.parent.glob("jupyter_hpc*.egg-info"))
+    paths = {os.path.realpath(path) for path in paths}
+    # Only the outermost of nested paths (a venv's package inside the venv is bound with it).
+    return sorted(path for path in paths if not any(path != other and path.startswith(other + os.sep) for other in paths))
 
 
 def argv(user_dir: Path, read_only: Iterable[str] = ()) -> list[str]:
@@ -100,7 +107,7 @@ def argv(user_dir: Path, read_only: Iterable[str] = ()) -> list[str]:
     for path in ETC_FILES:
         args += ["--ro-bind-try", path, path]
     for path in python_paths():
-        if not path.startswith("/usr/"):
+        if path != "/usr" and not path.startswith("/usr/"):
             args += ["--ro-bind", path, path]
     for path in read_only:
         args += ["--ro-bind-try", path, path]
