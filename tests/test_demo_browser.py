@@ -25,6 +25,7 @@ import pytest
 
 from demo_helpers import DEMO_USER, Demo, ensure_demo_venv, home_files, tmp_entries
 from lab_browser import add_slurm_user, browser, cancel_jobs, launcher_tile, run_cell, screenshot, squeue  # noqa: F401
+from terminal_helpers import open_launcher_terminal
 from testbed.users import ensure_user
 
 pytestmark = pytest.mark.browser
@@ -196,6 +197,13 @@ def run_the_demo(demo: Demo, entry, before, browser, artifacts, demo_bin) -> Non
         page.locator(".jp-FileBrowser .jp-BreadCrumbs-preferred").click()  # back home, one click
         page.locator(".jp-DirListing-item[title^='Name: cori-demo.ipynb']").wait_for()
         screenshot(page, artifacts, "demo-6-saved")
+
+        # 6b. The launcher's Terminal: a login shell on Cori (the embedded login node), in Cori's
+        #     home; closing its tab ends the shell.
+        page.locator(".jp-FileBrowser-toolbar [data-command='launcher:create']").click()
+        open_launcher_terminal(page, str(cluster_home))
+        screenshot(page, artifacts, "demo-6b-terminal")
+        page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current .lm-TabBar-tabCloseIcon").click()
     except BaseException:
         screenshot(page, artifacts, "demo-failed")
         raise
