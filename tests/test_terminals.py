@@ -43,7 +43,8 @@ def lab(tmp_path_factory, login_node, remote_python):
     # jupyter_lsp probes for language servers (R, node) by running them: off, so that any
     # process below the server would be the terminals'.
     config = lab_config({"cori": site}, remote_specs=False, ServerApp={"jpserver_extensions": {"jupyter_lsp": False}})
-    with Lab.running(tmp_path_factory.mktemp("terminals"), config) as lab:
+    # At debug level, so that "no terminal traffic in the log" holds for the most a log says.
+    with Lab.running(tmp_path_factory.mktemp("terminals"), config, "--ServerApp.log_level=DEBUG") as lab:
         yield lab
 
 
@@ -136,6 +137,8 @@ def test_a_shell_on_the_login_node_resized_reattached_and_deleted(lab, login_nod
     assert lab.api("GET", "terminals").json() == []
     assert requests.get(f"{lab.base}/api/terminals/{name}", headers={"Authorization": f"token {lab.token}"}).status_code == 404
     assert commands(descendants(lab.process.pid) - before) == []
+    # The traffic went to no log: neither what was typed nor what the shell printed.
+    assert "6*7" not in lab.log and "kept-42" not in lab.log and "4242" not in lab.log
 
 
 def test_exit_closes_the_terminal_as_a_local_one_does(lab):
