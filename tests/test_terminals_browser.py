@@ -48,6 +48,12 @@ def test_a_tile_per_site_opens_a_shell_there_and_closing_the_tab_ends_it(two_sit
         cori.wait_for()
         hopper.wait_for()
         screenshot(page, artifacts, "terminals-1-tiles")
+        # The Kernel menu offers a terminal on the current kernel's job node (none here: greyed).
+        page.locator(".lm-MenuBar-itemLabel", has_text="Kernel").click()
+        item = page.locator(".lm-Menu-item", has_text="Terminal on this job's node")
+        item.wait_for()
+        assert "lm-mod-disabled" in (item.get_attribute("class") or "")
+        page.keyboard.press("Escape")
         for site, tile in (("hopper", hopper), ("cori", cori)):
             before = {t["name"] for t in lab.api("GET", "terminals").json()}
             if site == "cori":  # back to the launcher for the second tile
