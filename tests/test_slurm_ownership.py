@@ -174,6 +174,19 @@ def test_queued_jobs_cancelled_by_request_or_by_the_next_server_and_an_unowned_o
     assert processes_of_job(lone_job) == [], "the unowned job's kernel still runs"
 
 
+def test_cull_idle_timeout_ends_ssh_and_slurm_kernels_and_the_job(slurm, slurm_spec, ssh_spec, kernel_user, servers):
+    """jupyter_server's own culler still ends our kernels, a SLURM kernel's job with it."""
+    culling = servers("--MappingKernelManager.cull_idle_timeout=6", "--MappingKernelManager.cull_interval=2")
+    on_login = culling.api("POST", "kernels", json={"name": ssh_spec("hpc-ssh-culled")}).json()["id"]
+    in_job = culling.api("POST", "kernels", json={"name": slurm_spec("hpc-slurm-culled", idle_timeout=None)}).json()["id"]
+    job_id = wait_until(lambda: (s := slurm_status(culling, in_job)) and s["phase"] == "running" and s["job_id"],
+                        "the SLURM kernel running", 60)
+    wait_until(lambda: culling.kernel_ids() == [], "both kernels culled", 60)
+    wait_until(lambda: job_id not in slurm.jobs(kernel_user.pw_name), "the culled kernel's job gone", 30)
+    for kernel_id in (on_login, in_job):
+        assert any("Culling" in line and kernel_id in line for line in culling.log.splitlines()), kernel_id
+
+
 def processes_of_job(job_id: str) -> list[int]:
     """Processes (any user's: the test runs as root) whose environment names the job."""
     from pathlib import Path
