@@ -14,7 +14,7 @@ Each keystroke is timed from the write to the first output that holds its echo; 
 alternate between a letter and a backspace, so the line stays short. Interleaved in blocks, so
 noise falls on both alike. Target (issue 27): p50 within 1.5x of OpenSSH's.
 
-    python benchmarks/terminal.py [--keys 400] [--block 50]
+    python benchmarks/terminal.py [--quick] [--keys 400] [--block 50]
 """
 
 from __future__ import annotations
@@ -157,7 +157,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--keys", type=int, default=400, help="keystrokes timed per variant")
     parser.add_argument("--block", type=int, default=50, help="keystrokes per variant before switching")
+    parser.add_argument("--quick", action="store_true", help="200 keystrokes per variant")
     args = parser.parse_args()
+    if args.quick:
+        args.keys = min(args.keys, 200)
     bed = Bed()
     try:
         run(bed, args)
