@@ -426,7 +426,7 @@ def test_a_neighbour_who_binds_a_servers_port_first_gets_no_token_or_key(bed):
     server's certificate (internal_ssl): the handshake fails and nothing is sent."""
     spy_user = ensure_user(NEIGHBOUR_USER)
     squatter = subprocess.Popen(["runuser", "-u", spy_user.pw_name, "--", "/usr/bin/python3", "-c", SQUATTER,
-                                 str(SQUAT_PORT), "25"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                 str(SQUAT_PORT), "10"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert squatter.stdout.readline().strip() == "bound", squatter.stderr.read()
         browser = Browser(bed, SQUATTED)
