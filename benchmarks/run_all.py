@@ -46,7 +46,7 @@ QUICK: dict[str, list[str]] = {
     "hub_login.py": ["--users", "6", "--no-flow"],
     "squeue_parse.py": ["--repeat", "3"],
     "terminal.py": ["--quick"],
-    "proxy.py": ["--quick"],
+    "proxy.py": ["--rounds", "1", "--small", "200", "--mb", "20"],
 }
 TIMEOUT = 1200  # seconds one script may run before it is ended and reported as failed
 # Not here: load.py (a report of one load, no baseline) and profile_transport.py (a profiler).
