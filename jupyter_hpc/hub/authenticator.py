@@ -267,7 +267,8 @@ class SSHCertAuthenticator(Authenticator):
             self.log.warning(
                 "SSHCertAuthenticator.keyservice_url %s is plain HTTP: a unix user of this host who binds "
                 "its port before the key service (at a restart) receives every password and code. Serve it "
-                "over HTTPS (jupyter hpc keyservice --certfile/--keyfile) and pin its CA with keyservice_ca_certs.",
+                "on a Unix socket (jupyter hpc keyservice --socket PATH; keyservice_url http+unix://...) or "
+                "over HTTPS (--certfile/--keyfile) with its CA pinned in keyservice_ca_certs.",
                 self.keyservice_url,
             )
 
