@@ -19,6 +19,7 @@ import pwd
 import re
 import signal
 import subprocess
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -209,7 +210,7 @@ def kill_connections(daemon: SSHDaemon) -> list[int]:
 def test_a_relogin_after_the_certificate_ended_serves_the_files_with_no_restart(bed, alice):
     """The server's SSH connections are killed once the first certificate has ended; after a
     new login the file browser lists both sites again (new connections, with the new
-    certificate), and the server is the same one (no restart)."""
+    certificate), discovery and a new kernel work, and the server is the same one (no restart)."""
     assert alice.server_api("GET", "contents/cori").status_code == 200
     started = bed.user_model(ALICE)["servers"][""]["started"]
     time.sleep(max(0.0, alice.logged_in_at + LIFETIME + 2 - time.time()))  # the certificate has ended
@@ -222,15 +223,27 @@ def test_a_relogin_after_the_certificate_ended_serves_the_files_with_no_restart(
         listing = alice.server_api("GET", f"contents/{site}")
         assert listing.status_code == 200, listing.text + bed.hub.text()[-4000:]
         assert f"after-{site}.txt" in {item["name"] for item in listing.json()["content"]}
+    # Discovery and kernels log in anew with it too.
+    xsrf = alice.session.cookies.get("_xsrf", path=f"/user/{ALICE}/") or ""
+    refreshed = alice.session.post(f"{bed.url}/user/{ALICE}/jupyter-hpc/api/kernelspecs/refresh", json={},
+                                   headers={"X-XSRFToken": xsrf}, timeout=90)
+    assert refreshed.status_code == 200 and all(site["ok"] for site in refreshed.json()["sites"].values()), refreshed.text
+    kernel = alice.start_kernel("perlmutter-login-python3")
+    assert kernel.execute("print('still here')")["stdout"] == "still here\n"
+    kernel.close()
     assert bed.user_model(ALICE)["servers"][""]["started"] == started
 
 
-def progress_events(bed, user: str) -> list[dict]:
-    """The hub's progress stream of ``user``'s spawn, until ready or failed."""
+def progress_events(bed, user: str, spawning: threading.Thread) -> list[dict]:
+    """The hub's progress stream of ``user``'s spawn, until ready or failed; [] when the spawn
+    (the request in ``spawning``) ended before the stream could be opened."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
+        ended = not spawning.is_alive()
         with bed.api("GET", f"users/{user}/server/progress", stream=True) as reply:
-            if reply.status_code == 400:  # the spawn has not begun yet
+            if reply.status_code in (400, 404):  # not begun yet (no spawner yet: 404), or over
+                if ended:
+                    return []
                 time.sleep(0.05)
                 continue
             assert reply.status_code == 200, reply.text
@@ -245,15 +258,24 @@ def progress_events(bed, user: str) -> list[dict]:
 
 
 def respawn(bed) -> list[dict]:
-    """Stop Alice's server, start it again as the hub's home page does; its progress events."""
+    """Stop Alice's server, start it again as the hub's home page does; its progress events
+    (a spawn that failed before the stream opened: the hub's answer to the start, as one)."""
     stopped = bed.api("DELETE", f"users/{ALICE}/server")
     assert stopped.status_code in (202, 204), stopped.text
     deadline = time.monotonic() + 60
     while (bed.user_model(ALICE)["servers"] or {}).get("") and time.monotonic() < deadline:
         time.sleep(0.2)
-    started = bed.api("POST", f"users/{ALICE}/server")
-    assert started.status_code in (201, 202), started.text
-    return progress_events(bed, ALICE)
+    replies = []  # the POST waits for the spawn up to the hub's slow_spawn_timeout: read meanwhile
+    spawn = threading.Thread(target=lambda: replies.append(bed.api("POST", f"users/{ALICE}/server")))
+    spawn.start()
+    events = progress_events(bed, ALICE, spawn)
+    spawn.join(120)
+    assert replies, "the hub did not answer the start"
+    if not events:
+        return [{"failed": True, "message": f"Spawn failed: {replies[0].json().get('message')}"}]
+    if events[-1].get("ready"):
+        assert replies[0].status_code in (201, 202), replies[0].text
+    return events
 
 
 @pytest.mark.timeout(300)
@@ -296,9 +318,10 @@ def test_a_server_that_cannot_take_the_certificate_fails_the_spawn_naming_the_fi
         login = browser.session.post(f"{hub.url}/hub/login?next=", allow_redirects=False, timeout=60, data={
             "_xsrf": xsrf, "username": ALICE, "password": hub.users[ALICE][0], "otp": hub.code(ALICE)})
         assert login.status_code == 302, login.text
-        started = hub.api("POST", f"users/{ALICE}/server")
-        assert started.status_code in (201, 202), started.text
-        events = progress_events(hub, ALICE)
+        spawn = threading.Thread(target=hub.api, args=("POST", f"users/{ALICE}/server"))
+        spawn.start()
+        events = progress_events(hub, ALICE, spawn)
+        spawn.join(120)
         assert events[-1].get("failed"), events
         message = events[-1]["message"]
         assert "jupyter_hpc.hub.singleuser server extension is not enabled" in message, message
