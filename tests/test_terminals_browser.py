@@ -7,6 +7,7 @@ shell. Screenshots under test-artifacts/.
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 
 import pytest
@@ -78,6 +79,56 @@ def test_a_tile_per_site_opens_a_shell_there_and_closing_the_tab_ends_it(two_sit
         assert not [e for e in page.errors if "terminal" in e.lower()], page.errors
     except BaseException:
         screenshot(page, artifacts, "terminals-failed")
+        raise
+    finally:
+        close_page(page)
+
+
+@pytest.fixture(scope="module")
+def slurm_lab(tmp_path_factory, remote_python, slurm):
+    from lab_browser import add_slurm_user, cancel_jobs, cori_with_slurm, remove_remote_kernels, write_remote_kernel
+
+    entry = ensure_user(USER)
+    add_slurm_user(USER)
+    write_remote_kernel(entry, "termjob", "Term Job", remote_python)
+    with running_sshd([USER], "tb-slurm") as sshd:
+        site = cori_with_slurm(sshd, USER, remote_python, queue_timeout=90)
+        with Lab.running(tmp_path_factory.mktemp("terminal-job"), lab_config({"cori": site})) as lab:
+            yield lab
+    cancel_jobs(USER)
+    remove_remote_kernels(entry)
+
+
+@pytest.mark.timeout(600)  # the SLURM fixture may wait for another session's SLURM tests
+def test_kernel_menu_opens_a_terminal_in_the_kernels_job_that_ends_with_it(slurm_lab, browser, artifacts):  # noqa: F811
+    from lab_browser import squeue
+    from terminal_helpers import page_terminal_names, page_terminal_screen
+
+    lab = slurm_lab
+    page = open_lab(browser, lab)
+    try:
+        launcher_tile(page, "Cori: Term Job (KNL node)").click()
+        page.locator(".jp-Dialog .jp-hpc-ResourceForm").wait_for()  # the SLURM resource dialog
+        page.locator(".jp-Dialog .jp-mod-accept").click()
+        page.locator(".jp-StatusBar-Widget", has_text="Cori: Term Job (KNL node) | Idle").wait_for(timeout=150_000)
+        [job] = squeue(USER)
+        page.locator(".lm-MenuBar-itemLabel", has_text="Kernel").click()
+        page.locator(".lm-Menu-item:not(.lm-mod-disabled)", has_text="Terminal on this job's node").click()
+        page.locator(".jp-Terminal:visible .xterm-helper-textarea").wait_for()
+        (name,) = page_terminal_names(page)
+        page.locator(".jp-Terminal:visible .xterm-helper-textarea").focus()
+        page.keyboard.type('echo "in job $SLURM_JOB_ID on $(hostname)"')
+        page.keyboard.press("Enter")
+        deadline = time.monotonic() + 60
+        while f"in job {job['id']} on " not in (screen := page_terminal_screen(page, name)):
+            assert time.monotonic() < deadline, screen[-2000:]
+        screenshot(page, artifacts, "terminals-3-job-node")
+        subprocess.run(["scancel", job["id"]], check=True)
+        while f"[Job {job['id']} ended" not in (screen := page_terminal_screen(page, name)):
+            assert time.monotonic() < deadline + 60, screen[-2000:]
+        screenshot(page, artifacts, "terminals-4-job-ended")
+    except BaseException:
+        screenshot(page, artifacts, "terminals-job-failed")
         raise
     finally:
         close_page(page)
