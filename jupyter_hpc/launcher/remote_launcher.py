@@ -44,6 +44,7 @@ SOCKET_PREFIX = "k"
 KERNEL_LOG = "kernel.log"
 MONITOR_FILE = "monitor.pid"
 CONNECTION_FILE = "kernel.json"
+CONTAINER_MARKER = "container"  # in the kernel's directory: its argv starts a container
 PROBE_SOCKET = "probe"  # the launcher's own socket: does the site forward to Unix sockets?
 PROBE_WAIT = 30.0  # seconds the probe socket waits for the server's one connection
 # A Unix socket's path has at most 107 bytes (sun_path holds 108 with its NUL, on Linux), and
@@ -665,6 +666,8 @@ class Monitor:
         finally:
             os.close(log_fd)
         wait_until_bound(self.process, info, log_path, seconds(request, "ready_timeout", 60))
+        if self.container:  # a monitor that attaches later must know it too
+            write_private_file(os.path.join(self.kernel_dir, CONTAINER_MARKER), "")
         self.claim()
         return self.answer(info)
 
@@ -747,6 +750,7 @@ class Monitor:
         if process.poll() is not None or connection_file.encode() not in process.cmdline():
             raise LaunchFailure("kernel process %s is no longer running" % request["pid"])
         self.kernel_dir, self.process = kernel_dir, process
+        self.container = self.in_container = os.path.exists(os.path.join(kernel_dir, CONTAINER_MARKER))
         self.claim()
         return self.answer(info)
 
