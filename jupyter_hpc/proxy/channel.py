@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import threading
 
 from ..ssh.quiet_import import asyncssh
 
@@ -38,7 +39,11 @@ class ProxyConnectError(HPCError):
 
 
 class _ChannelSession(asyncssh.SSHTCPSession):
-    """The SSH-loop end of a proxied channel: a bounded inbox, and a gate for writes.
+    """The SSH-loop end of a proxied channel: a bounded inbox the server's loop reads without
+    crossing into the SSH loop, and a gate for writes.
+
+    Arriving data is put in the inbox (under a lock) and wakes the reader in the server's loop
+    directly: a small response costs one wake-up, not a request and a reply per read.
 
     asyncssh's stream API pauses and resumes its channel as its reader's buffer fills and
     drains; on each resume the channel sends SSH's window adjust for everything it has
@@ -51,13 +56,14 @@ class _ChannelSession(asyncssh.SSHTCPSession):
 
     def __init__(self, limit: int) -> None:
         self._limit = limit
+        self._lock = threading.Lock()  # inbox, size, paused, eof: shared by the two loops
         self._inbox: collections.deque[bytes] = collections.deque()
         self._size = 0
         self._paused = False
         self._resuming = False
         self._eof = False
         self._error: Exception | None = None
-        self._readable = asyncio.Event()
+        self._waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future] | None = None
         self._writable = asyncio.Event()
         self._writable.set()
         self._chan: asyncssh.SSHTCPChannel | None = None
@@ -65,23 +71,33 @@ class _ChannelSession(asyncssh.SSHTCPSession):
     def connection_made(self, chan: asyncssh.SSHTCPChannel) -> None:
         self._chan = chan
 
+    def _wake(self) -> None:
+        """(SSH loop, lock held) Tell a waiting reader in the server's loop."""
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            loop, future = waiter
+            loop.call_soon_threadsafe(_resolve, future)
+
     def data_received(self, data: bytes, datatype) -> None:
-        self._inbox.append(data)
-        self._size += len(data)
-        self._readable.set()
-        if self._size >= self._limit and not self._paused and not self._resuming:
-            self._paused = True
-            self._chan.pause_reading()
+        with self._lock:
+            self._inbox.append(data)
+            self._size += len(data)
+            if self._size >= self._limit and not self._paused and not self._resuming:
+                self._paused = True
+                self._chan.pause_reading()
+            self._wake()
 
     def eof_received(self) -> bool:
-        self._eof = True
-        self._readable.set()
+        with self._lock:
+            self._eof = True
+            self._wake()
         return True  # half open: a request body may still be on its way
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._eof = True
-        self._error = exc
-        self._readable.set()
+        with self._lock:
+            self._eof = True
+            self._error = exc
+            self._wake()
         self._writable.set()
 
     def pause_writing(self) -> None:
@@ -90,26 +106,42 @@ class _ChannelSession(asyncssh.SSHTCPSession):
     def resume_writing(self) -> None:
         self._writable.set()
 
-    async def read(self, size: int) -> bytes:
-        while not self._inbox and not self._eof:
-            self._readable.clear()
-            await self._readable.wait()
-        if not self._inbox:
-            if self._error is not None:
-                raise self._error
-            return b""
-        parts, taken = [], 0
-        while self._inbox and taken < size:
-            parts.append(self._inbox.popleft())
-            taken += len(parts[-1])
-        self._size -= taken
-        if self._paused and self._size < self._limit // 2:
+    def _maybe_resume(self) -> None:
+        """(SSH loop) Resume a paused channel once the reader has drained the inbox enough."""
+        with self._lock:
+            if not self._paused or self._size >= self._limit // 2 or self._chan is None:
+                return
             self._paused = False
             self._resuming = True
-            try:
-                self._chan.resume_reading()  # delivers the channel's buffer here, synchronously
-            finally:
+        try:
+            self._chan.resume_reading()  # delivers the channel's buffer here, synchronously
+        finally:
+            with self._lock:
                 self._resuming = False
+
+    async def read(self, size: int, timeout: float) -> bytes:
+        """(Server's loop) Up to ``size`` bytes, waiting at most ``timeout`` for the first."""
+        while True:
+            with self._lock:
+                if self._inbox or self._eof:
+                    break
+                future = asyncio.get_running_loop().create_future()
+                self._waiter = (asyncio.get_running_loop(), future)
+            await asyncio.wait_for(future, timeout)
+        with self._lock:
+            if not self._inbox:
+                if self._error is not None:
+                    raise self._error
+                return b""
+            parts, taken = [], 0
+            while self._inbox and taken < size:
+                parts.append(self._inbox.popleft())
+                taken += len(parts[-1])
+            before = self._size
+            self._size -= taken
+            resume = self._paused and self._size < self._limit // 2 <= before
+        if resume:
+            ssh_loop().call_soon_threadsafe(self._maybe_resume)
         return b"".join(parts)
 
     async def write(self, data: bytes) -> None:
@@ -120,13 +152,14 @@ class _ChannelSession(asyncssh.SSHTCPSession):
         if self._error is not None:
             raise self._error
 
-    def write_eof(self) -> None:
-        if self._chan is not None and not self._chan.is_closing():
-            self._chan.write_eof()
-
     def close(self) -> None:
         if self._chan is not None:
             self._chan.close()
+
+
+def _resolve(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class RemoteStream:
@@ -182,8 +215,16 @@ class RemoteStream:
             await self._crossing(asyncio.wait_for(self._session.write(data), self.idle_timeout))
 
     async def read(self, size: int = READ_SIZE) -> bytes:
-        """Up to ``size`` bytes as they arrive; ``b""`` at the end of the stream."""
-        return await self._crossing(asyncio.wait_for(self._session.read(size), self.idle_timeout))
+        """Up to ``size`` bytes as they arrive; ``b""`` at the end of the stream. Read in this
+        (the server's) loop, from the session's inbox: no crossing."""
+        try:
+            return await self._session.read(size, self.idle_timeout)
+        except asyncio.TimeoutError:
+            raise ProxyConnectError(
+                "idle", f"{self.where} sent and took nothing for {self.idle_timeout:g} s (idle_timeout)."
+            ) from None
+        except (asyncssh.Error, OSError) as exc:
+            raise ProxyConnectError("dropped", f"The connection to {self.where} was lost: {exc}.") from exc
 
     async def _crossing(self, coro):
         try:
