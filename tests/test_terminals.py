@@ -172,14 +172,22 @@ def sites_lab(tmp_path_factory, login_node, second_node, no_tty_node, remote_pyt
     def site(display: str, sshd, **extra) -> dict:
         return {"display_name": display, **sshd.provisioner_config(USER, remote_python=remote_python), **extra}
 
+    # "many" is Cori again, for the MaxSessions test alone: its own known_hosts copy makes it a
+    # connection of its own (the pool keys on it), empty whatever the other tests left closing.
+    many_known_hosts = login_node.root / "known_hosts_many"
+    many_known_hosts.write_text(login_node.known_hosts.read_text())
     sites = {
         "cori": site("Cori", login_node),
+        "many": site("Many", login_node, known_hosts=str(many_known_hosts)),
         "hopper": site("Hopper", second_node),
         "notty": site("NoTTY", no_tty_node),
         "down": site("Down", login_node, port=free_port()),
         "locked": site("Locked", second_node, terminals=False),
     }
-    config = lab_config(sites, remote_specs=False, HPCTerminalManager={"max_terminals": 12})
+    # No connection made ahead, no launcher kept on standby: each would hold a session of its
+    # own, and the MaxSessions test counts the terminals' sessions alone.
+    config = lab_config(sites, remote_specs=False, HPCTerminalManager={"max_terminals": 12},
+                        ConnectAhead={"enabled": False}, SSHProvisioner={"launcher_standby": 0})
     with Lab.running(tmp_path_factory.mktemp("terminal-sites"), config) as lab:
         yield lab
 
@@ -194,7 +202,7 @@ def test_one_terminal_per_site_and_each_failure_is_one_clear_line(sites_lab, sec
     offered = sites_lab.hpc("GET", "terminals").json()
     assert offered["default"] == "cori"
     assert [(s["name"], s["display_name"], s["terminals"]) for s in offered["sites"]] == [
-        ("cori", "Cori", True), ("hopper", "Hopper", True), ("notty", "NoTTY", True),
+        ("cori", "Cori", True), ("many", "Many", True), ("hopper", "Hopper", True), ("notty", "NoTTY", True),
         ("down", "Down", True), ("locked", "Locked", False)]
     # Each site's terminal is a shell on that site's login node.
     hopper = site_terminal(sites_lab, "hopper")
@@ -208,7 +216,7 @@ def test_one_terminal_per_site_and_each_failure_is_one_clear_line(sites_lab, sec
         "notty": r"\[No shell on NoTTY: 127\.0\.0\.1 refused a terminal \(PTY\) for this session\.[^\]]*\]",
         "down": r"\[No shell on Down: Cannot reach 127\.0\.0\.1 port \d+ over SSH: [^\]]*\]",
         "locked": r"\[No shell on Locked: Locked offers no terminals here \(its site config says terminals: false\)[^\]]*\]",
-        "nowhere": r"\[No shell on nowhere: No site named 'nowhere' \(configured: cori, hopper, notty, down, locked\)\.\]",
+        "nowhere": r"\[No shell on nowhere: No site named 'nowhere' \(configured: cori, many, hopper, notty, down, locked\)\.\]",
     }
     for site, line in expected.items():
         term = site_terminal(sites_lab, site)
@@ -229,23 +237,23 @@ def test_ten_terminals_ride_one_connection_the_eleventh_a_sibling_and_max_termin
     def client_port(term: TermClient) -> str:
         return term.run("echo $SSH_CONNECTION").split()[1]  # the SSH connection's own source port
 
-    terms = [site_terminal(sites_lab, "cori") for _ in range(10)]
+    terms = [site_terminal(sites_lab, "many") for _ in range(10)]
     ports = {client_port(term) for term in terms}
     assert len(ports) == 1  # ten shells, one SSH connection
     logins = login_node.accepted_logins()
     # The eleventh is past sshd's MaxSessions (10): it opens on a sibling connection and works.
-    terms.append(site_terminal(sites_lab, "cori"))
+    terms.append(site_terminal(sites_lab, "many"))
     assert terms[-1].run("echo eleventh").strip() == "eleventh"
     assert client_port(terms[-1]) not in ports
     assert login_node.accepted_logins() - logins == 1
-    terms.append(site_terminal(sites_lab, "cori"))  # the twelfth: max_terminals is 12 here
+    terms.append(site_terminal(sites_lab, "many"))  # the twelfth: max_terminals is 12 here
     assert terms[-1].run("echo twelfth").strip() == "twelfth"
-    refused = site_terminal(sites_lab, "cori")
-    refused.wait_for(r"\[No shell on Cori: Cori has 12 terminals open already \(max_terminals\): close one")
+    refused = site_terminal(sites_lab, "many")
+    refused.wait_for(r"\[No shell on Many: Many has 12 terminals open already \(max_terminals\): close one")
     # Closing one makes room again.
     sites_lab.api("DELETE", f"terminals/{terms.pop().name}")
     sites_lab.api("DELETE", f"terminals/{refused.name}")
-    terms.append(site_terminal(sites_lab, "cori"))
+    terms.append(site_terminal(sites_lab, "many"))
     assert terms[-1].run("echo again").strip() == "again"
     for term in terms:
         sites_lab.api("DELETE", f"terminals/{term.name}")
