@@ -67,44 +67,16 @@ class _Known:
 
 
 async def job_node_names(target: SSHTarget) -> set[str]:
-    """Every name and address of the nodes of the user's running jobs on the site: squeue for
-    the jobs' node lists, scontrol for each node's NodeAddr and NodeHostName.
-
-    Uses :func:`jupyter_hpc.slurm.site.running_job_nodes` where that package is present; the
-    fallback below is the same two commands and moves there with it."""
+    """Every name and address of the nodes of the user's running jobs on the site (SLURM's
+    node name, NodeAddr and NodeHostName), from :func:`jupyter_hpc.slurm.site.running_job_nodes`:
+    squeue for the jobs' node lists, scontrol for the nodes, on the pooled connection."""
+    from ..slurm.site import running_job_nodes
 
     async def go() -> set[str]:
-        connection = await get_pool().connect(target)
-        try:
-            from ..slurm.site import running_job_nodes
-        except ImportError:
-            running_job_nodes = None
-        if running_job_nodes is not None:
-            nodes = await running_job_nodes(connection)
-            return {normal_host(n) for node in nodes for n in (node.name, node.address, node.hostname) if n}
-        return await _running_job_nodes_fallback(connection)
+        nodes = await running_job_nodes(await get_pool().connect(target))
+        return {normal_host(n) for node in nodes for n in (node.name, node.address, node.hostname) if n}
 
     return await run_in_ssh_loop(asyncio.wait_for(go(), QUERY_TIMEOUT))
-
-
-async def _running_job_nodes_fallback(connection) -> set[str]:
-    user = connection.conn.get_extra_info("username") or connection.target.username or ""
-    listed = await connection.run(["squeue", "-h", "-u", user, "-t", "RUNNING", "-o", "%N"], check=False)
-    expressions = sorted({line.strip() for line in str(listed.stdout).splitlines() if line.strip()})
-    if listed.exit_status != 0 or not expressions:
-        return set()
-    expanded = await connection.run(["scontrol", "show", "hostnames", ",".join(expressions)], check=False)
-    names = set(str(expanded.stdout).split())
-    if not names:
-        return set()
-    shown = await connection.run(["scontrol", "--oneliner", "show", "node", ",".join(sorted(names))], check=False)
-    out = set(names)
-    for line in str(shown.stdout).splitlines():
-        for word in line.split():
-            key, _, value = word.partition("=")
-            if key in ("NodeName", "NodeAddr", "NodeHostName") and value:
-                out.add(value)
-    return {normal_host(n) for n in out}
 
 
 class AllowedHosts:
