@@ -124,7 +124,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
     };
     (settings as any).fetch = fetchWithDialog;
 
-    const sidebar = new ClusterSidebar(api);
+    const sidebar = new ClusterSidebar(api, (site, job) =>
+      void app.commands.execute('jupyter-hpc:terminal', { site, job }));
     app.shell.add(sidebar, 'left', { rank: 750 });
     app.commands.addCommand('jupyter-hpc:show-cluster', {
       label: 'Show the Cluster sidebar',

@@ -20,7 +20,8 @@ export const clusterIcon = new LabIcon({
 });
 
 export class ClusterSidebar extends Widget {
-  constructor(private api: SlurmAPI) {
+  /** ``openTerminal(site, jobId)``: a shell inside a running job (jupyter-hpc's terminals). */
+  constructor(private api: SlurmAPI, private openTerminal?: (site: string, jobId: string) => void) {
     super();
     this.id = 'jupyter-hpc-cluster';
     this.title.icon = clusterIcon;
@@ -129,7 +130,18 @@ export class ClusterSidebar extends Widget {
       cancel.textContent = 'Cancel';
       cancel.setAttribute('aria-label', `Cancel job ${job.JOBID}`);
       cancel.addEventListener('click', () => void this.cancel(site, String(job.JOBID), !!job.kernel_id));
-      row.insertCell().appendChild(cancel);
+      const actions = row.insertCell();
+      if (this.openTerminal && job.STATE === 'RUNNING') {
+        const open = this.openTerminal;
+        const terminal = document.createElement('button');
+        terminal.className = 'jp-Button jp-mod-styled jp-mod-reject';
+        terminal.textContent = 'Terminal';
+        terminal.title = "A shell inside this job, on its first node";
+        terminal.setAttribute('aria-label', `Terminal on job ${job.JOBID}'s node`);
+        terminal.addEventListener('click', () => open(site, String(job.JOBID)));
+        actions.appendChild(terminal);
+      }
+      actions.appendChild(cancel);
     }
     return table;
   }

@@ -58,10 +58,11 @@ export function activateTerminals(
   };
 
   app.commands.addCommand(CommandIDs.onSite, {
-    label: args => labels.get(String(args.site)) ?? `${String(args.site ?? 'Cluster')} terminal`,
+    label: args => (args.job ? `Terminal on job ${String(args.job)}'s node`
+      : labels.get(String(args.site)) ?? `${String(args.site ?? 'Cluster')} terminal`),
     caption: args => `A login shell on ${labels.get(String(args.site)) ?? args.site}'s login node`,
     icon: args => (args.isPalette ? undefined : terminalIcon),
-    execute: args => open({ site: String(args.site) })
+    execute: args => open(args.job ? { site: String(args.site), job: String(args.job) } : { site: String(args.site) })
   });
 
   app.commands.addCommand(CommandIDs.onJobNode, {
