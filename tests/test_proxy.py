@@ -237,6 +237,7 @@ def test_hosts_outside_the_allowed_set_are_refused_naming_proxy_hosts(lab, apps)
     # a proxy_hosts pattern lets a host through the check (here it then does not resolve)
     reply = requests.get(route(lab, "no-such-node.allowed.example", 80, "/"), headers=auth(lab), timeout=60)
     assert reply.status_code in (502, 504) and "proxy_hosts" not in reply.text
+    assert "cannot reach no-such-node.allowed.example:80" in reply.text or "did not answer" in reply.text, reply.text
 
 
 def test_errors_say_which_and_what_to_try(lab, apps):
