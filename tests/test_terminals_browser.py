@@ -123,6 +123,21 @@ def test_kernel_menu_opens_a_terminal_in_the_kernels_job_that_ends_with_it(slurm
         while f"in job {job['id']} on " not in (screen := page_terminal_screen(page, name)):
             assert time.monotonic() < deadline, screen[-2000:]
         screenshot(page, artifacts, "terminals-3-job-node")
+        # The Cluster sidebar's row of the running job has a Terminal button too: the same shell.
+        page.locator(".jp-SideBar .lm-TabBar-tab[data-id='jupyter-hpc-cluster']").click()
+        row = page.locator(f".jp-hpc-Cluster-jobs tr[data-job-id='{job['id']}']")
+        row.locator("button", has_text="Terminal").click()
+        while not (added := set(page_terminal_names(page)) - {name}):
+            assert time.monotonic() < deadline, "the sidebar's Terminal made no terminal"
+            time.sleep(0.3)
+        (second,) = added
+        page.locator(".jp-Terminal:visible .xterm-helper-textarea").wait_for()
+        page.locator(".jp-Terminal:visible .xterm-helper-textarea").focus()
+        page.keyboard.type('echo "sidebar job $SLURM_JOB_ID"')
+        page.keyboard.press("Enter")
+        while f"sidebar job {job['id']}\r\n" not in (screen := page_terminal_screen(page, second)):
+            assert time.monotonic() < deadline, screen[-2000:]
+        screenshot(page, artifacts, "terminals-3b-sidebar-job-node")
         subprocess.run(["scancel", job["id"]], check=True)
         while f"[Job {job['id']} ended" not in (screen := page_terminal_screen(page, name)):
             assert time.monotonic() < deadline + 60, screen[-2000:]
