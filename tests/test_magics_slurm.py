@@ -4,7 +4,7 @@ Three ways in, as users meet them:
 - a local IPython against a site (``--site``/``%slurm site``): an in-process InteractiveShell
   whose commands run over SSH as the kernel user, the site being an hpc-ssh kernelspec;
 - a kernel on the cluster: a real ipykernel started as the kernel user through hpc-ssh, whose
-  PYTHONPATH holds only ``jupyter_hpc/__init__.py``, ``errors.py``, ``slurm/`` and ``magics/`` (no SSH
+  PYTHONPATH holds only ``jupyter_hpc/__init__.py``, ``errors.py``, ``slurm/``, ``proxy/`` and ``magics/`` (no SSH
   layer, no asyncssh in that venv);
 - a bare Python with asyncssh, jupyter_client and jupyterhub made unimportable.
 """
@@ -234,8 +234,8 @@ def magics_only_path(remote_python):
     package = root / "jupyter_hpc"
     shutil.copytree(REPO / "jupyter_hpc" / "magics", package / "magics",
                     ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(REPO / "jupyter_hpc" / "slurm", package / "slurm",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    for part in ("slurm", "proxy"):  # the one SLURM package; proxy_url at the package's top
+        shutil.copytree(REPO / "jupyter_hpc" / part, package / part, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("__init__.py", "errors.py"):
         shutil.copy(REPO / "jupyter_hpc" / name, package / name)
     subprocess.run(["chmod", "-R", "a+rX", str(root)], check=True)
