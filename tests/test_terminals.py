@@ -123,7 +123,7 @@ def test_a_shell_on_the_login_node_resized_reattached_and_deleted(lab, login_nod
     again.wait_for(r"conn=127\.0\.0\.1")  # replayed
     assert again.run("echo $KEPT $$").split() == ["kept-42", str(shell_pid)]
     listed = lab.api("GET", "terminals").json()
-    assert [t["name"] for t in listed] == [name] and listed[0]["last_activity"]
+    assert [t["name"] for t in listed] == [name] and listed[0]["last_activity"] and listed[0]["site"] == "cori"
     assert lab.api("GET", f"terminals/{name}").json()["name"] == name
 
     assert user_commands(USER, "sleep 4242")

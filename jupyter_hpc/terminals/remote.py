@@ -218,5 +218,6 @@ class RemoteTerminal:
         return {
             "name": self.name,
             "last_activity": datetime.fromtimestamp(self.last_activity, timezone.utc).isoformat().replace("+00:00", "Z"),
+            "site": self.site,  # where the shell runs: never the server's host
             "jupyter_hpc": {"site": self.site, "title": self.title, "job": self.job, "state": self.state},
         }
