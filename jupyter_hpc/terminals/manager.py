@@ -21,7 +21,7 @@ from traitlets import Float, Integer, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
 from ..errors import HPCError
-from ..sites import Site, SiteConfigError
+from ..sites import Site
 from ..ssh import SSHTarget, credentials, get_pool, run_in_ssh_loop, ssh_loop
 from .remote import ENDED, RemoteTerminal
 
