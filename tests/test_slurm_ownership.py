@@ -200,3 +200,19 @@ def processes_of_job(job_id: str) -> list[int]:
             except OSError:
                 continue
     return found
+
+
+def test_a_stopped_server_ends_its_running_and_queued_jobs(slurm, slurm_spec, kernel_user, held, servers):
+    """What the hub's idle culler does to a user's server (SIGTERM): every kernel is shut down,
+    a job still in the queue cancelled rather than waited for."""
+    server = servers()
+    running, _ = start_session(server, slurm_spec("hpc-slurm-stopped"), "running.ipynb")
+    queued, _ = start_session(server, slurm_spec("hpc-slurm-stopped-queued", partition="regular"), "queued.ipynb")
+    wait_until(lambda: slurm_status(server, running)["phase"] == "running", "one kernel running", 60)
+    queued_job(queued)
+    assert len(slurm.jobs(kernel_user.pw_name)) == 2
+    started = time.monotonic()
+    server.stop(timeout=60)
+    assert server.process.returncode is not None and time.monotonic() - started < 60
+    wait_until(lambda: slurm.jobs(kernel_user.pw_name) == [], "both jobs gone", 30)
+    assert recorded() == {}
