@@ -116,7 +116,14 @@ def test_a_shell_on_the_login_node_resized_reattached_and_deleted(lab, login_nod
     second = connect(lab, name)
     second.wait_for("50 132")
     assert second.run("echo $KEPT").strip() == "kept-42"
+    # Two browsers, two sizes: the shell gets the smallest of each (as terminado does) ...
+    second.set_size(30, 200)
+    assert second.run("stty size").strip() == "30 132"
     second.close()
+    # ... and the remaining browser's size once the other leaves.
+    deadline = time.monotonic() + 10
+    while term.run("stty size").strip() != "50 132":
+        assert time.monotonic() < deadline, "the size did not follow the remaining browser"
     # A reload: the websocket closes and a new one reattaches to the same shell.
     term.close()
     again = connect(lab, name)
