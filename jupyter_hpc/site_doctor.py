@@ -116,11 +116,22 @@ def _kernel_transport(site: Site, name: str, spec_choice: str | None, stream_loc
         wanted, who = spec_choice, "its kernelspec's metadata.jupyter_hpc.transport"
     else:
         wanted, who = str(settings.get("remote_transport", "auto")).lower(), "the site's remote_transport"
+    return transport_check(name, wanted, who, stream_local, bool(settings.get("allow_plaintext_loopback")),
+                           site.ssh_target().host)
+
+
+async def provisioner_transport(provisioner, name: str) -> Check:
+    """:func:`transport_check` for one kernelspec's provisioner (``jupyter hpc doctor KERNEL``),
+    after the login steps have learnt what its site allows."""
+    login = await get_pool().connect(provisioner.ssh_target())
+    wanted, who = provisioner.wanted_transport()
+    return transport_check(name, wanted, who, login.stream_local, provisioner.allow_plaintext_loopback, provisioner.host)
+
+
+def transport_check(name: str, wanted: str, who: str, stream_local: bool | None, allow_plaintext: bool, host: str) -> Check:
     try:
-        transport, why = choose_transport(
-            wanted, who, stream_local, curve=zmq.has("curve"),
-            allow_plaintext=bool(settings.get("allow_plaintext_loopback")), host=site.ssh_target().host, kernel=name,
-        )
+        transport, why = choose_transport(wanted, who, stream_local, curve=zmq.has("curve"),
+                                          allow_plaintext=allow_plaintext, host=host, kernel=name)
     except TransportRefusedError as exc:
         return Check(f"transport {name}", False, str(exc))
     return Check(f"transport {name}", True, f"{transport}: {why}")

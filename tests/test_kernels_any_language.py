@@ -346,6 +346,10 @@ def test_a_kernelspec_chooses_its_transport_and_plain_tcp_needs_the_sites_word(
     assert "ok  ] transport curve tcp-curve: its kernelspec's metadata.jupyter_hpc.transport asks" in step(report, "transport curve")
     assert step(report, "transport plain").startswith("[FAIL]") and "allow_plaintext_loopback" in report, report
     assert "ipc: Unix sockets" in step(report, "transport ir")
+    one = subprocess.run([sys.executable, "-m", "jupyter_hpc.cli.main", "doctor", specs["plain"].name],
+                         capture_output=True, text=True, timeout=120, env=dict(os.environ))  # doctor KERNEL
+    assert one.returncode == 1 and step(one.stdout, "transport " + specs["plain"].name).startswith("[FAIL]"), one.stdout
+    assert "allow_plaintext_loopback" in one.stdout, one.stdout
 
     with kernel(specs["curve"].name) as (km, client):
         assert provisioner_info(km)["remote_transport"] == "tcp" and km.curve_secretkey is not None

@@ -57,16 +57,21 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, TraitError) as exc:
         print(f"{args.kernel!r} is misconfigured: {exc}")
         return 2
-    checks = run_in_ssh_loop_sync(kernel_checks(settings, target, slurm=kind is SlurmProvisioner))
+    checks = run_in_ssh_loop_sync(kernel_checks(settings, target, slurm=kind is SlurmProvisioner, name=args.kernel))
     print(render(f"{spec.display_name} ({target.username or ''}@{target.host}):", checks))
     return 0 if all(check.ok for check in checks) else 1
 
 
-async def kernel_checks(settings, target, *, slurm: bool) -> list:
-    """The login steps, then (a SLURM kernelspec) the SLURM ones: commands, partition, nodes."""
+async def kernel_checks(settings, target, *, slurm: bool, name: str = "kernel") -> list:
+    """The login steps, then (a SLURM kernelspec) the SLURM ones: commands, partition, nodes;
+    (an hpc-ssh one) the transport the kernel gets, and why."""
     checks = await diagnose(target, settings.remote_python, settings.allow_plaintext_loopback, settings.debugger)
     if slurm and all(check.ok for check in checks):
         checks += await diagnose_slurm(await get_pool().connect(target), settings)
+    elif all(check.ok for check in checks):  # the kernel's own transport, now the site's answer is known
+        from ..site_doctor import provisioner_transport
+
+        checks.append(await provisioner_transport(settings, name))
     return checks
 
 
