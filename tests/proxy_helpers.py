@@ -46,7 +46,7 @@ print(json.dumps({{"http": http_port, "app": app_port, "sha256": digest.hexdiges
 """
 
 APP = r"""
-import hashlib, sys
+import asyncio, hashlib, sys
 from tornado import ioloop, web, websocket
 
 class Echo(websocket.WebSocketHandler):
@@ -71,13 +71,19 @@ class Redirect(web.RequestHandler):
     def get(self):
         self.redirect("/hello")
 
+class Slow(web.RequestHandler):
+    async def get(self):
+        await asyncio.sleep(float(self.get_argument("seconds", "10")))
+        self.write("late")
+
 class Hello(web.RequestHandler):
     def get(self):
         self.set_cookie("app_session", "s1", path="/")
         self.write("hello from the app at %s" % self.request.path)
 
 ioloop.IOLoop.current().run_sync(lambda: None)
-web.Application([(r"/ws", Echo), (r"/upload", Upload), (r"/redirect", Redirect), (r"/hello", Hello)]).listen(
+web.Application([(r"/ws", Echo), (r"/upload", Upload), (r"/redirect", Redirect), (r"/hello", Hello),
+                 (r"/slow", Slow)]).listen(
     int(sys.argv[1]), address="127.0.0.1")
 ioloop.IOLoop.current().start()
 """

@@ -27,6 +27,7 @@ pytestmark = pytest.mark.timeout(300)
 
 HELLO = "a file served on the login node " + uuid.uuid4().hex
 BIG_MB = 50
+IDLE_TIMEOUT = 4.0  # seconds (c.HPCProxy.idle_timeout): long enough for every other request here
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,8 @@ def lab(tmp_path_factory, sshd, kernel_user, remote_python):
     write_remote_kernel(kernel_user, "proxytest", "Proxy test", remote_python)
     site = {"display_name": "Cori", **sshd.provisioner_config(kernel_user.pw_name, remote_python=remote_python),
             "proxy_hosts": ["*.allowed.example"]}
-    with Lab.running(tmp_path_factory.mktemp("lab-proxy"), lab_config({"cori": site})) as lab:
+    config = lab_config({"cori": site}, HPCProxy={"idle_timeout": IDLE_TIMEOUT})
+    with Lab.running(tmp_path_factory.mktemp("lab-proxy"), config) as lab:
         yield lab
 
 
@@ -247,6 +249,14 @@ def test_errors_say_which_and_what_to_try(lab, apps):
     assert "Traceback" not in reply.text
     reply = requests.get(f"{lab.base}/jupyter-hpc/proxy/nosuchsite/127.0.0.1:80/", headers=auth(lab), timeout=60)
     assert reply.status_code == 404 and "No site named" in reply.text
+
+
+def test_an_app_that_stops_answering_times_out_with_a_page(lab, apps):
+    started = time.monotonic()
+    reply = requests.get(route(lab, "127.0.0.1", apps["app"], "/slow?seconds=30"), headers=auth(lab), timeout=60)
+    waited = time.monotonic() - started
+    assert reply.status_code == 504 and "idle_timeout" in reply.text, (reply.status_code, reply.text)
+    assert IDLE_TIMEOUT <= waited < IDLE_TIMEOUT + 5, waited
 
 
 def free_closed_port() -> int:
