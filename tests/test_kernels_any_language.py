@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import pwd
 import shutil
 import signal
 import subprocess
@@ -474,4 +475,28 @@ def test_a_kernel_in_a_podman_container_runs_a_cell(lang_sshd, lang_user, remote
                           timeout=60).stdout.strip()) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert left == "", left  # --rm: the container went with the kernel
+    assert not os.path.exists(info["kernel_dir"])
+
+
+def test_a_deep_home_gets_its_kernel_sockets_elsewhere_over_ssh(remote_python, installed):
+    """A user whose home is deep (as on HPC file systems): ~/.jupyter-hpc/run/<kernel>/k-5 would
+    pass 107 bytes. Through hpc-ssh the kernel still starts on Unix sockets, its directory in
+    /tmp (0700, the user's), and the cell runs."""
+    name = "hpcdeep"
+    home = "/home/" + "/".join(["jupyter-hpc-deep-home-" + "d" * 20] * 3)
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        os.makedirs(os.path.dirname(home), mode=0o755, exist_ok=True)
+        subprocess.run(["useradd", "-m", "-d", home, "-s", "/bin/bash", name], check=True)
+    subprocess.run(["usermod", "-p", "*", name], check=True)
+    assert len(os.path.join(home, ".jupyter-hpc", "run", "x" * 20, "k-5")) > 107
+    with running_sshd([name], "deep") as daemon:
+        entry = {"display_name": "Cori", **daemon.provisioner_config(name, remote_python=remote_python)}
+        specs, _ = installed(entry)
+        with kernel(specs["python3"].name) as (km, client):  # the venv's own spec
+            info = provisioner_info(km)
+            assert info["remote_transport"] == "ipc" and info["kernel_dir"].startswith("/tmp/jh-"), info
+            assert os.stat(info["kernel_dir"]).st_uid == pwd.getpwnam(name).pw_uid
+            assert execute(client, PY_CODE["who"])["stdout"].strip() == name
     assert not os.path.exists(info["kernel_dir"])
