@@ -7,6 +7,9 @@ only it holds), so its loopback is not this host's. A canary HTTP server on this
 port, and to this host's own address on the pair, reach nothing of this host: the canary sees
 no request. The control: the same route through a login node that does run on this host (the
 test sshd on 127.0.0.1) reaches the canary, so a leak would have been seen.
+
+The same namespaced login node serves the dropped-connection test: its sshd sessions are
+killed while a request waits at an app there, and the page says so; the next request reconnects.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ import http.server
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -108,6 +113,58 @@ def lab(tmp_path_factory, login_node, sshd, kernel_user, remote_python):
     }
     with Lab.running(tmp_path_factory.mktemp("lab-proxy-canary"), lab_config(sites)) as lab:
         yield lab
+
+
+def descendants(pid: int) -> list[int]:
+    children = [int(p) for p in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()]
+    return [grand for child in children for grand in (child, *descendants(child))]
+
+
+SLOW_APP = """
+import http.server, sys, time
+class Slow(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        time.sleep(30)
+        self.send_response(200); self.end_headers(); self.wfile.write(b"late")
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Slow).serve_forever()
+"""
+
+
+def test_a_dropped_ssh_connection_is_a_page_saying_so(lab, login_node):
+    """The SSH connection under a request in flight drops (the login node's sshd session is
+    killed): the page says the connection dropped and to reload; the next request reconnects."""
+    headers = {"Authorization": f"token {lab.token}"}
+    app = subprocess.Popen(["ip", "netns", "exec", login_node.namespace, sys.executable, "-c", SLOW_APP, "8088"])
+    try:
+        deadline = time.monotonic() + 10
+        while subprocess.run(["ip", "netns", "exec", login_node.namespace, "ss", "-Htln", "sport = :8088"],
+                             capture_output=True, text=True).stdout.strip() == "":
+            assert time.monotonic() < deadline, "the slow app did not start"
+            time.sleep(0.1)
+        requests.get(f"{lab.base}/jupyter-hpc/proxy/remote/127.0.0.1:1/", headers=headers, timeout=60)  # log in
+        result = {}
+
+        def slow() -> None:
+            result["reply"] = requests.get(f"{lab.base}/jupyter-hpc/proxy/remote/127.0.0.1:8088/", headers=headers,
+                                           timeout=60)
+
+        waiting = threading.Thread(target=slow)
+        waiting.start()
+        time.sleep(1.5)  # the request is at the app, waiting for its answer
+        sessions = descendants(login_node.process.pid)  # each session's monitor and its unprivileged child
+        assert sessions, "no sshd session to drop"
+        for pid in sessions:
+            os.kill(pid, 9)
+        waiting.join(30)
+        reply = result["reply"]
+        assert reply.status_code == 502 and "dropped" in reply.text and "reload" in reply.text, (reply.status_code, reply.text)
+        again = requests.get(f"{lab.base}/jupyter-hpc/proxy/remote/127.0.0.1:1/", headers=headers, timeout=60)
+        assert again.status_code == 502 and "Nothing is listening" in again.text, again.text  # reconnected
+    finally:
+        app.kill()
+        app.wait()
 
 
 def test_no_route_reaches_the_servers_own_loopback(lab, canary):
