@@ -151,6 +151,10 @@ class RemoteKernel:
         self.node: str | None = None  # that job's batch host
         # Called (in the SSH loop) when the channel drops while the kernel runs; None: it is lost.
         self.on_lost: Callable[[RemoteKernel], Awaitable[None]] | None = None
+        # The TCP listeners the kernel holds beyond its channels, as the launcher saw them on
+        # the node just after its answer (None until then), and who wants to hear of them.
+        self.tcp_listeners: list[str] | None = None
+        self.on_listeners: Callable[[list[str]], None] | None = None
         self._closing = False
         self.done: concurrent.futures.Future[int] = concurrent.futures.Future()
         self._cleaned = asyncio.Event()
@@ -226,6 +230,10 @@ class RemoteKernel:
                     self._set_exit(int(event["status"]))
                 elif event.get("event") == "cleaned":
                     self._cleaned.set()
+                elif event.get("event") == "listeners" and isinstance(event.get("tcp"), list):
+                    self.tcp_listeners = [str(address) for address in event["tcp"][:100]]
+                    if self.on_listeners is not None:
+                        self.on_listeners(self.tcp_listeners)
         except (asyncssh.Error, OSError) as exc:
             log.warning("monitor channel of kernel %s lost: %s", self.answer.get("pid"), exc)
         finally:

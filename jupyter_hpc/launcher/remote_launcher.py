@@ -603,6 +603,7 @@ class Monitor:
         self.kernel_dir = None
         self.socket_dir = None  # where the channels' Unix sockets are: kernel_dir, or a short one
         self.runtime_dir = None  # the private runtime directory: shim and helpers live there
+        self.info = None  # the connection info the kernel was started with (or found with)
         self.probe = None  # the launcher's own socket for the server's stream-local probe
         # A container's runtime client (podman run) passes signals on, but SIGKILL kills only
         # the client and leaves the container running: such a kernel is killed with SIGTERM
@@ -700,7 +701,17 @@ class Monitor:
         threading.Thread(target=serve, daemon=True).start()
         return path
 
+    def report_listeners(self):
+        """Tell the server, after the answer (reading /proc/net/tcp takes milliseconds a start
+        should not wait for), the TCP listeners the kernel holds beyond its channels."""
+        try:
+            found = kernel_tcp_listeners(self.process.pid, self.info)
+        except (OSError, ValueError):
+            found = None
+        self.send({"event": "listeners", "tcp": found})
+
     def answer(self, info):
+        self.info = info
         if self.request.get("probe") and self.probe is None:
             self.probe = self.open_probe()
         return {
@@ -714,7 +725,6 @@ class Monitor:
             "connection_file": os.path.join(self.kernel_dir, CONNECTION_FILE),
             "log_file": os.path.join(self.kernel_dir, KERNEL_LOG),
             "listeners": shim_report(self.kernel_dir),
-            "tcp_listeners": kernel_tcp_listeners(self.process.pid, info),
             "probe": self.probe,
         }
 
@@ -852,6 +862,7 @@ def main(stdin=None, stdout=None):
         monitor.send({"ok": False, "error": "%s: %s" % (type(exc).__name__, exc)})
         return 1
     monitor.send(answer)
+    threading.Thread(target=monitor.report_listeners, daemon=True).start()
     monitor.serve()
     return 0
 

@@ -380,7 +380,7 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         except BaseException:
             await self._stop_kernel(remote)
             raise
-        self._check_listeners(remote.answer)
+        self._check_listeners(remote)
         log.info(
             "kernel %s started on %s (pid %s, %s transport)",
             self.kernel_id, remote.answer.get("host"), remote.pid, transport,
@@ -391,15 +391,20 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
             pool.top_up()  # the site is now known to take Unix sockets: fill the pool for next time
         return remote, info
 
-    def _check_listeners(self, answer: dict) -> None:
+    def _check_listeners(self, remote: RemoteKernel) -> None:
         """Say in the log, once, what the kernel exposes on the shared node, when it exposes
-        anything: the TCP listeners its processes hold beyond its channels, as the launcher
-        saw them on the node (an ipykernel's IOPub pipe where the listener shim did not run,
-        a language server a kernel starts). Nothing exposed, nothing said: an R or xeus kernel
-        on Unix sockets is as private as an ipykernel with the shim."""
+        anything: the TCP listeners its processes hold beyond its channels, as the launcher saw
+        them on the node just after starting it (an ipykernel's IOPub pipe where the listener
+        shim did not run, a language server a kernel starts). Nothing exposed, nothing said: an
+        R or xeus kernel on Unix sockets is as private as an ipykernel with the shim."""
         if self.debugger == "open":
             return
-        exposed = answer.get("tcp_listeners") or []
+        if remote.tcp_listeners is not None:
+            self._warn_exposed(remote.answer, remote.tcp_listeners)
+        else:  # the launcher tells a moment after its answer
+            remote.on_listeners = lambda exposed: self._warn_exposed(remote.answer, exposed)
+
+    def _warn_exposed(self, answer: dict, exposed: list[str]) -> None:
         if not exposed:
             return
         shim = answer.get("listeners")
@@ -408,7 +413,7 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
             "PYTHONPATH, or python -I/-E)")
         log.warning(
             "kernel %s listens on TCP %s on %s beyond its channels%s: other users of that node "
-            "can connect there", self.kernel_id, ", ".join(map(str, exposed)), answer.get("host"), why,
+            "can connect there", self.kernel_id, ", ".join(exposed), answer.get("host"), why,
         )
 
     def _reconnectable(self) -> bool:
