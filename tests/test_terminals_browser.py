@@ -116,6 +116,8 @@ def test_kernel_menu_opens_a_terminal_in_the_kernels_job_that_ends_with_it(slurm
         page.locator(".lm-Menu-item:not(.lm-mod-disabled)", has_text="Terminal on this job's node").click()
         page.locator(".jp-Terminal:visible .xterm-helper-textarea").wait_for()
         (name,) = page_terminal_names(page)
+        model = lab.api("GET", f"terminals/{name}").json()["jupyter_hpc"]
+        assert model["job"] == job["id"] and model["title"] == f"Cori, job {job['id']}", model
         page.locator(".jp-Terminal:visible .xterm-helper-textarea").focus()
         page.keyboard.type('echo "in job $SLURM_JOB_ID on $(hostname)"')
         page.keyboard.press("Enter")
@@ -142,6 +144,9 @@ def test_kernel_menu_opens_a_terminal_in_the_kernels_job_that_ends_with_it(slurm
         while f"[Job {job['id']} ended" not in (screen := page_terminal_screen(page, name)):
             assert time.monotonic() < deadline + 60, screen[-2000:]
         screenshot(page, artifacts, "terminals-4-job-ended")
+        assert lab.api("GET", f"terminals/{name}").json()["jupyter_hpc"]["state"] == "ended"  # the tab stays
+        # A kernel this server does not run has no job node.
+        assert lab.hpc("POST", "terminals", json={"kernel_id": "nope"}).status_code == 404
     except BaseException:
         screenshot(page, artifacts, "terminals-job-failed")
         raise
