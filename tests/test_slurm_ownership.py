@@ -209,7 +209,10 @@ def test_a_stopped_server_ends_its_running_and_queued_jobs(slurm, slurm_spec, ke
     running, _ = start_session(server, slurm_spec("hpc-slurm-stopped"), "running.ipynb")
     queued, _ = start_session(server, slurm_spec("hpc-slurm-stopped-queued", partition="regular"), "queued.ipynb")
     wait_until(lambda: slurm_status(server, running)["phase"] == "running", "one kernel running", 60)
-    queued_job(queued)
+    try:
+        queued_job(queued)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{server.log[-4000:]}") from None
     assert len(slurm.jobs(kernel_user.pw_name)) == 2
     started = time.monotonic()
     server.stop(timeout=60)

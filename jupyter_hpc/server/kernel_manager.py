@@ -317,13 +317,14 @@ class HPCMappingKernelManager(AsyncMappingKernelManager):
         km = self._kernels.get(kernel_id)
         if km is not None and not km.ready.done():
             await self.cancel_start(kernel_id)
+            ready = km.ready if isinstance(km.ready, asyncio.Future) else asyncio.wrap_future(km.ready)
             try:
-                await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(km.ready)
-                                                      if not isinstance(km.ready, asyncio.Future) else km.ready), 30)
-            except BaseException:  # the start failed, as asked: nothing more to shut down
+                await asyncio.wait_for(asyncio.shield(ready), 30)
+            except Exception:  # the start failed, as asked: nothing more to shut down
                 pass
             if self._kernels.get(kernel_id) is not km or km.execution_state == "dead":
-                self._kernels.pop(kernel_id, None)
+                if self._kernels.get(kernel_id) is km:
+                    self.remove_kernel(kernel_id)
                 self.records.drop(kernel_id)
                 return
         await super()._async_shutdown_kernel(kernel_id, now=now, restart=restart)
