@@ -239,6 +239,9 @@ c.JupyterHub.load_roles = [
         config_file = self.hub_dir / "jupyterhub_config.py"
         write_private(config_file, config)
         subprocess.run(["chown", "-R", f"{HUB_USER}:", str(self.hub_dir)], check=True)
+        self._launch_hub(self.logs / "hub.log")
+
+    def _launch_hub(self, log: Path) -> None:
         env = {
             "HOME": self.hub_entry.pw_dir,
             "PATH": f"{self.bin_dir}:/usr/local/bin:/usr/bin:/bin",
@@ -246,10 +249,15 @@ c.JupyterHub.load_roles = [
         }
         self.hub = LoggedProcess(
             [shutil.which("runuser") or "/usr/sbin/runuser", "-u", HUB_USER, "--",
-             str(self.bin_dir / "jupyterhub"), "-f", str(config_file)],
-            self.logs / "hub.log", re.compile(""), env=env, cwd=str(self.hub_dir),
+             str(self.bin_dir / "jupyterhub"), "-f", str(self.hub_dir / "jupyterhub_config.py")],
+            log, re.compile(""), env=env, cwd=str(self.hub_dir),
         )
         self.hub.wait_for(re.compile(r"JupyterHub is now running"), 90)
+
+    def restart_hub(self) -> None:
+        """Stop the hub (SIGTERM) and start it again on the same config, db and ports."""
+        self.hub.stop()
+        self._launch_hub(self.logs / f"hub-{time.monotonic_ns()}.log")
 
     def api(self, method: str, path: str, **kwargs) -> requests.Response:
         return requests.request(method, f"{self.url}/hub/api/{path}",

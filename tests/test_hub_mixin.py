@@ -33,6 +33,7 @@ class HPCSimpleSpawner(HPCCredentialMixin, SimpleLocalProcessSpawner):
 
 c.JupyterHub.spawner_class = HPCSimpleSpawner
 c.SimpleLocalProcessSpawner.home_dir_template = c.HPCSpawner.user_dir_root + "/{username}"
+c.JupyterHub.cleanup_servers = False  # servers outlive a hub restart (the second test)
 """)
     yield hub
     hub.stop()
@@ -58,3 +59,20 @@ def test_the_mixin_on_simplelocalprocessspawner_runs_a_cluster_kernel(bed):
     # The hub pushed the credential after the start: the server holds the hub's.
     held = browser.session.get(f"{bed.url}/user/{GRACE}/jupyter-hpc/api/credential", timeout=30)
     assert held.json()["fingerprint"] == bed.auth_state(GRACE)["ssh_fingerprint"], held.text
+
+
+def test_a_restarted_hub_still_hands_a_running_server_the_new_credential(bed):
+    """The hub restarts while the user's server keeps running (cleanup_servers = False): the
+    server's token, kept in the spawner's state, still lets the hub push the next login's
+    credential to it."""
+    browser = Browser(bed, GRACE)
+    started = bed.user_model(GRACE)["servers"][""]["started"]
+    before = bed.auth_state(GRACE)["ssh_fingerprint"]
+    bed.restart_hub()
+    assert browser.login(code=bed.fresh_code(GRACE, {bed.code(GRACE)})).status_code == 200
+    after = bed.auth_state(GRACE)["ssh_fingerprint"]
+    assert after != before
+    assert bed.user_model(GRACE)["servers"][""]["started"] == started  # the same server
+    assert browser.open_lab().status_code == 200
+    held = browser.session.get(f"{bed.url}/user/{GRACE}/jupyter-hpc/api/credential", timeout=30)
+    assert held.json()["fingerprint"] == after, held.text
