@@ -42,7 +42,8 @@ def lab(tmp_path_factory, login_node, remote_python):
     site = {"display_name": "Cori", **login_node.provisioner_config(USER, remote_python=remote_python)}
     # jupyter_lsp probes for language servers (R, node) by running them: off, so that any
     # process below the server would be the terminals'.
-    config = lab_config({"cori": site}, remote_specs=False, ServerApp={"jpserver_extensions": {"jupyter_lsp": False}})
+    config = lab_config({"cori": site}, remote_specs=False, sftp=True,
+                        ServerApp={"jpserver_extensions": {"jupyter_lsp": False}})
     # At debug level, so that "no terminal traffic in the log" holds for the most a log says.
     with Lab.running(tmp_path_factory.mktemp("terminals"), config, "--ServerApp.log_level=DEBUG") as lab:
         yield lab
@@ -146,6 +147,21 @@ def test_a_shell_on_the_login_node_resized_reattached_and_deleted(lab, login_nod
     assert commands(descendants(lab.process.pid) - before) == []
     # The traffic went to no log: neither what was typed nor what the shell printed.
     assert "6*7" not in lab.log and "kept-42" not in lab.log and "4242" not in lab.log
+
+
+def test_the_terminal_opens_in_the_file_browsers_folder_on_the_cluster(lab, term_user, canary):
+    """JupyterLab sends the file browser's folder (``cwd``): with the cluster's files shown, the
+    shell starts in that folder there; a folder that is not there, or a hostile name, gives
+    the home, and the name is never run."""
+    folder = Path(term_user.pw_dir) / "term dir" / "sub"
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["chown", "-R", f"{USER}:", str(folder.parent)], check=True)
+    for cwd, expected in (("term dir/sub", str(folder)), ("no-such-folder", term_user.pw_dir),
+                          (f"x$(touch {canary})'; touch {canary}; '", term_user.pw_dir)):
+        term = connect(lab, open_terminal(lab, cwd=cwd))
+        assert term.run("pwd").strip() == expected, cwd
+        assert term.run("shopt -q login_shell && echo login").strip() == "login"
+        lab.api("DELETE", f"terminals/{term.name}")
 
 
 def test_exit_closes_the_terminal_as_a_local_one_does(lab):

@@ -49,6 +49,23 @@ class TerminalsAPIHandler(APIHandler):
             raise web.HTTPError(400, "The body must be a JSON object")
         return data
 
+    async def remote_directory(self, site: str | None, cwd: Any) -> str | None:
+        """The folder on the cluster of the file browser's ``cwd`` (an API path), where the
+        files shown are that site's (jupyter_hpc's SFTPContentsManager); else None: the home."""
+        contents = self.contents_manager
+        locate = getattr(contents, "remote_directory", None)
+        if not isinstance(cwd, str) or not cwd.strip("/") or locate is None:
+            return None
+        sites = list(self.hpc_terminals.sites)
+        files_site = getattr(contents, "site", "") or (sites[0] if len(sites) == 1 else "")
+        if files_site != self.hpc_terminals.site_of(site):
+            return None
+        try:
+            return await locate(cwd)
+        except Exception as exc:  # a folder that is not there (any more): the home, as a local terminal does
+            self.log.debug("terminal cwd %r not found on the cluster: %s", cwd, exc)
+            return None
+
 
 class TerminalRootHandler(TerminalsAPIHandler):
     @web.authenticated
@@ -59,10 +76,11 @@ class TerminalRootHandler(TerminalsAPIHandler):
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        """JupyterLab's Terminal: a shell on the default site. ``cwd`` (the file browser's
-        folder on the server) is not a path on the cluster and is ignored; ``name`` is kept."""
+        """JupyterLab's Terminal: a shell on the default site, in the file browser's folder
+        (``cwd``) where the files shown are that site's; ``name`` is kept."""
         data = self.body()
-        model = await self.hpc_terminals.create(name=data.get("name") or None)
+        directory = await self.remote_directory(None, data.get("cwd"))
+        model = await self.hpc_terminals.create(name=data.get("name") or None, directory=directory)
         self.finish(json.dumps(model))
 
 
@@ -107,7 +125,9 @@ class SiteTerminalsHandler(TerminalsAPIHandler):
             if not isinstance(site, str) or not site:
                 raise web.HTTPError(400, 'Say where: {"site": NAME}, {"site": NAME, "job": ID} or {"kernel_id": ID}')
             job = data.get("job")
-            model = await manager.create(site=site, job=str(job) if job not in (None, "") else None)
+            directory = await self.remote_directory(site, data.get("cwd")) if job in (None, "") else None
+            model = await manager.create(site=site, job=str(job) if job not in (None, "") else None,
+                                         directory=directory)
         self.finish(json.dumps(model))
 
     def kernel_job(self, kernel_id: str) -> tuple[str, str, Any]:

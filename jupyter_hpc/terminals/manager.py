@@ -29,6 +29,12 @@ NAME = re.compile(r"^\w+$")  # what jupyter_server's routes accept
 JOB_ID = re.compile(r"^\d+(?:_\d+)?$")
 
 
+def shell_in(directory: str) -> list[str]:
+    """The user's login shell started in ``directory`` (a path on the cluster, passed as an
+    argument, never as code); in the home if it cannot go there."""
+    return ["sh", "-c", 'cd -- "$1" 2>/dev/null; exec "$SHELL" -l', "jupyter-hpc-terminal", directory]
+
+
 def job_shell(job: str) -> list[str]:
     """A login shell on the first node of ``job``'s allocation, inside the job (its cgroup, its
     GPUs), beside whatever already runs there (``--overlap``)."""
@@ -103,9 +109,10 @@ class HPCTerminalManager(LoggingConfigurable):
     # -- jupyter_server's TerminalManager surface ------------------------------------------
 
     async def create(self, *, site: str | None = None, job: str | None = None, name: str | None = None,
-                     target: SSHTarget | None = None) -> dict[str, Any]:
-        """A new terminal on ``site``'s login node, or in ``job`` there; its model at once, while
-        the shell opens in the background (input typed meanwhile is kept for it)."""
+                     target: SSHTarget | None = None, directory: str | None = None) -> dict[str, Any]:
+        """A new terminal on ``site``'s login node (in ``directory`` there, a remote path), or in
+        ``job`` there; its model at once, while the shell opens in the background (input typed
+        meanwhile is kept for it)."""
         if name is not None and (not isinstance(name, str) or not NAME.match(name)):
             raise web.HTTPError(400, f"Terminal names are letters, digits and '_' only, not {name!r}")
         if name is not None and name in self.terminals:
@@ -113,7 +120,7 @@ class HPCTerminalManager(LoggingConfigurable):
         self._server_loop = asyncio.get_running_loop()
         if job is not None and not JOB_ID.match(str(job)):
             raise web.HTTPError(400, f"{job!r} is not a SLURM job id")
-        site_name = site or self.default_site or next(iter(self.sites), "")
+        site_name = self.site_of(site)
         entry = self.sites.get(site_name)
         title = entry.display_name if entry is not None else site_name
         if job is not None:
@@ -133,7 +140,7 @@ class HPCTerminalManager(LoggingConfigurable):
             self.log.info("terminal %s on %s not started: %s", terminal.name, site_name, refusal)
             await run_in_ssh_loop(self._fail(terminal, refusal))
         else:
-            argv = job_shell(job) if job is not None else None
+            argv = job_shell(job) if job is not None else shell_in(directory) if directory else None
             self.log.info("terminal %s: %s on %s", terminal.name, "job %s" % job if job else "login shell", target.host)
             asyncio.run_coroutine_threadsafe(self._run(terminal, target, argv), ssh_loop())
         self._start_culler()
@@ -160,6 +167,10 @@ class HPCTerminalManager(LoggingConfigurable):
     async def terminate_all(self) -> None:
         for name in list(self.terminals):
             await self.terminate(name, force=True)
+
+    def site_of(self, site: str | None) -> str:
+        """The site a request names, or the default one."""
+        return site or self.default_site or next(iter(self.sites), "")
 
     def running_on(self, site: str) -> int:
         return sum(1 for terminal in self.terminals.values() if terminal.site == site and terminal.running)

@@ -62,7 +62,9 @@ export function activateTerminals(
       : labels.get(String(args.site)) ?? `${String(args.site ?? 'Cluster')} terminal`),
     caption: args => `A login shell on ${labels.get(String(args.site)) ?? args.site}'s login node`,
     icon: args => (args.isPalette ? undefined : terminalIcon),
-    execute: args => open(args.job ? { site: String(args.site), job: String(args.job) } : { site: String(args.site) })
+    // The launcher passes its folder (cwd): the shell starts there when the files are the site's.
+    execute: args => open(args.job ? { site: String(args.site), job: String(args.job) }
+      : { site: String(args.site), cwd: typeof args.cwd === 'string' ? args.cwd : '' })
   });
 
   app.commands.addCommand(CommandIDs.onJobNode, {
