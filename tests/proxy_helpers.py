@@ -5,11 +5,11 @@ Bokeh's dependency)."""
 
 from __future__ import annotations
 
-import json
-import time
 import uuid
 
 import websocket
+
+from hub_helpers import Kernel
 
 # Run in the kernel: start both apps in ``root`` on free loopback ports, wait until they answer,
 # and print their ports as JSON. The files: hello.txt and big.bin (``big_mb`` MB of pseudo-random bytes).
@@ -93,44 +93,19 @@ def start_apps_code(root: str, hello: str, big_mb: int) -> str:
     return START_APPS.format(root=root, hello=hello, big_mb=big_mb, app=APP)
 
 
-class KernelSocket:
-    """A kernel through a server's websocket (token in the header): execute, collect stdout."""
+class KernelSocket(Kernel):
+    """A kernel through a server's websocket, the token in the header (hub_helpers' Kernel
+    logs in by a browser's cookies): ``execute`` as there, ``run`` asserting no error."""
 
     def __init__(self, base_ws: str, token: str, kernel_id: str) -> None:
+        self.id = kernel_id
         self.session = uuid.uuid4().hex
         self.ws = websocket.create_connection(
             f"{base_ws}/api/kernels/{kernel_id}/channels?session_id={self.session}",
             header=[f"Authorization: token {token}"], timeout=120,
         )
 
-    def execute(self, code: str, timeout: float = 120) -> dict:
-        msg_id = uuid.uuid4().hex
-        self.ws.send(json.dumps({
-            "header": {"msg_id": msg_id, "msg_type": "execute_request", "session": self.session,
-                       "username": "test", "version": "5.3", "date": ""},
-            "parent_header": {}, "metadata": {}, "content": {"code": code, "silent": False},
-            "channel": "shell", "buffers": [],
-        }))
-        stdout, error = [], None
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            assert left > 0, f"no idle after {code!r}"
-            self.ws.settimeout(left)
-            msg = json.loads(self.ws.recv())
-            if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                continue
-            if msg["msg_type"] == "stream":
-                stdout.append(msg["content"]["text"])
-            elif msg["msg_type"] == "error":
-                error = f"{msg['content']['ename']}: {msg['content']['evalue']}"
-            elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-                return {"stdout": "".join(stdout), "error": error}
-
     def run(self, code: str, timeout: float = 120) -> str:
         reply = self.execute(code, timeout)
         assert reply["error"] is None, reply
         return reply["stdout"]
-
-    def close(self) -> None:
-        self.ws.close()

@@ -212,23 +212,17 @@ class RemoteStream:
     async def write(self, data: bytes) -> None:
         """Send ``data``; returns once SSH's send buffer has room again (back-pressure)."""
         if data:
-            await self._crossing(asyncio.wait_for(self._session.write(data), self.idle_timeout))
+            await self._guarded(run_in_ssh_loop(asyncio.wait_for(self._session.write(data), self.idle_timeout)))
 
     async def read(self, size: int = READ_SIZE) -> bytes:
         """Up to ``size`` bytes as they arrive; ``b""`` at the end of the stream. Read in this
         (the server's) loop, from the session's inbox: no crossing."""
-        try:
-            return await self._session.read(size, self.idle_timeout)
-        except asyncio.TimeoutError:
-            raise ProxyConnectError(
-                "idle", f"{self.where} sent and took nothing for {self.idle_timeout:g} s (idle_timeout)."
-            ) from None
-        except (asyncssh.Error, OSError) as exc:
-            raise ProxyConnectError("dropped", f"The connection to {self.where} was lost: {exc}.") from exc
+        return await self._guarded(self._session.read(size, self.idle_timeout))
 
-    async def _crossing(self, coro):
+    async def _guarded(self, awaitable):
+        """``awaitable``'s result, its failures as the :class:`ProxyConnectError` they mean."""
         try:
-            return await run_in_ssh_loop(coro)
+            return await awaitable
         except asyncio.TimeoutError:
             raise ProxyConnectError(
                 "idle", f"{self.where} sent and took nothing for {self.idle_timeout:g} s (idle_timeout)."
