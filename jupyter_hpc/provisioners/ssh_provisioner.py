@@ -36,7 +36,7 @@ from traitlets import Bool, CaselessStrEnum, Dict, Float, Int, List, Unicode, de
 
 from ..errors import HPCError, KernelLaunchError
 from ..launcher import RemoteKernel, kernel_shim_source
-from ..proxy.links import kernel_helper_files, kernel_proxy_env, kernel_site
+from ..kernel_links import kernel_helper_files, kernel_proxy_env, kernel_site
 from ..ssh import SiteConnection, SSHTarget, get_pool, run_in_ssh_loop, ssh_loop
 from ..ssh import credentials
 from . import kernel_env

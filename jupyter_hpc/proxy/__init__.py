@@ -7,7 +7,6 @@ with it. Hosts are limited to the login node's loopback, the nodes of the user's
 and kernels there, and the site's ``proxy_hosts`` patterns; never the server's own host.
 
 - :mod:`.kernel_helper`: ``proxy_url(port, host=None)``, stdlib only, shipped to kernels;
-- :mod:`.links`: the route's prefix and the environment every cluster kernel gets;
 - :mod:`.channel`: one direct-tcpip channel, driven from the server's loop;
 - :mod:`.hosts`: which hosts a site's route may reach;
 - :mod:`.rewrite`: request and response headers as they cross the route;

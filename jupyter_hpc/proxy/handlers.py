@@ -36,7 +36,7 @@ from traitlets.config import Configurable
 
 from ..errors import HPCError
 from ..sites import HPCSites
-from . import links
+from .. import kernel_links as links
 from .channel import READ_SIZE, ProxyConnectError, RemoteStream
 from .hosts import AllowedHosts, HostNotAllowed, normal_host
 from .node_probe import probe_kernel
@@ -417,7 +417,7 @@ class ProxyHandler(JupyterHandler):
 
 def handlers(base_url: str) -> list[tuple[str, type]]:
     """The route under ``base_url``, for :data:`jupyter_hpc.server.extension.HANDLER_MODULES`;
-    from now on cluster kernels get the route's links (:mod:`.links`)."""
+    from now on cluster kernels get the route's links (:mod:`jupyter_hpc.kernel_links`)."""
     from .web_uis import WebUIsHandler
 
     links.configure(base_url)

@@ -2,7 +2,7 @@
 
 Standard library only. In the server it is ``jupyter_hpc.proxy_url``; in a cluster kernel,
 where jupyter_hpc is not installed, the launcher puts this very file on the kernel's
-``PYTHONPATH`` as ``jupyter_hpc/__init__.py`` (:func:`jupyter_hpc.proxy.links.kernel_helper_files`),
+``PYTHONPATH`` as ``jupyter_hpc/__init__.py`` (:func:`jupyter_hpc.kernel_links.kernel_helper_files`),
 so that ``from jupyter_hpc import proxy_url`` works there too. Shipped so, it extends the
 package's path, so that a jupyter_hpc installed on the cluster (the magics) still imports.
 

@@ -20,7 +20,7 @@ from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
 from ..errors import HPCError
-from . import links
+from .. import kernel_links as links
 from .node_probe import kernel_remote, probe_kernel
 
 

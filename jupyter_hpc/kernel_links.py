@@ -1,4 +1,8 @@
-"""Where the proxy route lives, and the environment that makes a kernel's links open.
+"""Where the cluster proxy's route lives, and the environment that makes a kernel's links open.
+
+A leaf module (standard library only) shared by the proxy (:mod:`jupyter_hpc.proxy`, which
+serves the route) and the provisioners (which start kernels with its links), so that neither
+imports the other.
 
 The server extension calls :func:`configure` with the server's ``base_url`` once it has
 registered the route; from then on every cluster kernel the provisioners start gets
@@ -46,7 +50,7 @@ def kernel_proxy_env(site: str) -> dict[str, str]:
 
 def kernel_helper_source() -> str:
     """The stdlib-only ``proxy_url`` module, as the kernel's ``jupyter_hpc/__init__.py``."""
-    with open(os.path.join(os.path.dirname(__file__), "kernel_helper.py"), encoding="utf-8") as handle:
+    with open(os.path.join(os.path.dirname(__file__), "proxy", "kernel_helper.py"), encoding="utf-8") as handle:
         return handle.read()
 
 
