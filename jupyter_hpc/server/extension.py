@@ -14,6 +14,11 @@ HANDLER_MODULES = ["jupyter_hpc.server.discovery_handlers", "jupyter_hpc.server.
 
 
 def _load_jupyter_server_extension(serverapp) -> None:
+    # Enabled under both names ("jupyter_hpc" by the installed config, "jupyter_hpc.server" by
+    # older configs and the hub's servers), it must still register each route and start once.
+    if serverapp.web_app.settings.get("jupyter_hpc_extension_loaded"):
+        return
+    serverapp.web_app.settings["jupyter_hpc_extension_loaded"] = True
     base_url = serverapp.web_app.settings["base_url"]
     for module in HANDLER_MODULES:
         serverapp.web_app.add_handlers(".*$", importlib.import_module(module).handlers(base_url))
