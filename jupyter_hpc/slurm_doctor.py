@@ -2,8 +2,8 @@
 
 After the login steps (:func:`jupyter_hpc.doctor.diagnose`), a SLURM kernel also needs: the
 SLURM commands on the login node's PATH for a non-interactive login, its partition existing
-and up (a partition held down queues the kernel's job with Reason ``PartitionDown`` until
-``queue_timeout``, which looks like a hang), and, with ``node_access = "jump"``, SSH from the
+and up (a partition held down queues the kernel's job with Reason ``PartitionDown`` until the
+partition is up again or the user cancels it, which looks like a hang), and, with ``node_access = "jump"``, SSH from the
 login node to a compute node of that partition. Each step says what to fix; the steps stop at
 the first failure, since nothing after it can work.
 """
@@ -67,7 +67,7 @@ async def partition_check(login: SiteConnection, wanted: str) -> tuple[Check, st
     shown = f"partition {name}" + ("" if wanted else " (the cluster's default)")
     if states[name] != _AVAILABLE:
         return Check("partition", False, f"{shown} is {states[name]}: it takes no jobs, so a kernel's job would "
-                     "wait in the queue (Reason PartitionDown) until queue_timeout; choose another partition "
+                     "wait in the queue (Reason PartitionDown) until it is up again; choose another partition "
                      "or ask the cluster's admins when it is back"), name
     return Check("partition", True, f"{shown} is up"), name
 
