@@ -47,6 +47,9 @@ def kernel(lab):
     yield socket
     socket.close()
     lab.api("DELETE", f"kernels/{kernel_id}")
+    deadline = time.monotonic() + 30
+    while kernel_id in lab.kernel_ids() and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")

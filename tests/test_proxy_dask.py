@@ -124,4 +124,5 @@ def test_dask_on_slurm_from_a_notebook_and_its_dashboard_through_the_proxy(lab, 
         close_page(page)
         for kernel_id in lab.kernel_ids():
             lab.api("DELETE", f"kernels/{kernel_id}")
+        wait_until(lambda: not lab.kernel_ids(), "the kernel gone from the server", timeout=60)
         cancel_jobs(USER)
