@@ -9,7 +9,9 @@ site's ``proxy_hosts`` patterns. Anything else is refused with a message naming
 ``proxy_hosts``.
 
 The queue is asked at most once per ``JOB_NODES_TTL`` per site, and only when a host is not
-already known: a page full of dashboard requests costs no scheduler call.
+already known: a page full of dashboard requests costs no scheduler call. A queue that does not
+answer within ``QUERY_TIMEOUT`` (a site without SLURM, slurmctld down) is left alone for
+``QUEUE_RETRY``, so that refusals there do not each wait for it.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ log = logging.getLogger("jupyter_hpc.proxy")
 
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 JOB_NODES_TTL = 10.0  # seconds a site's job nodes are trusted before a miss asks the queue again
-QUERY_TIMEOUT = 20.0
+QUERY_TIMEOUT = 5.0  # seconds the queue may take to say which nodes your jobs run on
+QUEUE_RETRY = 60.0  # seconds before a queue that did not answer is asked again
 MISS_REFRESH = 2.0  # seconds: an unknown host asks the queue again at most this often
 
 
@@ -64,6 +67,7 @@ def matches(host: str, patterns: Iterable[str]) -> bool:
 class _Known:
     names: set[str]
     at: float
+    queue_failed: bool = False  # the queue did not answer (no SLURM there, slurmctld down)
 
 
 async def job_node_names(target: SSHTarget) -> set[str]:
@@ -101,13 +105,15 @@ class AllowedHosts:
             async with self._locks.setdefault(site, asyncio.Lock()):
                 if self._needs_refresh(site, wanted):
                     names: set[str] = set()
+                    failed = False
                     try:
                         names |= await job_node_names(target)
                     except Exception as exc:  # noqa: BLE001 - no queue answer: only the rest applies
                         log.info("Could not list the job nodes on %s for the proxy: %s", site, exc)
+                        failed = True
                     if kernel_nodes is not None:
                         names |= await kernel_nodes()
-                    self._known[site] = _Known(names, time.monotonic())
+                    self._known[site] = _Known(names, time.monotonic(), failed)
         if wanted in self._known[site].names:
             return "a node of one of your running jobs or kernels"
         raise HostNotAllowed(
@@ -125,4 +131,6 @@ class AllowedHosts:
         if known is None:
             return True
         age = time.monotonic() - known.at
+        if known.queue_failed:  # a site without a queue that answers: do not wait on it per request
+            return age > QUEUE_RETRY
         return age > self.ttl or (wanted not in known.names and age > MISS_REFRESH)
