@@ -189,3 +189,16 @@ def test_killed_server_slurm_kernel_is_reattached_on_its_node(slurm_spec, slurm,
     wait_gone(info["pid"], 10)
     wait_no_jobs(slurm, kernel_user.pw_name, 10)
     eventually(lambda: recorded_kernels() == {}, "the record emptied")
+
+
+def test_a_server_stopped_while_a_kernel_shuts_down_stops_at_once(ssh_spec, servers):
+    """DELETE answers before the kernel's shutdown ends (pending kernels); a stop that follows
+    waits for that shutdown instead of failing on it (InvalidStateError) and hanging."""
+    server = servers()
+    kernel_id, entry = kernel_with_state(server, ssh_spec(lease=30))
+    server.api("DELETE", f"kernels/{kernel_id}")
+    started = time.monotonic()
+    server.stop(timeout=60)
+    assert server.process.returncode is not None and "InvalidStateError" not in server.log, server.log[-3000:]
+    assert server.process.returncode != -9, f"killed after {time.monotonic() - started:.1f} s: {server.log[-3000:]}"
+    wait_gone(entry["provisioner_info"]["pid"], 10)

@@ -315,6 +315,16 @@ class HPCMappingKernelManager(AsyncMappingKernelManager):
         kernel still waiting in the queue has its job cancelled first (jupyter_client would
         otherwise wait for the start, i.e. the whole queue wait)."""
         km = self._kernels.get(kernel_id)
+        if km is not None and not km.ready.done() and getattr(km, "shutting_down", False):
+            # Already being shut down (a DELETE, then the server's own stop): wait for that one.
+            # Its ready future is the shutdown's, and jupyter_client would read it unfinished.
+            stopping = self._pending_kernels.get(kernel_id)
+            if stopping is not None:
+                try:
+                    await asyncio.wait_for(asyncio.shield(stopping), 30)
+                except Exception:
+                    pass
+            return
         if km is not None and not km.ready.done():
             await self.cancel_start(kernel_id)
             ready = km.ready if isinstance(km.ready, asyncio.Future) else asyncio.wrap_future(km.ready)
