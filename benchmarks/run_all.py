@@ -103,7 +103,10 @@ def main() -> None:
             raise SystemExit(f"no such benchmark here: {', '.join(unknown)} (there are: {', '.join(scripts)})")
         scripts = [name for name in scripts if name in wanted]
 
-    header = f"Run {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC{' (--quick)' if args.quick else ''}: {machine()}"
+    started = f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC{' (--quick)' if args.quick else ''}"
+    header = (f"Run {started}: {machine()}" if not args.only else
+              f"Last refreshed {started} ({', '.join(scripts)}; the others kept from earlier runs, "
+              f"each dated under its heading): {machine()}")
     print(header)
     outputs: dict[str, str] = {}
     failed = []
@@ -118,8 +121,8 @@ def main() -> None:
             out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
             result = subprocess.CompletedProcess(argv, f"timed out after {TIMEOUT} s", out)
         print(result.stdout, end="", flush=True)
-        note = (f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
-                f"{time.perf_counter() - t0:.0f} s, load average {before} before and {load()} after "
+        note = (f"Ended {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC after "
+                f"{time.perf_counter() - t0:.0f} s; load average {before} before and {load()} after "
                 f"(1/5/15 min; {os.cpu_count()} cores).\n")
         if result.returncode != 0:
             failed.append(script)
