@@ -28,13 +28,6 @@ from .skips import apply_skips
 
 def pytest_collection_modifyitems(config, items):
     apply_skips(items)
-    if config.pluginmanager.has_plugin("asyncio"):
-        # pytest-asyncio (this repo's other tests) takes over the event loop pytest-jupyter's
-        # server runs in, and every request then times out: these run in a process of their
-        # own, started by tests/test_contents_upstream.py with -p no:asyncio.
-        for item in items:
-            if item.path.parent.name == "jupyter_server_contents":
-                item.add_marker(pytest.mark.skip(reason="run by tests/test_contents_upstream.py with -p no:asyncio"))
 
 
 @pytest.fixture(scope="session")
