@@ -432,10 +432,19 @@ class LoadBed:
                     future.result()
                 except Exception as exc:  # noqa: BLE001
                     error(f"{server.user}: shutting down kernel {kernel_id[:8]} failed: {exc!r}")
-        for server in self.servers:
-            with contextlib.suppress(requests.RequestException):
-                if server.api("GET", "kernels").json():
-                    error(f"{server.user}: the server still lists kernels after DELETE")
+        # A DELETE answers before its kernel's shutdown ends (pending kernels): each server
+        # must have let go of its kernels within 30 s.
+        listing = {server.user: True for server in self.servers}
+        deadline = time.monotonic() + 30
+        while any(listing.values()) and time.monotonic() < deadline:
+            for server in self.servers:
+                if listing[server.user]:
+                    with contextlib.suppress(requests.RequestException):
+                        listing[server.user] = bool(server.api("GET", "kernels").json())
+            time.sleep(0.2)
+        for user, still in listing.items():
+            if still:
+                error(f"{user}: the server still lists kernels 30 s after DELETE")
         deadline = time.monotonic() + 30
         while any(kernel_pids(n) for n in self.names) and time.monotonic() < deadline:
             time.sleep(0.2)
