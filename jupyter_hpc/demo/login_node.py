@@ -381,8 +381,7 @@ class LoginNode:
                         await asyncio.sleep(0.01)
         except (asyncssh.Error, OSError):
             pass
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(command.pid, signal.SIGHUP)  # as the kernel does when sshd closes the PTY
+        _hang_up_session(command.pid)  # as the kernel and the shell do when sshd closes the PTY
 
     async def _feed(self, process: asyncssh.SSHServerProcess, command: asyncio.subprocess.Process) -> None:
         """Channel to command's stdin. EOF or the channel's end closes it: the launcher's cue."""
@@ -412,6 +411,28 @@ def _set_window(fd: int, size: tuple[int, int, int, int]) -> None:
     width, height, pixwidth, pixheight = size
     if width and height:
         fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, pixwidth, pixheight))
+
+
+def _hang_up_session(session_id: int) -> None:
+    """SIGHUP to every process group of the login session: the shell's, and each job's. A shell
+    forwards its hang-up to its jobs, but one that saw its terminal close first exits without
+    doing so (bash without ``huponexit``), and a background job is not in the foreground group
+    the kernel signals; the session is what a logout ends."""
+    groups = {session_id}
+    with contextlib.suppress(OSError):  # no /proc (not Linux): the shell's group alone
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == session_id:  # state, ppid, pgrp, session
+                groups.add(int(fields[2]))
+    for group in groups:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(group, signal.SIGHUP)
 
 
 def _take_controlling_tty() -> None:
