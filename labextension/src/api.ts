@@ -11,23 +11,35 @@ export interface IJobsListing {
   sites: { site: string; error: string; jobs: { [key: string]: any }[] }[];
 }
 
+/**
+ * A JSON request to ``jupyter-hpc/api/<path>``; a failure throws the server's own message
+ * (its JSON ``message``, else the text it answered, else the HTTP status).
+ */
+export async function requestAPI<T>(
+  settings: ServerConnection.ISettings,
+  path: string,
+  init: RequestInit = {}
+): Promise<T> {
+  const url = URLExt.join(settings.baseUrl, 'jupyter-hpc/api', path);
+  const response = await ServerConnection.makeRequest(url, init, settings);
+  const text = await response.text();
+  let body: any = null;
+  try {
+    body = text ? JSON.parse(text) : null;
+  } catch {
+    body = { message: text };
+  }
+  if (!response.ok) {
+    throw new Error(body?.message || `${response.status} ${response.statusText}`);
+  }
+  return body as T;
+}
+
 export class SlurmAPI {
   constructor(readonly settings: ServerConnection.ISettings) {}
 
-  async request<T>(path: string, init: RequestInit = {}): Promise<T> {
-    const url = URLExt.join(this.settings.baseUrl, 'jupyter-hpc/api/slurm', path);
-    const response = await ServerConnection.makeRequest(url, init, this.settings);
-    const text = await response.text();
-    let body: any = null;
-    try {
-      body = text ? JSON.parse(text) : null;
-    } catch {
-      body = { message: text };
-    }
-    if (!response.ok) {
-      throw new Error(body?.message || `${response.status} ${response.statusText}`);
-    }
-    return body as T;
+  request<T>(path: string, init: RequestInit = {}): Promise<T> {
+    return requestAPI<T>(this.settings, `slurm/${path}`, init);
   }
 
   options(kernelName: string, refresh = false): Promise<ISiteOptions> {

@@ -8,12 +8,12 @@
  */
 import { JupyterFrontEnd } from '@jupyterlab/application';
 import { showErrorMessage } from '@jupyterlab/apputils';
-import { URLExt } from '@jupyterlab/coreutils';
 import { ILauncher } from '@jupyterlab/launcher';
 import { IMainMenu } from '@jupyterlab/mainmenu';
 import { ServerConnection } from '@jupyterlab/services';
 import { terminalIcon } from '@jupyterlab/ui-components';
 
+import { requestAPI } from './api';
 import { ITerminalSite, jobTerminalRequest, terminalTiles } from './terminalSites';
 
 export const CommandIDs = {
@@ -21,20 +21,8 @@ export const CommandIDs = {
   onJobNode: 'jupyter-hpc:terminal-on-job-node'
 };
 
-async function request<T>(settings: ServerConnection.ISettings, init: RequestInit = {}): Promise<T> {
-  const url = URLExt.join(settings.baseUrl, 'jupyter-hpc/api/terminals');
-  const response = await ServerConnection.makeRequest(url, init, settings);
-  const text = await response.text();
-  let body: any = null;
-  try {
-    body = text ? JSON.parse(text) : null;
-  } catch {
-    body = { message: text };
-  }
-  if (!response.ok) {
-    throw new Error(body?.message || `${response.status} ${response.statusText}`);
-  }
-  return body as T;
+function request<T>(settings: ServerConnection.ISettings, init: RequestInit = {}): Promise<T> {
+  return requestAPI<T>(settings, 'terminals', init);
 }
 
 export function activateTerminals(
