@@ -8,8 +8,9 @@ kernel imports no SLURM code: the names here are loaded on first use (PEP 562).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ..lazy_names import lazy_names
 
 _HOMES = {"SSHProvisioner": ".ssh_provisioner", "SlurmProvisioner": ".slurm_provisioner"}
 
@@ -20,10 +21,4 @@ if TYPE_CHECKING:
     from .ssh_provisioner import SSHProvisioner
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(home, __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(__name__, _HOMES, globals())

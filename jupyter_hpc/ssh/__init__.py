@@ -10,8 +10,9 @@ The names below are loaded on first use (PEP 562), so importing a submodule such
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ..lazy_names import lazy_names
 
 _HOMES = {
     "ConnectionPool": ".pool",
@@ -31,10 +32,4 @@ if TYPE_CHECKING:
     from .target import SSHTarget
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(home, __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(__name__, _HOMES, globals())
