@@ -17,6 +17,12 @@ def _jupyter_server_extension_points() -> list[dict[str, str]]:
     return [{"module": "jupyter_hpc.server"}]
 
 
+def _link_jupyter_server_extension(serverapp) -> None:
+    from .extension import _link_jupyter_server_extension as link
+
+    link(serverapp)
+
+
 def _load_jupyter_server_extension(serverapp) -> None:
     from .extension import _load_jupyter_server_extension as load
 

@@ -13,6 +13,18 @@ HANDLER_MODULES = ["jupyter_hpc.server.discovery_handlers", "jupyter_hpc.server.
                    "jupyter_hpc.kernelspecs.handlers"]
 
 
+def _link_jupyter_server_extension(serverapp) -> None:
+    # Before the kernel and kernelspec managers are made (they may log in at once): the SSH
+    # layer runs in the server's own loop, so no message crosses threads on its way
+    # (``JUPYTER_HPC_SSH_LOOP=thread`` keeps the SSH layer's thread, for comparison).
+    import os
+
+    if os.environ.get("JUPYTER_HPC_SSH_LOOP", "").lower() != "thread":
+        from ..ssh.loop import adopt_loop
+
+        adopt_loop(serverapp.io_loop.asyncio_loop)
+
+
 def _load_jupyter_server_extension(serverapp) -> None:
     # Enabled under both names ("jupyter_hpc" by the installed config, "jupyter_hpc.server" by
     # older configs and the hub's servers), it must still register each route and start once.

@@ -25,6 +25,7 @@ T = TypeVar("T")
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
 _thread: threading.Thread | None = None
+_adopted = False  # the loop is a host's own (a jupyter_server's), not our thread's
 
 
 def new_loop() -> asyncio.AbstractEventLoop:
@@ -59,6 +60,23 @@ def ssh_loop() -> asyncio.AbstractEventLoop:
         return _loop
 
 
+def adopt_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    """Make ``loop`` the SSH layer's loop, in the calling thread, if none has started yet.
+
+    A jupyter_server keeps its loop running for its whole life, so there the thread is not
+    needed and only costs: every forwarded message, terminal keystroke and proxied request
+    would cross between two threads twice (a wake-up and a GIL hand-over each way). In the
+    server's own loop asyncssh's objects are driven where their callers await them. Call it
+    before anything SSH is used (the extension does, when it is linked); False if too late.
+    """
+    global _loop, _thread, _adopted
+    with _lock:
+        if _loop is not None and not _loop.is_closed():
+            return _loop is loop
+        _loop, _thread, _adopted = loop, threading.current_thread(), True
+        return True
+
+
 def in_ssh_loop() -> bool:
     """Whether the current thread is the SSH loop's thread."""
     return _thread is not None and threading.current_thread() is _thread
@@ -81,7 +99,7 @@ def run_in_ssh_loop_sync(coro: Coroutine[Any, Any, T], timeout: float | None = N
 
 def _stop() -> None:
     loop = _loop
-    if loop is not None and not loop.is_closed():
+    if loop is not None and not loop.is_closed() and not _adopted:
         loop.call_soon_threadsafe(loop.stop)
 
 
