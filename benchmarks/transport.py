@@ -8,8 +8,20 @@ machine's noise falls on every variant alike:
 * ``local``           LocalProvisioner, TCP on 127.0.0.1: the floor.
 * ``hpc-ssh, local TCP``  remote ipc (Unix sockets), local TCP ports, asyncssh forwards: the
                       default where the client is not jupyter_server (scripts, this benchmark).
-* ``hpc-ssh, local ipc``  ``local_transport='ipc'``: Unix sockets on the server's side too, the
-                      default where the client is jupyter_server (issue 30).
+* ``hpc-ssh, local ipc``  ``local_transport='ipc'``: Unix sockets on the server's side too, with
+                      the SSH layer in its own thread (``JUPYTER_HPC_SSH_LOOP=thread``).
+* ``local, async client`` and ``hpc-ssh, local ipc, SSH in the client's loop``: jupyter_server's
+                      default path. In a second process (the SSH layer is one per process) an
+                      asyncio loop, as tornado's, runs ``AsyncKernelManager`` and
+                      ``AsyncKernelClient`` (jupyter_server's classes) with the SSH layer adopted
+                      into that same loop (``jupyter_hpc.ssh.loop.adopt_loop``, as the server
+                      extension does), local ipc; its local kernel, driven the same way in the
+                      same process, is its baseline. The parent asks it for each block in turn,
+                      so it is interleaved with the rest. Why not a real jupyter_server over its
+                      websocket: the server's own work per message (websocket frames, JSON for
+                      the legacy protocol, tornado) would fall on both sides and hide the
+                      SSH layer's share; the client's loop sharing its thread with the SSH
+                      layer, the part that makes the server's path differ, is kept.
 * ``… a send per SSH packet (before)``  local ipc on a connection of its own whose writes are
                       not coalesced (``jupyter_hpc.ssh.coalesce`` undone): asyncssh's ignore
                       packet and each data packet leave in sends of their own, as before issue 30.
@@ -21,6 +33,8 @@ machine's noise falls on every variant alike:
 Throughput has two ceilings, same bytes, no kernel: OpenSSH ``ssh host head -c N /dev/zero``
 over a ControlMaster (no key exchange in the timing), and the same command over the asyncssh
 connection hpc-ssh itself uses (the SSH layer's loop thread, as the forwards run).
+Each row's overhead and share are against its own baseline: ``local`` for the rows driven from
+this process, ``local, async client`` for the one in the second process.
 
 Usage (as root): ``python benchmarks/transport.py [--quick] [--requests 300] [--mb 100]``.
 Times are wall-clock ``perf_counter`` in this process; no timed assertions anywhere.
@@ -29,6 +43,9 @@ Times are wall-clock ``perf_counter`` in this process; no timed assertions anywh
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -94,6 +111,158 @@ def iopub_throughput(client, nbytes: int, chunk: int) -> float:
     return nbytes / elapsed / 1e6
 
 
+# -- jupyter_server's default path, in a process of its own -------------------------------
+
+LOCAL_ASYNC = "local, async client (jupyter_server's way)"
+ADOPTED = "hpc-ssh, local ipc, SSH in the client's loop (jupyter_server's default)"
+
+
+async def drain_until_idle_async(client, msg_id: str, timeout: float = 60) -> int:
+    """:func:`drain_until_idle` for an ``AsyncKernelClient``."""
+    received = 0
+    deadline = time.monotonic() + timeout
+    while True:
+        msg = await client.get_iopub_msg(timeout=max(0.1, deadline - time.monotonic()))
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        if msg["msg_type"] == "stream":
+            received += len(msg["content"]["text"])
+        elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            return received
+
+
+async def round_trip_async(client) -> float:
+    """:func:`round_trip` for an ``AsyncKernelClient``."""
+    start = time.perf_counter()
+    msg_id = client.execute("pass", store_history=False)
+    while True:
+        msg = await client.get_shell_msg(timeout=30)
+        if msg["parent_header"].get("msg_id") == msg_id:
+            break
+    elapsed = time.perf_counter() - start
+    await drain_until_idle_async(client, msg_id)
+    return elapsed
+
+
+async def iopub_throughput_async(client, nbytes: int, chunk: int) -> float:
+    """:func:`iopub_throughput` for an ``AsyncKernelClient``."""
+    start = time.perf_counter()
+    msg_id = client.execute(print_cell(nbytes, chunk), store_history=False)
+    received = await drain_until_idle_async(client, msg_id, timeout=300)
+    elapsed = time.perf_counter() - start
+    if received != nbytes:
+        raise RuntimeError(f"received {received} bytes of {nbytes}")
+    return nbytes / elapsed / 1e6
+
+
+async def serve_async_clients(kernels: dict[str, str], replies) -> None:
+    """The second process: the SSH layer adopted into this asyncio loop (as in a jupyter_server),
+    each kernel started with ``AsyncKernelManager``, then the parent's requests answered, one
+    JSON line each (``{"op": "rt", "name": …, "n": …}`` or ``{"op": "tp", "name": …, "nbytes": …,
+    "chunk": …}``), until stdin ends. The loop keeps running between requests, as a server's does."""
+    from jupyter_client import AsyncKernelManager
+
+    from jupyter_hpc.ssh.loop import adopt_loop
+
+    loop = asyncio.get_running_loop()
+    if not adopt_loop(loop):
+        raise RuntimeError("the SSH layer was already running in a thread of its own")
+    managers, clients = [], {}
+
+    def reply(answer: dict) -> None:
+        replies.write(json.dumps(answer) + "\n")
+        replies.flush()
+
+    try:
+        for name, spec in kernels.items():
+            km = AsyncKernelManager(kernel_name=spec)
+            managers.append(km)
+            await km.start_kernel(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            client = km.client()
+            client.start_channels()
+            await client.wait_for_ready(timeout=60)
+            clients[name] = client
+            for _ in range(20):
+                await round_trip_async(client)
+        reply({"ready": list(clients)})
+        while line := await loop.run_in_executor(None, sys.stdin.readline):
+            request = json.loads(line)
+            client = clients[request["name"]]
+            if request["op"] == "rt":
+                reply({"samples": [await round_trip_async(client) for _ in range(request["n"])]})
+            else:
+                reply({"rate": await iopub_throughput_async(client, request["nbytes"], request["chunk"])})
+    finally:
+        for client in clients.values():
+            client.stop_channels()
+        for km in managers:
+            await km.shutdown_kernel(now=False)
+
+
+class AsyncClientProcess:
+    """The parent's handle on :func:`serve_async_clients` running in a child python."""
+
+    def __init__(self, kernels: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--serve-async-clients", json.dumps(kernels)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        self.names = self._read()["ready"]
+
+    def _read(self) -> dict:
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the async clients' process ended (exit status {self.process.wait()}); its errors are above")
+        return json.loads(line)
+
+    def ask(self, **request) -> dict:
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        return self._read()
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        try:
+            self.process.wait(60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+class InThisProcess:
+    """A blocking client driven from this process."""
+
+    def __init__(self, client) -> None:
+        self.client = client
+
+    def round_trips(self, n: int) -> list[float]:
+        return [round_trip(self.client) for _ in range(n)]
+
+    def throughput(self, nbytes: int, chunk: int) -> float:
+        return iopub_throughput(self.client, nbytes, chunk)
+
+
+class InChildProcess:
+    """An async client driven in the child process, one request per block."""
+
+    def __init__(self, process: AsyncClientProcess, name: str) -> None:
+        self.process, self.name = process, name
+
+    def round_trips(self, n: int) -> list[float]:
+        return self.process.ask(op="rt", name=self.name, n=n)["samples"]
+
+    def throughput(self, nbytes: int, chunk: int) -> float:
+        return self.process.ask(op="tp", name=self.name, nbytes=nbytes, chunk=chunk)["rate"]
+
+
+def async_clients_main(kernels_json: str) -> None:
+    """Entry of the child process: replies on the original stdout; the rest goes to stderr."""
+    replies = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    quiet_logs(False)
+    asyncio.run(serve_async_clients(json.loads(kernels_json), replies))
+
+
 # -- the ceilings -------------------------------------------------------------------------
 
 
@@ -144,7 +313,7 @@ def asyncssh_cat(bed: Bed, nbytes: int) -> tuple[float, str]:
 
 
 TCP_LOCAL = "hpc-ssh, local TCP (scripts' default)"
-IPC_LOCAL = "hpc-ssh, local ipc (jupyter_server's default)"
+IPC_LOCAL = "hpc-ssh, local ipc, SSH in a thread (JUPYTER_HPC_SSH_LOOP=thread)"
 UNCOALESCED = "hpc-ssh, local ipc, a send per SSH packet (before)"
 
 
@@ -163,8 +332,8 @@ def send_each_packet_alone(km) -> None:
     run_in_ssh_loop_sync(unwrap())
 
 
-def start_variants(bed: Bed, with_plain: bool):
-    """Start every kernel; return {name: (client, stop)} in table order."""
+def start_variants(bed: Bed, with_plain: bool, with_async: bool):
+    """Start every kernel; return ({name: InThisProcess | InChildProcess} in table order, stack)."""
     import contextlib
 
     import jupyter_client
@@ -183,12 +352,19 @@ def start_variants(bed: Bed, with_plain: bool):
         client.start_channels()
         stack.callback(client.stop_channels)
         client.wait_for_ready(timeout=60)
-        variants[name] = client
+        variants[name] = InThisProcess(client)
 
     devnull = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     managed("local", bed.kernelspec("bench-local"), **devnull)
     managed(TCP_LOCAL, bed.kernelspec("bench-ssh", bed.ssh_config()))
     managed(IPC_LOCAL, bed.kernelspec("bench-ssh-ipc", bed.ssh_config(local_transport="ipc")))
+    if with_async:
+        # jupyter_server's default path: the same kernelspec (local ipc) from an async client
+        # whose loop runs the SSH layer too, against a local kernel driven the same way.
+        process = AsyncClientProcess({LOCAL_ASYNC: "bench-local", ADOPTED: "bench-ssh-ipc"})
+        stack.callback(process.close)
+        for name in process.names:
+            variants[name] = InChildProcess(process, name)
     # The same on a connection of its own (its own known_hosts copy) that sends each SSH packet
     # as asyncssh writes it: what jupyter_hpc.ssh.coalesce saves, in the same run.
     own = str(shutil.copy(bed.sshd.known_hosts, bed.root / "known_hosts.uncoalesced"))
@@ -205,7 +381,9 @@ def start_variants(bed: Bed, with_plain: bool):
         client.start_channels()
         stack.callback(client.stop_channels)
         client.wait_for_ready(timeout=60)
-        variants["plain tcp over OpenSSH -L (peers)"] = client
+        variants["plain tcp over OpenSSH -L (peers)"] = InThisProcess(client)
+    order = ["local", LOCAL_ASYNC, TCP_LOCAL, IPC_LOCAL, ADOPTED]
+    variants = {name: variants[name] for name in sorted(variants, key=lambda n: order.index(n) if n in order else len(order))}
     return variants, stack
 
 
@@ -218,8 +396,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--chunks", default=CHUNKS_KIB,
                         help=f"comma-separated sizes in KiB of the cell's writes (default {CHUNKS_KIB})")
     parser.add_argument("--no-plain", action="store_true", help="skip the plain-TCP ssh -L peer variant")
+    parser.add_argument("--no-async", action="store_true", help="skip jupyter_server's path (async clients, SSH in their loop)")
+    parser.add_argument("--serve-async-clients", metavar="KERNELS_JSON", help=argparse.SUPPRESS)
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
+    if args.serve_async_clients:
+        return async_clients_main(args.serve_async_clients)
     requests = args.requests or (300 if args.quick else 1000)
     chunks = [int(kib) * 1024 for kib in args.chunks.split(",")]
     nbytes = (args.mb or (20 if args.quick else 100)) * 1_000_000 // max(chunks) * max(chunks)
@@ -230,17 +412,16 @@ def main(argv: list[str] | None = None) -> None:
     bed = Bed(fallback_sshd=True)
     try:
         t0 = time.perf_counter()
-        variants, stack = start_variants(bed, with_plain=not args.no_plain)
+        variants, stack = start_variants(bed, with_plain=not args.no_plain, with_async=not args.no_async)
         with stack:
-            for client in variants.values():  # warm up every path (JIT-free, but caches, forwards)
-                for _ in range(20):
-                    round_trip(client)
+            for variant in variants.values():  # warm up every path (JIT-free, but caches, forwards)
+                variant.round_trips(20)
             samples = {name: [] for name in variants}
             block_p50s = {name: [] for name in variants}  # for the overhead, paired block by block
             for _ in range(blocks):
-                for name, client in variants.items():
+                for name, variant in variants.items():
                     try:
-                        block = [round_trip(client) for _ in range(requests // blocks)]
+                        block = variant.round_trips(requests // blocks)
                     except Exception as exc:
                         raise RuntimeError(f"round trip through {name!r} failed") from exc
                     samples[name] += block
@@ -254,8 +435,8 @@ def main(argv: list[str] | None = None) -> None:
                     rate, cipher = asyncssh_cat(bed, nbytes)
                     ceilings["asyncssh (hpc-ssh's connection), same command"].append(rate)
                     for chunk in chunks:
-                        for name, client in variants.items():
-                            rates[name, chunk].append(iopub_throughput(client, nbytes, chunk))
+                        for name, variant in variants.items():
+                            rates[name, chunk].append(variant.throughput(nbytes, chunk))
         elapsed = time.perf_counter() - t0
         report(samples, block_p50s, rates, ceilings, requests, nbytes, repeats, cipher, elapsed)
     except BaseException:
@@ -265,16 +446,21 @@ def main(argv: list[str] | None = None) -> None:
         bed.close()
 
 
+def baseline(name: str) -> str:
+    """The local kernel a row is compared with: the one driven the same way, in the same process."""
+    return LOCAL_ASYNC if name == ADOPTED else "local"
+
+
 def report(samples, block_p50s, rates, ceilings, requests, nbytes, repeats, cipher, elapsed) -> None:
-    local = summarize(samples["local"])
     rows = []
     for name, values in samples.items():
-        s = summarize(values)
+        s, local = summarize(values), summarize(samples[baseline(name)])
         # Overhead paired block by block (a block's p50 minus local's p50 in the same pass), so
         # load that comes and goes during the run falls on both sides of each difference.
-        paired = [(mine - theirs) * 1e3 for mine, theirs in zip(block_p50s[name], block_p50s["local"])]
+        paired = [(mine - theirs) * 1e3 for mine, theirs in zip(block_p50s[name], block_p50s[baseline(name)])]
         rows.append([
-            name, f"{s['p50'] * 1e3:.3f}", f"{s['p90'] * 1e3:.3f}", f"{s['p99'] * 1e3:.3f}",
+            name + (" ¹" if name == ADOPTED else ""),
+            f"{s['p50'] * 1e3:.3f}", f"{s['p90'] * 1e3:.3f}", f"{s['p99'] * 1e3:.3f}",
             f"{s['min'] * 1e3:.3f}–{s['max'] * 1e3:.2f}", f"{s['p50'] / local['p50']:.2f}×",
             f"{(s['p50'] - local['p50']) * 1e3:+.3f}",
             f"{statistics.median(paired):+.3f}", f"{min(paired):+.3f} … {max(paired):+.3f}",
@@ -283,6 +469,8 @@ def report(samples, block_p50s, rates, ceilings, requests, nbytes, repeats, ciph
           f"in {len(block_p50s['local'])} interleaved blocks\n")
     print(table(["variant", "p50 ms", "p90 ms", "p99 ms", "min–max ms", "p50 ratio", "p50 overhead ms",
                  "overhead, median of blocks ms", "blocks min … max ms"], rows))
+    if ADOPTED in samples:
+        print(f"\n¹ against `{LOCAL_ASYNC}` (same client, same process); every other row against `local`.")
 
     raw = summarize(ceilings["OpenSSH ssh host head -c N /dev/zero"])["p50"]
     rows = []
@@ -291,14 +479,17 @@ def report(samples, block_p50s, rates, ceilings, requests, nbytes, repeats, ciph
         rows.append([name, "–", f"{s['p50']:.1f}", f"{s['min']:.1f}–{s['max']:.1f}", f"{s['p50'] / raw:.0%}", "–"])
     for (name, chunk), values in rates.items():
         s = summarize(values)
-        local_rate = summarize(rates["local", chunk])["p50"]
+        local_rate = summarize(rates[baseline(name), chunk])["p50"]
         rows.append([
-            name, f"{chunk // 1024} KiB", f"{s['p50']:.1f}", f"{s['min']:.1f}–{s['max']:.1f}",
+            name + (" ¹" if name == ADOPTED else ""),
+            f"{chunk // 1024} KiB", f"{s['p50']:.1f}", f"{s['min']:.1f}–{s['max']:.1f}",
             f"{s['p50'] / raw:.0%}", f"{s['p50'] / local_rate:.0%}",
         ])
     print(f"\n#### iopub throughput: a cell writing {nbytes / 1e6:.0f} MB to stdout, {repeats} samples each "
           f"(asyncssh cipher {cipher})\n")
     print(table(["variant", "cell's writes", "median MB/s", "min–max MB/s", "of raw OpenSSH", "of local, same writes"], rows))
+    if ADOPTED in samples:
+        print(f"\n¹ against `{LOCAL_ASYNC}`, same writes; every other row against `local`.")
     print(f"\n(whole run {elapsed:.0f} s)")
 
 
