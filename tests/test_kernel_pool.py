@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from jupyter_hpc.provisioners.kernel_pool import KernelPool
 from jupyter_hpc.ssh import run_in_ssh_loop_sync
 from kernel_helpers import execute, provisioner_info, running_kernel
@@ -20,7 +22,10 @@ def ready_pids(timeout: float = 30, count: int = 2) -> set[int]:
     raise AssertionError("the pool did not fill")
 
 
-def test_a_start_takes_a_pre_started_kernel(ssh_spec):
+def test_a_start_takes_a_pre_started_kernel(ssh_spec, served_proxy_route):
+    """Taken from the pool: started before it was asked for, with every cluster kernel's
+    environment (the proxy's links: issue 28), its first cell still In [1] after the pool's
+    warm-up; the manager adopts its key, and a restart is a fresh kernel."""
     run_in_ssh_loop_sync(KernelPool.drain_all())
     name = ssh_spec(pool_size=2, pool_idle_lifetime=60)
     with running_kernel(name) as (first, _):
@@ -28,8 +33,14 @@ def test_a_start_takes_a_pre_started_kernel(ssh_spec):
         with running_kernel(name) as (km, client):
             pid = provisioner_info(km)["pid"]
             assert pid in pooled  # started before it was asked for
-            out = execute(client, "import os; x = 7; print(os.getpid())")
-            assert int(out["stdout"]) == pid
+            out = execute(client, "import os; x = 7; print(os.getpid()); "
+                                  "print(os.environ.get('JUPYTER_HPC_PROXY')); "
+                                  "print(os.environ.get('DASK_DISTRIBUTED__DASHBOARD__LINK'))")
+            got_pid, proxy, dask_link = out["stdout"].split()
+            assert int(got_pid) == pid
+            assert out["reply"]["execution_count"] == 1  # the pool's warm-up requests left no trace
+            assert proxy.startswith("/user/alice/jupyter-hpc/proxy/"), proxy
+            assert dask_link == "{JUPYTER_HPC_PROXY}/{host}:{port}/status"
             key = km.session.key
             km.restart_kernel()  # a restart keeps the manager's key: a fresh kernel, not the pool's
             client.wait_for_ready(timeout=60)
@@ -39,6 +50,17 @@ def test_a_start_takes_a_pre_started_kernel(ssh_spec):
     run_in_ssh_loop_sync(KernelPool.drain_all())
     time.sleep(0.5)
     assert not any(process_alive(p) for p in pooled | refill)
+
+
+@pytest.fixture
+def served_proxy_route():
+    """As in a hub's server whose extension serves the cluster proxy's route."""
+    from jupyter_hpc import kernel_links
+
+    before = kernel_links._base_url
+    kernel_links.configure("/user/alice/")
+    yield
+    kernel_links._base_url = before
 
 
 def test_a_drained_pool_starts_no_more_kernels(ssh_spec):

@@ -57,10 +57,15 @@ class KernelPool:
             remote, key, _ = self.ready.pop(0)
             if remote.exit_status is None:
                 taken = remote, key
-        # Refill a moment later: a kernel starting now would compete with the attach for the
-        # SSH loop (and, on one machine, for the CPU).
-        asyncio.get_running_loop().call_later(REFILL_DELAY, self.top_up)
+        self.top_up_soon()
         return taken
+
+    def top_up_soon(self) -> None:
+        """Refill a moment later: a kernel starting now would compete with the kernel just
+        taken or launched, while it answers its first requests, for the SSH loop and for the
+        login node's CPU (on the benchmark's one machine, a pre-started kernel's first reply
+        took 20-30 ms instead of 8 under a refill begun at once)."""
+        asyncio.get_running_loop().call_later(REFILL_DELAY, self.top_up)
 
     def top_up(self) -> None:
         if self.drained:

@@ -42,6 +42,7 @@ from ..ssh import credentials
 from . import kernel_env
 from .endpoints import LocalEndpoints
 from .kernel_pool import KernelPool
+from .kernel_warmup import warm_up
 from .transport import TRANSPORTS, choose_transport, spec_transport
 
 log = logging.getLogger("jupyter_hpc.provisioners")
@@ -388,7 +389,7 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         if self._reconnectable():
             remote.on_lost = self._reconnect
         if not restarting and (pool := self._kernel_pool(target, login, request, transport)) is not None:
-            pool.top_up()  # the site is now known to take Unix sockets: fill the pool for next time
+            pool.top_up_soon()  # the site is now known to take Unix sockets: fill the pool for next time
         return remote, info
 
     def _check_listeners(self, remote: RemoteKernel) -> None:
@@ -490,7 +491,9 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
 
         async def start(key: str) -> RemoteKernel:
             connection = await get_pool().connect(target)
-            return await RemoteKernel.start(connection, remote_python, dict(template, key=key), timeout)
+            remote = await RemoteKernel.start(connection, remote_python, dict(template, key=key), timeout)
+            await warm_up(remote, key, template["signature_scheme"])  # its user's first cell pays none of that
+            return remote
 
         pool_key = (target.pool_key(), remote_python, json.dumps(template, sort_keys=True))
         return KernelPool.for_launch(pool_key, self.pool_size, self.pool_idle_lifetime, start)
