@@ -4,9 +4,11 @@ A kernel's first execute costs more than the ones after it: IPython compiles and
 first cell through code paths (and lazy imports) that no request has touched yet, 5-10 ms on
 this project's test bed against 3 ms for the next one. A pool kernel is started ahead of need
 precisely so that its user waits only for the attach; so before it is offered, the pool asks
-it for its ``kernel_info`` and, for a Python kernel, runs a *silent* ``pass`` (no history, no
-execution count, no output: the user's first cell is still ``In [1]``), over a temporary
-forward of its shell channel to a private Unix socket of the server's.
+it for its ``kernel_info`` and, for a Python kernel, runs ``pass`` with ``store_history`` off
+(no history, no execution count: the user's first cell is still ``In [1]``; what it publishes
+reaches no subscriber), over a temporary forward of its shell channel to a private Unix socket
+of the server's. Not ``silent``: a silent request skips the pre/post-run events and the
+publishing, and left the user's first reply 5-10 ms slower here than a non-silent one.
 
 Best effort: a kernel that does not answer is offered all the same (its user then sees it as
 any other start would). Runs in the SSH loop; the ZMQ exchange itself runs in a worker thread,
@@ -27,7 +29,7 @@ from ..launcher import RemoteKernel
 log = logging.getLogger("jupyter_hpc.provisioners")
 
 WARMUP_TIMEOUT = 10.0  # seconds a pool kernel may take over its first requests
-SILENT_PASS = {
+PASS_WITHOUT_HISTORY = {
     "code": "pass", "silent": False, "store_history": False,
     "user_expressions": {}, "allow_stdin": False, "stop_on_error": False,
 }
@@ -55,7 +57,7 @@ async def warm_up(remote: RemoteKernel, key: str, signature_scheme: str, timeout
 
 
 def _exchange(address: str, key: str, signature_scheme: str, timeout: float) -> bool:
-    """In a worker thread: kernel_info, then a silent ``pass`` for a Python kernel."""
+    """In a worker thread: kernel_info, then ``pass`` (no history) for a Python kernel."""
     import zmq
     from jupyter_client.session import Session
 
@@ -70,7 +72,7 @@ def _exchange(address: str, key: str, signature_scheme: str, timeout: float) -> 
             return False
         language = ((info.get("content") or {}).get("language_info") or {}).get("name")
         if language == "python":
-            return _request(socket, session, "execute_request", SILENT_PASS, deadline) is not None
+            return _request(socket, session, "execute_request", PASS_WITHOUT_HISTORY, deadline) is not None
         return True
     finally:
         socket.close()
