@@ -160,9 +160,15 @@ def test_myenv_in_ipython_kernels_is_listed_with_logo_and_runs_in_its_environmen
 
     knl = {"provisioner": "hpc-slurm", "display_name": "KNL node", "partition": "debug",
            "setup": ["true"]}
-    server = servers(disco_sshd, remote_python, targets={"login": {}, "knl": knl})
+    # As in a hub's server: the kernel manager of jupyter_hpc, and no local kernelspecs.
+    server = servers(disco_sshd, remote_python, targets={"login": {}, "knl": knl}, server_config={"ServerApp": {
+        "jpserver_extensions": {"jupyter_hpc": True},
+        "kernel_manager_class": "jupyter_hpc.server.HPCMappingKernelManager"}})
     listed = specs(server)
     assert sorted(listed) == ["cori-knl-myenv", "cori-login-myenv"], server.log
+    # No "python3" kernelspec in this server: the default is the site's own python3 (the
+    # cluster venv's ipykernel spec) on its first target, not jupyter's "python3".
+    assert server.api("GET", "kernelspecs").json()["default"] == "cori-login-python3"
     slurm = listed["cori-knl-myenv"]["spec"]
     assert slurm["display_name"] == "Cori: My Env (KNL node)"
     assert slurm["metadata"]["kernel_provisioner"]["provisioner_name"] == "hpc-slurm"

@@ -304,6 +304,20 @@ class RemoteKernelSpecManager(KernelSpecManager):
             return super().get_kernel_spec(kernel_name)
         raise NoSuchKernel(kernel_name)
 
+    def site_default_kernel(self) -> str | None:
+        """The kernelspec to offer by default where no ``python3`` is listed (a hub's server
+        lists only its sites' kernels, each named ``<site>-<target>-<name>``): of the first
+        configured site that has listed, on its first target, the cluster's own ``python3``
+        if it has one, else the first spec listed; None while no site has listed any."""
+        for name in self._sites:
+            listing = self._listings.get(name)
+            specs = list(listing.specs.values()) if listing is not None else []
+            if specs:
+                on_target = [spec for spec in specs if spec.target == specs[0].target]
+                python3 = [spec for spec in on_target if spec.remote.name == "python3"]
+                return (python3 or on_target)[0].name
+        return None
+
     def credential_changed(self) -> None:
         """A new SSH credential is held (a hub server got it after the manager was made, or
         the user logged in again): list again, now, each site whose last attempt failed.

@@ -69,8 +69,38 @@ class HPCServerKernelManager(ServerKernelManager):
             remember(self)
 
 
+class _DefaultKernelName(Unicode):  # type: ignore[type-arg]
+    """``default_kernel_name``: the configured value, else worked out at each read by the
+    manager's :meth:`HPCMappingKernelManager.site_default_kernel` (what the sites list changes
+    with discovery, so no value is kept). A subclass, so traitlets never stores a static default."""
+
+    def get(self, obj: Any, cls: Any = None) -> Any:
+        if obj is not None and self.name not in obj._trait_values:
+            return obj.site_default_kernel()
+        return super().get(obj, cls)
+
+
 class HPCMappingKernelManager(AsyncMappingKernelManager):
     """``AsyncMappingKernelManager`` that records its remote kernels and takes them back after a restart."""
+
+    default_kernel_name = _DefaultKernelName(
+        config=True,
+        help="The kernelspec a notebook gets when none is named (JupyterLab's default, the "
+        "'default' of /api/kernelspecs). Default: 'python3' where such a kernelspec is listed, "
+        "else a site's (RemoteKernelSpecManager.site_default_kernel: the first site's own "
+        "python3 on its first target, else its first kernelspec), else 'python3'.",
+    )
+
+    def site_default_kernel(self) -> str:
+        """``default_kernel_name`` while none is configured (see its help)."""
+        specs = self.kernel_spec_manager
+        try:
+            if "python3" in specs.find_kernel_specs():
+                return "python3"
+        except Exception:  # noqa: BLE001 - a broken local spec dir: the site's rule still answers
+            pass
+        site_default = getattr(specs, "site_default_kernel", None)
+        return (site_default() if site_default is not None else None) or "python3"
 
     reattach_policy = CaselessStrEnum(
         ["reattach", "reap"], default_value="reattach", config=True,
