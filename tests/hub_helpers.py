@@ -263,6 +263,29 @@ c.JupyterHub.load_roles = [
         return requests.request(method, f"{self.url}/hub/api/{path}",
                                 headers={"Authorization": f"token {self.admin_token}"}, timeout=30, **kwargs)
 
+    def progress_events(self, user: str, spawning: threading.Thread | None = None) -> list[dict]:
+        """The hub's progress stream of ``user``'s spawn, from its first event until ready or
+        failed; [] when the spawn (the request running in ``spawning``) ended before the stream
+        could be opened."""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            ended = spawning is not None and not spawning.is_alive()
+            with self.api("GET", f"users/{user}/server/progress", stream=True) as reply:
+                if reply.status_code in (400, 404):  # not begun yet (no spawner yet: 404), or over
+                    if ended:
+                        return []
+                    time.sleep(0.05)
+                    continue
+                assert reply.status_code == 200, reply.text
+                events = []
+                for line in reply.iter_lines(decode_unicode=True):
+                    if line.startswith("data:"):
+                        events.append(json.loads(line[5:]))
+                        if events[-1].get("ready") or events[-1].get("failed"):
+                            return events
+                return events
+        raise AssertionError(f"{user}'s spawn never began")
+
     def user_model(self, name: str) -> dict | None:
         reply = self.api("GET", f"users/{name}")
         return reply.json() if reply.status_code == 200 else None

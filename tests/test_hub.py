@@ -276,25 +276,6 @@ def test_a_users_terminal_is_a_shell_as_that_user_and_no_one_elses(bed, alice, b
     term.wait_disconnect()
 
 
-def progress_events(bed, user: str) -> list[dict]:
-    """The hub's progress stream of ``user``'s spawn, from its first event to ready."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        with bed.api("GET", f"users/{user}/server/progress", stream=True) as reply:
-            if reply.status_code == 400:  # the spawn has not begun yet
-                time.sleep(0.05)
-                continue
-            assert reply.status_code == 200, reply.text
-            events = []
-            for line in reply.iter_lines(decode_unicode=True):
-                if line.startswith("data:"):
-                    events.append(json.loads(line[5:]))
-                    if events[-1].get("ready") or events[-1].get("failed"):
-                        return events
-            return events
-    raise AssertionError(f"{user}'s spawn never began")
-
-
 def test_spawn_progress_names_the_stages_and_logout_clears_the_credential(bed):
     browser = Browser(bed, FRANK)
     page = browser.login_page()
@@ -305,7 +286,7 @@ def test_spawn_progress_names_the_stages_and_logout_clears_the_credential(bed):
     assert login.status_code == 302, login.text
     spawn = threading.Thread(target=browser.session.get, args=(f"{bed.url}/hub/spawn",), kwargs={"timeout": 120})
     spawn.start()
-    events = progress_events(bed, FRANK)
+    events = bed.progress_events(FRANK)
     spawn.join(120)
     messages = [event.get("message", "") for event in events]
     said = [m for m in messages if not m.startswith("Server ready")]

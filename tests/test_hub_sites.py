@@ -234,29 +234,6 @@ def test_a_relogin_after_the_certificate_ended_serves_the_files_with_no_restart(
     assert bed.user_model(ALICE)["servers"][""]["started"] == started
 
 
-def progress_events(bed, user: str, spawning: threading.Thread) -> list[dict]:
-    """The hub's progress stream of ``user``'s spawn, until ready or failed; [] when the spawn
-    (the request in ``spawning``) ended before the stream could be opened."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        ended = not spawning.is_alive()
-        with bed.api("GET", f"users/{user}/server/progress", stream=True) as reply:
-            if reply.status_code in (400, 404):  # not begun yet (no spawner yet: 404), or over
-                if ended:
-                    return []
-                time.sleep(0.05)
-                continue
-            assert reply.status_code == 200, reply.text
-            events = []
-            for line in reply.iter_lines(decode_unicode=True):
-                if line.startswith("data:"):
-                    events.append(json.loads(line[5:]))
-                    if events[-1].get("ready") or events[-1].get("failed"):
-                        return events
-            return events
-    raise AssertionError(f"{user}'s spawn never began")
-
-
 def respawn(bed) -> list[dict]:
     """Stop Alice's server, start it again as the hub's home page does; its progress events
     (a spawn that failed before the stream opened: the hub's answer to the start, as one)."""
@@ -268,7 +245,7 @@ def respawn(bed) -> list[dict]:
     replies = []  # the POST waits for the spawn up to the hub's slow_spawn_timeout: read meanwhile
     spawn = threading.Thread(target=lambda: replies.append(bed.api("POST", f"users/{ALICE}/server")))
     spawn.start()
-    events = progress_events(bed, ALICE, spawn)
+    events = bed.progress_events(ALICE, spawn)
     spawn.join(120)
     assert replies, "the hub did not answer the start"
     if not events:
@@ -320,7 +297,7 @@ def test_a_server_that_cannot_take_the_certificate_fails_the_spawn_naming_the_fi
         assert login.status_code == 302, login.text
         spawn = threading.Thread(target=hub.api, args=("POST", f"users/{ALICE}/server"))
         spawn.start()
-        events = progress_events(hub, ALICE, spawn)
+        events = hub.progress_events(ALICE, spawn)
         spawn.join(120)
         assert events[-1].get("failed"), events
         message = events[-1]["message"]

@@ -18,7 +18,6 @@ import json
 import os
 import re
 import subprocess
-import time
 
 import pytest
 
@@ -26,8 +25,10 @@ from lab_browser import (  # noqa: F401 (browser is a fixture)
     Lab, add_slurm_user, browser, cancel_jobs, close_page, cori_with_slurm, lab_config, launcher_tile, open_lab, png,
     remove_remote_kernels, run_cell, screenshot, show_job, squeue, write_remote_kernel,
 )
+from testbed.slurm import hold_regular
 from testbed.sshd import running_sshd
 from testbed.users import ensure_user
+from testbed.waiting import wait_until
 
 USER = "hpclab"
 TILE = "Cori: My Env (KNL node)"
@@ -36,10 +37,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
 
 def scontrol(*words: str) -> None:
     subprocess.run(["scontrol", "update", *words], check=True, capture_output=True)
-
-
-def hold_regular(held: bool) -> None:
-    scontrol("PartitionName=regular", f"State={'DOWN' if held else 'UP'}")
 
 
 @pytest.fixture(scope="module")
@@ -68,16 +65,6 @@ def clean(lab):
         lab.api("DELETE", f"kernels/{kernel_id}")
     cancel_jobs(USER)
     wait_until(lambda: not squeue(USER), "the user's jobs gone")
-
-
-def wait_until(check, what: str, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def job_info_calls() -> int:

@@ -13,7 +13,6 @@ Open link that answers. dask, distributed, dask-jobqueue and bokeh are in the cl
 
 from __future__ import annotations
 
-import time
 
 import pytest
 
@@ -23,6 +22,7 @@ from lab_browser import (  # noqa: F401 (browser is a fixture)
 )
 from testbed.sshd import running_sshd
 from testbed.users import ensure_user
+from testbed.waiting import wait_until
 
 USER = "hpcdask"
 TILE = "Cori: Dask (KNL node)"
@@ -61,16 +61,6 @@ def lab(tmp_path_factory, remote_python, slurm):
         remove_remote_kernels(user)
 
 
-def wait_until(check, what: str, timeout: float = 120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_dask_on_slurm_from_a_notebook_and_its_dashboard_through_the_proxy(lab, browser, artifacts):
     page = open_lab(browser, lab)
     try:
@@ -81,7 +71,7 @@ def test_dask_on_slurm_from_a_notebook_and_its_dashboard_through_the_proxy(lab, 
         [kernel_job] = squeue(USER)
 
         run_cell(page, START_CLUSTER, "Dashboard", timeout=180_000)
-        jobs = wait_until(lambda: len(squeue(USER)) == 3 and squeue(USER), "two worker jobs in squeue")
+        jobs = wait_until(lambda: len(squeue(USER)) == 3 and squeue(USER), "two worker jobs in squeue", timeout=120)
         workers = [job for job in jobs if job["id"] != kernel_job["id"]]
         assert len(workers) == 2, jobs
         run_cell(page, "client.wait_for_workers(1, timeout=240)\nprint('sum', client.submit(sum, range(101)).result())",

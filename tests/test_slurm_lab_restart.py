@@ -11,8 +11,6 @@ go to test-artifacts/.
 from __future__ import annotations
 
 import signal
-import subprocess
-import time
 
 import pytest
 
@@ -20,27 +18,13 @@ from lab_browser import (  # noqa: F401 (browser is a fixture)
     Lab, add_slurm_user, browser, cancel_jobs, close_page, cori_with_slurm, lab_config, launcher_tile, open_lab,
     remove_remote_kernels, run_cell, screenshot, squeue, write_remote_kernel,
 )
+from testbed.slurm import hold_regular
 from testbed.sshd import running_sshd
 from testbed.users import ensure_user
 
 USER = "hpcowned"
 TILE = "Cori: My Env (KNL node)"
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
-
-
-def hold_regular(held: bool) -> None:
-    subprocess.run(["scontrol", "update", "PartitionName=regular", f"State={'DOWN' if held else 'UP'}"],
-                   check=True, capture_output=True)
-
-
-def wait_until(check, what: str, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def status_bar(page):

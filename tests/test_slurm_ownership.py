@@ -16,23 +16,10 @@ import requests
 
 from demo_helpers import KernelSocket
 from server_helpers import Server, record_path
+from testbed.slurm import hold_regular
+from testbed.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(300)
-
-
-def hold_regular(held: bool) -> None:
-    subprocess.run(["scontrol", "update", "PartitionName=regular", f"State={'DOWN' if held else 'UP'}"],
-                   check=True, capture_output=True)
-
-
-def wait_until(check, what: str, timeout: float = 60, every: float = 0.3):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 @pytest.fixture

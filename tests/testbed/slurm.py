@@ -353,3 +353,9 @@ def _user_exists(name: str) -> bool:
     except KeyError:
         return False
     return True
+
+
+def hold_regular(held: bool) -> None:
+    """Take the ``regular`` partition down (jobs stay pending there) or bring it back up."""
+    subprocess.run(["scontrol", "update", "PartitionName=regular", f"State={'DOWN' if held else 'UP'}"],
+                   check=True, capture_output=True)
