@@ -1,9 +1,12 @@
-"""The SSH layer's own event loop, in one background thread per process.
+"""The SSH layer's event loop: a jupyter_server's own, else one background thread per process.
 
 Forwarded kernel channels must keep flowing while the caller's loop is idle: jupyter_client's
 blocking ``KernelManager`` runs its loop only inside each call, while jupyter_server and
 nbclient keep theirs running. Running every asyncssh object in a loop of our own serves all
-three; callers await our work across threads with :func:`run_in_ssh_loop`.
+three; callers await our work across threads with :func:`run_in_ssh_loop`. A jupyter_server,
+whose loop runs for its whole life, hands its loop over instead (:func:`adopt_loop`, from the
+extension): there a thread only costs, since each forwarded message, keystroke and proxied
+request would cross it twice, and :func:`run_in_ssh_loop` simply awaits.
 
 Every forwarded ZMQ message crosses this loop twice (local socket, SSH channel), so the loop
 itself is on each round trip's critical path: it is uvloop's where uvloop is installed (the
