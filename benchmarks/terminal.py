@@ -8,7 +8,10 @@ Side by side in one run, against the same sshd and the same user, at a bash prom
   from its stdout;
 - for scale, asyncssh's PTY session in this process (the SSH layer alone, no server) and
   JupyterLab's stock local terminal (terminado: the same websocket, no SSH, a shell on the
-  server's host).
+  server's host);
+- the floor: the same websocket client and messages against a bare echo handler in a
+  jupyter_server (``_ws_echo.py``: no shell, no PTY, no SSH), what the websocket hop alone
+  costs. Any terminal JupyterLab's Terminal talks to pays at least that.
 
 Each keystroke is timed from the write to the first output that holds its echo; keystrokes
 alternate between a letter and a backspace, so the line stays short. Interleaved in blocks, so
@@ -42,9 +45,12 @@ def echoed(key: str, text: str) -> bool:
 
 
 class WebTerminal:
-    def __init__(self, lab: Lab) -> None:
-        name = lab.api("POST", "terminals").json()["name"]
-        self.ws = websocket.create_connection(f"ws://127.0.0.1:{lab.port}/terminals/websocket/{name}",
+    """JupyterLab's side of a terminal: terminado's JSON messages on a jupyter_server websocket
+    (a new terminal's, or ``path``: the floor's echo socket)."""
+
+    def __init__(self, lab: Lab, path: str | None = None) -> None:
+        path = path or "/terminals/websocket/" + lab.api("POST", "terminals").json()["name"]
+        self.ws = websocket.create_connection(f"ws://127.0.0.1:{lab.port}{path}",
                                               header=[f"Authorization: token {lab.token}"], timeout=30)
         self.ws.send(json.dumps(["set_size", 24, 80, 400, 640]))
         self.settle()
@@ -174,9 +180,11 @@ def run(bed: Bed, args: argparse.Namespace) -> None:
     lab = Lab(bed.root / "lab", config)
     # JupyterLab's stock local terminal (terminado, no SSH) over the same websocket protocol:
     # how much of the difference is the browser-side protocol rather than the cluster.
-    local_lab = Lab(bed.root / "local-lab", lab_config(None, remote_specs=False,
-                                                       ServerApp={"jpserver_extensions": {"jupyter_lsp": False}}),
-                    name="local")
+    # It also serves the floor's echo websocket (_ws_echo.py, from this folder).
+    here = os.path.dirname(os.path.abspath(__file__))
+    local_lab = Lab(bed.root / "local-lab", lab_config(None, remote_specs=False, ServerApp={
+                        "jpserver_extensions": {"jupyter_lsp": False, "_ws_echo": True}}),
+                    name="local", env={"PYTHONPATH": os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))})
     try:
         print("JupyterLab up; opening the terminals", file=sys.stderr, flush=True)
         variants = {
@@ -184,6 +192,7 @@ def run(bed: Bed, args: argparse.Namespace) -> None:
             "asyncssh PTY session, in-process (the SSH layer alone)": AsyncSSHTerminal(bed),
             "OpenSSH ssh -tt": OpenSSHTerminal(bed),
             "JupyterLab's local terminal (terminado, no SSH)": WebTerminal(local_lab),
+            "floor: websocket echo in a jupyter_server (no shell, no SSH)": WebTerminal(local_lab, "/bench-echo/websocket"),
         }
         print("all at a prompt; timing", file=sys.stderr, flush=True)
         times: dict[str, list[float]] = {label: [] for label in variants}
@@ -203,12 +212,16 @@ def run(bed: Bed, args: argparse.Namespace) -> None:
         local_lab.stop()
     rows = []
     baseline = summarize(times["OpenSSH ssh -tt"])
+    floor = summarize(next(values for label, values in times.items() if label.startswith("floor")))
     for label, values in times.items():
         stats = summarize(values)
         rows.append([label, str(stats["n"]), f"{stats['p50'] * 1000:.2f}", f"{stats['p99'] * 1000:.2f}",
-                     f"{stats['min'] * 1000:.2f}–{stats['max'] * 1000:.2f}", f"{stats['p50'] / baseline['p50']:.2f}x"])
+                     f"{stats['min'] * 1000:.2f}–{stats['max'] * 1000:.2f}", f"{stats['p50'] / baseline['p50']:.2f}x",
+                     f"{(stats['p50'] - floor['p50']) * 1000:+.2f}"])
     print("Keystroke echo round trip (ms), same sshd, bash prompt, one run (target: p50 within 1.5x of OpenSSH's)")
-    print(table(["variant", "keys", "p50", "p99", "min–max", "p50 vs ssh -tt"], rows))
+    print(table(["variant", "keys", "p50", "p99", "min–max", "p50 vs ssh -tt", "p50 − floor"], rows))
+    print(f"The websocket hop alone (floor) is {floor['p50'] / baseline['p50']:.2f}x ssh -tt's p50; "
+          f"1.5x ssh -tt is {1.5 * baseline['p50'] * 1000:.2f} ms.")
 
 
 if __name__ == "__main__":

@@ -92,6 +92,15 @@ class CoalescingTransport:
         return getattr(self.wrapped, name)
 
 
+def flush_writes(conn: Any) -> None:
+    """Send what ``conn`` holds back now, in the loop's thread, for a caller that knows nothing
+    follows in this turn and waits on the answer (a terminal's keystroke: its data packet is
+    small too, and would otherwise wait for the loop to turn)."""
+    transport = getattr(conn, "_transport", None)
+    if isinstance(transport, CoalescingTransport) and threading.get_ident() == transport._loop_thread:
+        transport._flush()
+
+
 def coalesce_writes(conn: Any) -> bool:
     """Wrap an open asyncssh connection's transport (its private ``_transport``, present from
     asyncssh 2.0 to at least 2.24). Where a later asyncssh has none, nothing changes and the

@@ -26,6 +26,8 @@ from .quiet_import import asyncssh
 
 from ..errors import HostKeyError, PTYRefusedError, RemoteCommandError, SSHConnectError
 from .coalesce import coalesce_writes
+from .forward import LocalForward, forward_local
+from .ignore_packets import skip_ignore_packets
 from .target import SSHTarget
 
 log = logging.getLogger("jupyter_hpc.ssh")
@@ -164,19 +166,22 @@ class SiteConnection:
         return await self._in_session(lambda here: here.conn.create_process(command, **kwargs))
 
     async def terminal(
-        self, argv: Sequence[str] | None = None, **kwargs: Any
-    ) -> tuple["SiteConnection", asyncssh.SSHClientProcess]:
-        """A session with a PTY (``term_type``, ``term_size`` in ``kwargs``): the user's login
-        shell when ``argv`` is None, as ``ssh host`` gives, else ``argv`` (``srun --pty …``).
+        self, session: asyncssh.SSHClientSession, argv: Sequence[str] | None = None, **kwargs: Any
+    ) -> tuple["SiteConnection", asyncssh.SSHClientChannel]:
+        """A session with a PTY (``term_type``, ``term_size`` in ``kwargs``) whose events go to
+        ``session`` (its ``data_received`` gets the output as it arrives, with no reader task
+        between): the user's login shell when ``argv`` is None, as ``ssh host`` gives, else
+        ``argv`` (``srun --pty …``). Returns the connection and the channel (write, resize, close).
 
         A session past ``MaxSessions`` goes to a sibling connection as :meth:`start`'s do. A
         PTY the server refuses raises :class:`PTYRefusedError`, so it is never mistaken for a
         full connection (that refusal comes at the channel's open, this one after it)."""
         command = shlex.join(argv) if argv is not None else None
 
-        async def open_here(here: "SiteConnection") -> asyncssh.SSHClientProcess:
+        async def open_here(here: "SiteConnection") -> asyncssh.SSHClientChannel:
             try:
-                return await here.conn.create_process(command, **kwargs)
+                channel, _ = await here.conn.create_session(lambda: session, command, **kwargs)
+                return channel
             except asyncssh.ChannelOpenError as exc:
                 if exc.code == asyncssh.OPEN_REQUEST_PTY_FAILED:
                     raise PTYRefusedError(
@@ -223,25 +228,21 @@ class SiteConnection:
         _, client = await asyncio.shield(task)
         return client
 
-    async def forward_port_to_path(self, remote_path: str, local_port: int = 0) -> asyncssh.SSHListener:
+    async def forward_port_to_path(self, remote_path: str, local_port: int = 0) -> LocalForward:
         """Listen on 127.0.0.1:``local_port`` and forward each connection to a remote socket."""
-        return await self.conn.forward_local_port_to_path("127.0.0.1", local_port, remote_path)
+        return await forward_local(self.conn, listen_port=local_port, remote_path=remote_path)
 
-    async def forward_path_to_path(self, local_path: str, remote_path: str) -> asyncssh.SSHListener:
+    async def forward_path_to_path(self, local_path: str, remote_path: str) -> LocalForward:
         """Listen on a local Unix socket and forward each connection to a remote one."""
-        return await self.conn.forward_local_path(local_path, remote_path)
+        return await forward_local(self.conn, listen_path=local_path, remote_path=remote_path)
 
-    async def forward_port(
-        self, remote_port: int, local_port: int = 0, remote_host: str = "127.0.0.1"
-    ) -> asyncssh.SSHListener:
+    async def forward_port(self, remote_port: int, local_port: int = 0, remote_host: str = "127.0.0.1") -> LocalForward:
         """Listen on 127.0.0.1:``local_port``, forward to ``remote_host``:``remote_port`` as
         seen from the server (its own loopback by default)."""
-        return await self.conn.forward_local_port("127.0.0.1", local_port, remote_host, remote_port)
+        return await forward_local(self.conn, listen_port=local_port, remote_host=remote_host, remote_port=remote_port)
 
-    async def forward_path_to_port(
-        self, local_path: str, remote_port: int, remote_host: str = "127.0.0.1"
-    ) -> asyncssh.SSHListener:
-        return await self.conn.forward_local_path_to_port(local_path, remote_host, remote_port)
+    async def forward_path_to_port(self, local_path: str, remote_port: int, remote_host: str = "127.0.0.1") -> LocalForward:
+        return await forward_local(self.conn, listen_path=local_path, remote_host=remote_host, remote_port=remote_port)
 
     @property
     def stream_local(self) -> bool | None:
@@ -375,6 +376,7 @@ class ConnectionPool:
                 f"Cannot reach {where} over SSH: {reason}. Check the host name and port, "
                 "and that the site is up (try: ssh -p PORT USER@HOST).",
             ) from exc
+        skip_ignore_packets(conn)
         coalesce_writes(conn)
         self.opened += 1
         log.info("SSH connection %d opened to %s as %s", self.opened, where, target.username)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from json.encoder import encode_basestring as encode_json_string
 from typing import Any
 
 from jupyter_server._tz import utcnow
@@ -28,7 +29,7 @@ from jupyter_server.utils import ensure_async, url_path_join
 from tornado import web
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
-from ..ssh import run_in_ssh_loop, ssh_loop
+from ..ssh import run_in_ssh_loop
 from .manager import HPCTerminalManager
 from .remote import RemoteTerminal
 
@@ -210,7 +211,10 @@ class TerminalSocket(WebSocketMixin, JupyterHandler, WebSocketHandler):
                 terminal.resized()
 
     def on_output(self, text: str) -> None:
-        self.send(["stdout", text])
+        try:  # terminado's ["stdout", text], encoded as one string (no list for the encoder to walk)
+            self.write_message('["stdout", ' + encode_json_string(text) + "]")
+        except WebSocketClosedError:
+            pass
         self.touch()
 
     def on_end(self, exited: bool) -> None:
@@ -224,7 +228,7 @@ class TerminalSocket(WebSocketMixin, JupyterHandler, WebSocketHandler):
     def on_close(self) -> None:
         terminal, self.terminal = self.terminal, None
         if terminal is not None:
-            ssh_loop().call_soon_threadsafe(terminal.detach, self)
+            terminal.detach_soon(self)
 
     def send(self, message: list) -> None:
         try:

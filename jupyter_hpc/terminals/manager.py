@@ -214,9 +214,9 @@ class HPCTerminalManager(LoggingConfigurable):
         terminal.close(reason)  # in the SSH loop, where the session lives
 
     async def _run(self, terminal: RemoteTerminal, target: SSHTarget, argv: list[str] | None) -> None:
-        async def open_session(**pty: Any):
+        async def open_session(session: Any, **pty: Any):
             connection = await get_pool().connect(target)
-            return await connection.terminal(argv, **pty)
+            return await connection.terminal(session, argv, **pty)
 
         async def why_ended(status: int | None) -> str | None:
             if terminal.job is None or terminal.connection is None:

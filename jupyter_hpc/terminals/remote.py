@@ -1,9 +1,13 @@
 """One terminal: an SSH session with a PTY on the pooled connection, and the browsers attached.
 
 The session lives in the SSH loop (:mod:`jupyter_hpc.ssh.loop`), the browsers' websockets in
-the server's loop. Output crosses to each client's loop with ``call_soon_threadsafe``, input
-crosses back the same way, so keystrokes stay in order and no thread ever blocks on the other.
-A bounded replay buffer of recent output lets a reloaded page or a second tab reattach to the
+the server's loop. In a jupyter_server they are one loop (the SSH layer adopts the server's):
+the shell's output goes from the SSH channel's ``data_received`` straight into each websocket,
+and a keystroke from the websocket's ``on_message`` straight into the channel, with no task,
+stream buffer or loop turn between (a keystroke's echo is a few of those long). Where the SSH
+loop is a thread of its own (``JUPYTER_HPC_SSH_LOOP=thread``, or a client in another loop),
+output and input cross with ``call_soon_threadsafe`` instead, so keystrokes stay in order and
+no thread ever blocks on the other. A bounded replay buffer of recent output lets a reloaded page or a second tab reattach to the
 same shell and see its screen, as terminado's ``read_buffer`` does. Nothing here writes the
 traffic anywhere else: no file, no log.
 """
@@ -20,6 +24,8 @@ from typing import Any, Protocol
 
 from ..errors import HPCError
 from ..ssh import SiteConnection, ssh_loop
+from ..ssh.coalesce import flush_writes
+from ..ssh.loop import in_ssh_loop
 from ..ssh.quiet_import import asyncssh
 
 log = logging.getLogger("jupyter_hpc.terminals")
@@ -30,8 +36,9 @@ DEFAULT_SIZE = (24, 80)  # rows, cols until a browser says
 
 STARTING, RUNNING, ENDED = "starting", "running", "ended"
 
-#: ``open_session(**pty_options)`` gives the connection and the process of a new PTY session.
-OpenSession = Callable[..., Awaitable[tuple[SiteConnection, asyncssh.SSHClientProcess]]]
+#: ``open_session(session, **pty_options)`` opens a PTY session whose events go to ``session``
+#: (an ``asyncssh.SSHClientSession``), and gives the connection and the channel it is on.
+OpenSession = Callable[..., Awaitable[tuple[SiteConnection, "asyncssh.SSHClientChannel"]]]
 #: ``why_ended(exit_status)`` says why the session ended when it is worth a line (a job that
 #: ended), or None for a plain exit of the shell.
 WhyEnded = Callable[[int | None], Awaitable[str | None]]
@@ -51,6 +58,33 @@ class TerminalClient(Protocol):
 def end_line(text: str) -> str:
     """A line the terminal prints about itself, set apart from the shell's own output."""
     return f"\r\n[{text}]\r\n"
+
+
+def deliver(client: TerminalClient, loop: asyncio.AbstractEventLoop, method: Callable[..., None], *args: Any) -> None:
+    """Call a client's ``method`` now when it lives in ``loop`` (the one running), else in its
+    own loop. Called from the SSH channel's callbacks: a client's failure is logged, never
+    raised into asyncssh (it would take the session down for every other client)."""
+    if client.loop is not loop:
+        client.loop.call_soon_threadsafe(method, *args)
+        return
+    try:
+        method(*args)
+    except Exception:
+        log.exception("terminal client %r failed", client)
+
+
+class ShellSession(asyncssh.SSHClientSession):
+    """The SSH channel's events for one terminal: output goes to it as it arrives."""
+
+    def __init__(self, terminal: "RemoteTerminal") -> None:
+        self.terminal = terminal
+        self.lost: Exception | None = None
+
+    def data_received(self, data: str, datatype: Any) -> None:
+        self.terminal._output(data)  # stdout; a PTY merges stderr into it
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = exc
 
 
 class RemoteTerminal:
@@ -74,7 +108,8 @@ class RemoteTerminal:
         self.reason: str | None = None  # the line an ended terminal shows; None: a plain exit
         self.ended_at: float | None = None
         self.connection: SiteConnection | None = None
-        self.process: asyncssh.SSHClientProcess | None = None
+        self.channel: asyncssh.SSHClientChannel | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the SSH loop, once run
         self.clients: list[TerminalClient] = []
         self.on_ended: list[Callable[["RemoteTerminal"], None]] = []  # called in the SSH loop
         self._buffer: deque[str] = deque()
@@ -93,9 +128,11 @@ class RemoteTerminal:
     async def run(self, open_session: OpenSession, why_ended: WhyEnded | None = None) -> None:
         """Open the session, pump its output to the clients until it ends, then say why."""
         rows, cols = self._size
+        self._loop = asyncio.get_running_loop()
+        session = ShellSession(self)
         try:
-            self.connection, self.process = await open_session(
-                term_type=TERM_TYPE, term_size=(cols, rows), encoding="utf-8", errors="replace",
+            self.connection, self.channel = await open_session(
+                session, term_type=TERM_TYPE, term_size=(cols, rows), encoding="utf-8", errors="replace",
             )
         except HPCError as exc:
             log.warning("terminal %s on %s could not start: %s %s", self.name, self.site, exc, exc.log_detail)
@@ -106,29 +143,27 @@ class RemoteTerminal:
             log.warning("terminal %s on %s could not start: %s", self.name, self.site, reason)
             self._finish(f"No shell on {self.title}: the login node refused the session ({reason}). Try again shortly.")
             return
+        channel = self.channel
         if self._closing:  # deleted while it opened
-            self.process.close()
+            channel.close()
             self._finish(self._closing_reason)
             return
         self.state = RUNNING
         for text in self._pending:
-            self.process.stdin.write(text)
+            channel.write(text)
         self._pending.clear()
         if self._size != (rows, cols):  # a browser said its size while the session opened
             with contextlib.suppress(asyncssh.Error, OSError):
-                self.process.change_terminal_size(self._size[1], self._size[0])
-        lost: str | None = None
-        try:
-            while data := await self.process.stdout.read(65536):
-                self._output(data)
-        except (asyncssh.Error, OSError) as exc:
-            lost = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
+                channel.change_terminal_size(self._size[1], self._size[0])
         with contextlib.suppress(asyncssh.Error, OSError):
-            await self.process.wait_closed()
-        status = self.process.exit_status
+            await channel.wait_closed()
+        lost: str | None = None
+        if session.lost is not None:
+            lost = getattr(session.lost, "reason", None) or str(session.lost) or type(session.lost).__name__
+        status = channel.get_exit_status()
         if self._closing:
             self._finish(self._closing_reason)
-        elif lost is not None or (status is None and self.process.exit_signal is None
+        elif lost is not None or (status is None and channel.get_exit_signal() is None
                                   and self.connection is not None and self.connection.conn.is_closed()):
             self._finish(f"The connection to {self.title} was lost{': ' + lost if lost else ''}. "
                          "Open a new terminal to log in again.")
@@ -151,8 +186,8 @@ class RemoteTerminal:
         SIGHUP). ``reason`` is the line the clients read; None for a plain close (DELETE)."""
         self._closing = True
         self._closing_reason = reason
-        if self.process is not None:
-            self.process.close()
+        if self.channel is not None:
+            self.channel.close()
 
     def _output(self, text: str) -> None:
         self.last_activity = time.time()
@@ -160,8 +195,9 @@ class RemoteTerminal:
         self._buffered += len(text)
         while self._buffered > self.replay_chars and len(self._buffer) > 1:
             self._buffered -= len(self._buffer.popleft())
+        loop = self._loop
         for client in list(self.clients):
-            client.loop.call_soon_threadsafe(client.on_output, text)
+            deliver(client, loop, client.on_output, text)
 
     def _finish(self, reason: str | None) -> None:
         if self.state == ENDED:
@@ -171,8 +207,9 @@ class RemoteTerminal:
         self.state = ENDED
         self.reason = reason
         self.ended_at = time.time()
+        loop = self._loop or asyncio.get_running_loop()
         for client in list(self.clients):
-            client.loop.call_soon_threadsafe(client.on_end, reason is None)
+            deliver(client, loop, client.on_end, reason is None)
         for callback in self.on_ended:
             try:
                 callback(self)
@@ -183,9 +220,10 @@ class RemoteTerminal:
         self.last_activity = time.time()
         if self.state == STARTING:
             self._pending.append(text)
-        elif self.state == RUNNING and self.process is not None:
+        elif self.state == RUNNING and self.channel is not None:
             with contextlib.suppress(asyncssh.Error, OSError, BrokenPipeError):
-                self.process.stdin.write(text)
+                self.channel.write(text)
+                flush_writes(self.connection.conn)  # the keystroke leaves now, not at the loop's turn
 
     def _apply_size(self) -> None:
         """The PTY takes the smallest size among the clients, as terminado does: a screen
@@ -197,19 +235,33 @@ class RemoteTerminal:
         if size == self._size:
             return
         self._size = size  # a session still opening takes it when it opens
-        if self.state == RUNNING and self.process is not None:
+        if self.state == RUNNING and self.channel is not None:
             with contextlib.suppress(asyncssh.Error, OSError):
-                self.process.change_terminal_size(size[1], size[0])
+                self.channel.change_terminal_size(size[1], size[0])
 
-    # -- from any other thread ----------------------------------------------------------------
+    # -- from any thread -----------------------------------------------------------------------
 
     def write(self, text: str) -> None:
-        """Type ``text`` into the shell (thread-safe, order kept)."""
-        ssh_loop().call_soon_threadsafe(self._write, text)
+        """Type ``text`` into the shell: now in the SSH loop's thread, else handed to it (order
+        kept either way)."""
+        if in_ssh_loop():
+            self._write(text)
+        else:
+            ssh_loop().call_soon_threadsafe(self._write, text)
 
     def resized(self) -> None:
-        """A client's size changed (thread-safe)."""
-        ssh_loop().call_soon_threadsafe(self._apply_size)
+        """A client's size changed."""
+        if in_ssh_loop():
+            self._apply_size()
+        else:
+            ssh_loop().call_soon_threadsafe(self._apply_size)
+
+    def detach_soon(self, client: TerminalClient) -> None:
+        """:meth:`detach`, from any thread."""
+        if in_ssh_loop():
+            self.detach(client)
+        else:
+            ssh_loop().call_soon_threadsafe(self.detach, client)
 
     def model(self) -> dict[str, Any]:
         """What /api/terminals lists: jupyter_server's two fields, and where the shell runs."""
