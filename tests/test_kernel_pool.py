@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import jupyter_client
 import pytest
 
 from jupyter_hpc.provisioners.kernel_pool import KernelPool
@@ -52,6 +53,38 @@ def test_a_start_takes_a_pre_started_kernel(ssh_spec, served_proxy_route):
     assert not any(process_alive(p) for p in pooled | refill)
 
 
+def test_a_pre_started_kernel_moves_to_the_notebooks_folder(ssh_spec, kernel_user):
+    """One pool serves notebooks in every folder: the taken kernel is moved to the notebook's
+    (remote_cwd, as the contents manager passes it) and gets its session name; a folder that
+    does not exist fails the start as without a pool, and the kernel taken is not left running."""
+    run_in_ssh_loop_sync(KernelPool.drain_all())
+    name = ssh_spec(pool_size=2, pool_idle_lifetime=60)
+    with running_kernel(name):  # started in the home; fills the pool
+        pooled = ready_pids()
+        km = jupyter_client.KernelManager(kernel_name=name)
+        km.start_kernel(remote_cwd="/tmp", env={"JPY_SESSION_NAME": "/tmp/analysis.ipynb"})
+        client = km.client()
+        try:
+            client.start_channels()
+            client.wait_for_ready(timeout=60)
+            assert provisioner_info(km)["pid"] in pooled
+            out = execute(client, "import os; print(os.getcwd(), os.environ['JPY_SESSION_NAME'], __session__)")
+            assert out["stdout"].split() == ["/tmp", "/tmp/analysis.ipynb", "/tmp/analysis.ipynb"], out
+            assert out["reply"]["execution_count"] == 1
+            assert "__hpc_os" not in execute(client, "print(dir())")["stdout"]
+        finally:
+            client.stop_channels()
+            km.shutdown_kernel(now=False)
+        waiting = ready_pids(count=1) & pooled
+        assert waiting
+        bad = jupyter_client.KernelManager(kernel_name=name)
+        with pytest.raises(Exception, match="does not exist"):
+            bad.start_kernel(remote_cwd="/nonexistent-hpc-folder")
+        time.sleep(0.5)
+        assert not any(process_alive(p) for p in waiting)  # taken, not adopted, stopped
+    run_in_ssh_loop_sync(KernelPool.drain_all())
+
+
 @pytest.fixture
 def served_proxy_route():
     """As in a hub's server whose extension serves the cluster proxy's route."""
@@ -63,7 +96,7 @@ def served_proxy_route():
     kernel_links._base_url = before
 
 
-def test_a_drained_pool_starts_no_more_kernels(ssh_spec):
+def test_a_drained_pool_starts_no_more_kernels(ssh_spec, kernel_user):
     """Draining (the server exits) right after a take must not let the pending refill start a
     kernel that no pool knows of, and that would then run on until its lease ends."""
     run_in_ssh_loop_sync(KernelPool.drain_all())
@@ -74,13 +107,22 @@ def test_a_drained_pool_starts_no_more_kernels(ssh_spec):
             run_in_ssh_loop_sync(KernelPool.drain_all())
             mine = {provisioner_info(first)["pid"], provisioner_info(second)["pid"]}
             time.sleep(1.0 + 1.5)  # past the refill's moment, and a kernel's start
-            assert kernels_under_sshd() == mine
+            assert kernels_under_sshd(kernel_user.pw_uid) == mine
     time.sleep(0.5)
-    assert not kernels_under_sshd()
+    assert not kernels_under_sshd(kernel_user.pw_uid)
 
 
-def kernels_under_sshd() -> set[int]:
-    return under_sshd("ipykernel_launcher")
+def kernels_under_sshd(uid: int) -> set[int]:
+    """The kernel user's kernels (other test sessions run kernels as other users meanwhile)."""
+    import os
+
+    def owned(pid: int) -> bool:
+        try:
+            return os.stat(f"/proc/{pid}").st_uid == uid
+        except FileNotFoundError:
+            return False
+
+    return {pid for pid in under_sshd("ipykernel_launcher") if owned(pid)}
 
 
 def test_unused_kernels_are_stopped_after_their_idle_lifetime(ssh_spec):

@@ -1,4 +1,5 @@
-"""A pre-started kernel's first requests, made while it waits in the pool rather than by its user.
+"""What the pool says to a pre-started kernel: its first requests while it waits, and on its
+take the notebook's folder and session name.
 
 A kernel's first execute costs more than the ones after it: IPython compiles and runs its
 first cell through code paths (and lazy imports) that no request has touched yet, 5-10 ms on
@@ -11,8 +12,16 @@ of the server's. Not ``silent``: a silent request skips the pre/post-run events 
 publishing, and left the user's first reply 5-10 ms slower here than a non-silent one.
 
 Best effort: a kernel that does not answer is offered all the same (its user then sees it as
-any other start would). Runs in the SSH loop; the ZMQ exchange itself runs in a worker thread,
-so the loop never blocks on it.
+any other start would).
+
+A Python kernel's pool serves notebooks in every folder: it is started in the site's ``cwd``
+(the home by default), and :func:`adopt` moves the taken kernel into the notebook's folder and
+gives it the notebook's ``JPY_SESSION_NAME`` (and ipykernel's ``__session__``), with one
+history-less request made before the manager's clients connect. Without that, a pool would
+serve only notebooks of the folder its first kernel was started for.
+
+Runs in the SSH loop; the ZMQ exchanges themselves run in a worker thread, so the loop never
+blocks on them.
 """
 
 from __future__ import annotations
@@ -37,45 +46,86 @@ PASS_WITHOUT_HISTORY = {
 
 async def warm_up(remote: RemoteKernel, key: str, signature_scheme: str, timeout: float = WARMUP_TIMEOUT) -> bool:
     """Make ``remote``'s first requests (see the module's docstring); whether it answered."""
+    try:
+        return await _on_shell(remote, _warm_up, key, signature_scheme, timeout)
+    except Exception as exc:  # noqa: BLE001 - best effort: the kernel is offered anyway
+        log.info("pre-started kernel %s not warmed up: %s", remote.pid, exc)
+        return False
+
+
+async def adopt(remote: RemoteKernel, key: str, signature_scheme: str, cwd: str | None,
+                session_name: str | None, timeout: float = WARMUP_TIMEOUT) -> str | None:
+    """Move a taken Python kernel into ``cwd`` ('~' expands there) and give it ``session_name``;
+    None once done (or when there is nothing to do), else why not (the folder does not exist):
+    the caller then starts a kernel of its own, whose start reports the problem as usual."""
+    lines = []
+    if cwd:
+        lines.append(f"__hpc_os.chdir(__hpc_os.path.expanduser({cwd!r}))")
+    if session_name:
+        lines.append(f"__hpc_os.environ['JPY_SESSION_NAME'] = {session_name!r}")
+        lines.append(f"get_ipython().user_ns['__session__'] = {session_name!r}")
+    if not lines:
+        return None
+    code = "\n".join(["import os as __hpc_os", "try:", *(f"    {line}" for line in lines), "finally:", "    del __hpc_os"])
+    try:
+        return await _on_shell(remote, _adopt, key, signature_scheme, timeout, code)
+    except Exception as exc:  # noqa: BLE001 - the pooled kernel is not used; a new start says more
+        return str(exc) or type(exc).__name__
+
+
+async def _on_shell(remote: RemoteKernel, exchange: Any, key: str, signature_scheme: str, timeout: float, *args: Any) -> Any:
+    """``exchange(address, session, deadline, *args)`` in a worker thread, on a temporary
+    forward of the kernel's shell channel to a private Unix socket."""
     answer = remote.answer
     if answer.get("transport") != "ipc":
-        return False
+        raise ValueError("not a kernel on Unix sockets")
     remote_path = f"{answer['ip']}-{int(answer['ports']['shell'])}"
     directory = tempfile.mkdtemp(prefix="jupyter-hpc-warm-")  # 0700: the kernel's key signs here
     local_path = f"{directory}/shell"
     try:
         listener = await remote.connection.forward_path_to_path(local_path, remote_path)
         try:
-            return await asyncio.to_thread(_exchange, f"ipc://{local_path}", key, signature_scheme, timeout)
+            return await asyncio.to_thread(_in_thread, exchange, f"ipc://{local_path}", key, signature_scheme,
+                                           time.monotonic() + timeout, *args)
         finally:
             listener.close()
-    except Exception as exc:  # noqa: BLE001 - best effort: the kernel is offered anyway
-        log.info("pre-started kernel %s not warmed up: %s", remote.pid, exc)
-        return False
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def _exchange(address: str, key: str, signature_scheme: str, timeout: float) -> bool:
-    """In a worker thread: kernel_info, then ``pass`` (no history) for a Python kernel."""
+def _in_thread(exchange: Any, address: str, key: str, signature_scheme: str, deadline: float, *args: Any) -> Any:
     import zmq
     from jupyter_client.session import Session
 
     session = Session(key=key.encode(), signature_scheme=signature_scheme)
-    deadline = time.monotonic() + timeout
     socket = zmq.Context.instance().socket(zmq.DEALER)
     socket.linger = 0
     try:
         socket.connect(address)
-        info = _request(socket, session, "kernel_info_request", {}, deadline)
-        if info is None:
-            return False
-        language = ((info.get("content") or {}).get("language_info") or {}).get("name")
-        if language == "python":
-            return _request(socket, session, "execute_request", PASS_WITHOUT_HISTORY, deadline) is not None
-        return True
+        return exchange(socket, session, deadline, *args)
     finally:
         socket.close()
+
+
+def _warm_up(socket: Any, session: Any, deadline: float) -> bool:
+    """kernel_info, then ``pass`` (no history) for a Python kernel."""
+    info = _request(socket, session, "kernel_info_request", {}, deadline)
+    if info is None:
+        return False
+    language = ((info.get("content") or {}).get("language_info") or {}).get("name")
+    if language == "python":
+        return _request(socket, session, "execute_request", PASS_WITHOUT_HISTORY, deadline) is not None
+    return True
+
+
+def _adopt(socket: Any, session: Any, deadline: float, code: str) -> str | None:
+    reply = _request(socket, session, "execute_request", dict(PASS_WITHOUT_HISTORY, code=code), deadline)
+    if reply is None:
+        return "no answer"
+    content = reply.get("content") or {}
+    if content.get("status") != "ok":
+        return f"{content.get('ename')}: {content.get('evalue')}"
+    return None
 
 
 def _request(socket: Any, session: Any, msg_type: str, content: dict, deadline: float) -> dict | None:

@@ -42,7 +42,7 @@ from ..ssh import credentials
 from . import kernel_env
 from .endpoints import LocalEndpoints
 from .kernel_pool import KernelPool
-from .kernel_warmup import warm_up
+from .kernel_warmup import adopt, warm_up
 from .transport import TRANSPORTS, choose_transport, spec_transport
 
 log = logging.getLogger("jupyter_hpc.provisioners")
@@ -365,8 +365,15 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         taken = pool.take() if pool is not None else None
         if taken is not None:
             remote, pool_key = taken
-            remote.set_lease(self.lease)
-        else:
+            not_adopted = await adopt(remote, pool_key, request["signature_scheme"], *self._pool_adoption(request))
+            if not_adopted is None:
+                remote.set_lease(self.lease)
+            else:
+                log.info("kernel %s: a pre-started kernel could not take the notebook's folder (%s); "
+                         "starting one there", self.kernel_id, not_adopted)
+                await remote.cleanup()
+                taken = None
+        if taken is None:
             remote = await self._start_kernel(login, request, transport)
         if transport == "ipc" and remote.connection.stream_local is None and remote.answer.get("probe"):
             if not await remote.connection.probe_stream_local(remote.answer["probe"]):
@@ -477,8 +484,10 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         """The pool of pre-started kernels for this launch, when one may serve it.
 
         Only once the site is known to take Unix-socket forwarding, and never on restart (the
-        caller's check: the manager's clients keep the old signing key). Pool kernels miss the per-kernel
-        ``JPY_*`` variables, such as the notebook's session name.
+        caller's check: the manager's clients keep the old signing key). A Python kernel's pool
+        serves notebooks in any folder: its kernels start in the site's ``cwd`` and are moved to
+        the notebook's, with its session name, when taken (:meth:`_pool_adoption`); other
+        kernels' pools are per folder, and their kernels miss the per-kernel ``JPY_*`` variables.
         """
         if self.pool_size <= 0 or transport != "ipc" or login.stream_local is not True:
             return None
@@ -487,6 +496,8 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         }
         template["env"] = {k: v for k, v in request.get("env", {}).items() if not k.startswith("JPY_")}
         template.update(transport="ipc", kernel_id="pool", lease=0)
+        if self._adoptable():
+            template["cwd"] = self.cwd
         remote_python, timeout = self.remote_python, self.launch_timeout
 
         async def start(key: str) -> RemoteKernel:
@@ -497,6 +508,19 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
 
         pool_key = (target.pool_key(), remote_python, json.dumps(template, sort_keys=True))
         return KernelPool.for_launch(pool_key, self.pool_size, self.pool_idle_lifetime, start)
+
+    def _adoptable(self) -> bool:
+        """Whether a pre-started kernel can be moved to the notebook's folder once taken: an
+        ipykernel (the one kernel whose language we can speak to for that)."""
+        return getattr(self.kernel_spec, "language", "") == "python"
+
+    def _pool_adoption(self, request: dict[str, Any]) -> tuple[str | None, str | None]:
+        """(folder, session name) a kernel taken from the pool must still be given: what its
+        template left out of ``request`` (see :meth:`_kernel_pool`)."""
+        if not self._adoptable():
+            return None, None
+        cwd = request.get("cwd")
+        return (cwd if cwd != self.cwd else None), request.get("env", {}).get("JPY_SESSION_NAME")
 
     def _stream_local_hint(self, login: SiteConnection) -> bool | None:
         """What is known of stream-local forwarding where the kernel will run: the login node."""
