@@ -159,8 +159,10 @@ def signals_sent(monkeypatch):
     return sent
 
 
-def run_language(name: str, code: dict, spy_script, remote_python, kernel_words: bytes, interrupt: bool = True) -> None:
-    """A cell as the remote user, privacy against the neighbour, interrupt, restart, shutdown."""
+def run_language(name: str, code: dict, spy_script, remote_python, kernel_words: bytes,
+                 idle_interrupt: bool = False) -> dict:
+    """A cell as the remote user, privacy against the neighbour, interrupt (first of an idle
+    kernel if asked: it must keep running), restart, shutdown; returns the interrupted reply."""
     km = jupyter_client.KernelManager(kernel_name=name)
     km.start_kernel()
     client = km.client()
@@ -175,10 +177,12 @@ def run_language(name: str, code: dict, spy_script, remote_python, kernel_words:
         assert report["raw_connected"] == 0 and all("Permission denied" in e for e in report["errors"]), report
         assert len(report["paths"]) >= 5
 
-        if interrupt:
-            reply = interrupt_a_long_sleep(km, client, code["sleep"])
-            assert reply["status"] in ("error", "abort"), reply
-            assert execute(client, code["who"], timeout=60)["stdout"].strip() == USER  # alive after it
+        if idle_interrupt:
+            km.interrupt_kernel()
+            assert execute(client, code["who"], timeout=20)["stdout"].strip() == USER
+        interrupted = interrupt_a_long_sleep(km, client, code["sleep"])
+        assert interrupted["status"] in ("error", "abort"), interrupted
+        assert execute(client, code["who"], timeout=60)["stdout"].strip() == USER  # alive after it
 
         first_pid, first_dir = info["pid"], info["kernel_dir"]
         km.restart_kernel(now=True)
@@ -194,6 +198,7 @@ def run_language(name: str, code: dict, spy_script, remote_python, kernel_words:
     assert not process_alive(info["pid"]) and not os.path.exists(info["kernel_dir"])
     left = [line for line in user_processes(USER) if kernel_words in line.encode()]
     assert not left, left
+    return interrupted
 
 
 def test_discovery_finds_the_venvs_and_the_systems_own_kernels_and_doctor_passes(
@@ -248,19 +253,24 @@ def test_irkernel_from_debians_spec_runs_interrupts_restarts_and_is_private(
     assert not [r for r in caplog.records if "listens on TCP" in r.getMessage() or "shim" in r.getMessage()]
 
 
-def test_xeus_python_from_the_venvs_spec_runs_restarts_and_is_private(
-    lang_sshd, lang_user, neighbour_user, remote_python, installed, spy_script
+def test_xeus_python_from_the_venvs_spec_runs_interrupts_restarts_and_is_private(
+    lang_sshd, lang_user, neighbour_user, remote_python, installed, spy_script, signals_sent
 ):
     """xeus-python from the venv's own spec, over Unix sockets in a short private directory.
 
-    Not interrupted here: the xeus-python 0.19 wheel ends on SIGINT (its spec's interrupt_mode,
-    'signal' by default) and lets a running cell finish on an interrupt_request ('message'),
-    locally under plain jupyter_client as through hpc-ssh. Its channels' endpoints must stay
-    within 31 characters (xeus-zmq reads them back into a 32-byte buffer): the launcher puts
-    them in /tmp/jh-XXXXXXXX (0700) when the kernel's directory is deeper."""
+    Its spec's interrupt_mode is 'signal' (the default). As it comes, the xeus-python wheel
+    exits on SIGINT and ignores an interrupt_request (xeus-python#527, xeus#262); the
+    launcher's shim makes SIGINT a KeyboardInterrupt in the running cell and nothing between
+    cells (an idle interrupt first: the kernel must keep running). Its channels' endpoints
+    must stay within 31 characters (xeus-zmq reads them back into a 32-byte buffer): the
+    launcher puts them in /tmp/jh-XXXXXXXX (0700) when the kernel's directory is deeper."""
     specs, _ = installed(site_entry(lang_sshd, remote_python))
     assert specs["xpython"].kernel["argv"][:3] == [remote_python, "-m", "xpython_launcher"]
-    run_language(specs["xpython"].name, PY_CODE, spy_script, remote_python, b"xpython_launcher", interrupt=False)
+    assert specs["xpython"].kernel.get("interrupt_mode", "signal") == "signal"
+    interrupted = run_language(specs["xpython"].name, PY_CODE, spy_script, remote_python, b"xpython_launcher",
+                               idle_interrupt=True)
+    assert interrupted["status"] == "error" and "KeyboardInterrupt" in interrupted["ename"], interrupted
+    assert signals_sent[:2] == [signal.SIGINT, signal.SIGINT], signals_sent  # the two interrupts
 
 
 # A kernel that binds Unix sockets of its own naming (k_1 for k-1), as a kernel with another

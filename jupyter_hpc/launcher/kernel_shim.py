@@ -28,6 +28,14 @@ namespaces, which many sites turn off. Turning the debugger off loses it. Jupyte
 touches these ports: its debugger speaks DAP on the kernel's control channel and ipykernel
 relays, so keeping the relay's TCP link owner-only keeps the debugger working.
 
+It also makes xeus-python (0.19 and later, PyPI's or conda's) interruptible: xeus-python
+answers SIGINT, its kernelspec's interrupt mode, by exiting, and an ``interrupt_request`` by
+doing nothing (xeus-python#527, xeus#262 and #272, open upstream). Once its IPython shell
+loads, the shim gives SIGINT a Python handler that raises KeyboardInterrupt in the cell being
+run, as ipykernel does, and ignores it between cells (where xeus would end on it). Older
+xeus-python (0.18 and before) idles in a C++ ZeroMQ poll that an interrupted system call
+breaks, so it keeps its own behaviour.
+
 ``JUPYTER_HPC_LISTENERS`` says what to do: ``private`` or ``off`` (no debugger is offered,
 ``supported_features`` lacks it) for the kernel, ``adapter`` inside debugpy's adapter. The
 shim acts only in the process it is meant for (the kernel is the one with its connection file
@@ -212,7 +220,8 @@ class Kernel:
         self.pipes = 0
 
     def install(self):
-        patches = {"ipykernel.iostream": self.patch_iostream, "ipykernel.debugger": self.patch_debugger}
+        patches = {"ipykernel.iostream": self.patch_iostream, "ipykernel.debugger": self.patch_debugger,
+                   "xeus_python_shell.shell": interruptible_xeus_python}
         if self.mode == "private":
             patches["ipykernel.compiler"] = self.patch_compiler
         sys.meta_path.insert(0, _AfterImport(patches))
@@ -318,6 +327,44 @@ class Kernel:
         debugpy.configure(pythonEnv=adapter_env, subProcess=False)
         debugpy.listen = token_through_stdin(debugpy.listen, adapter_env[ENV])
         return True
+
+
+# -- xeus-python: SIGINT interrupts the cell instead of ending the kernel ---------------------
+
+IPYTHON_SHELL = os.path.join("IPython", "core", "interactiveshell.py")
+
+
+def interrupt_running_cell(signum, frame):
+    """SIGINT's handler in xeus-python: KeyboardInterrupt in the cell being run, else nothing.
+
+    A cell runs as code IPython's ``run_code`` executes (its module-level frame called from
+    ``run_code``'s); the exception is then IPython's to report, as in ipykernel. Anywhere else,
+    between cells in xeus-python's asyncio loop, or in IPython's own code, the exception would
+    escape the loop and hang the kernel, so the signal is let go, as ipykernel lets an idle
+    interrupt go. A cell waiting in a top-level ``await`` is not interrupted.
+    """
+    child = None
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == "run_code" and code.co_filename.endswith(IPYTHON_SHELL):
+            if child is not None and child.f_code.co_name == "<module>":
+                raise KeyboardInterrupt
+            return
+        child, frame = frame, frame.f_back
+
+
+def interruptible_xeus_python(shell):
+    """Once xeus-python's shell module loads (in its main thread, after xeus-python set SIGINT
+    to end the process), SIGINT interrupts cells, where its shell runs cells in an asyncio
+    loop in the main thread (xeus-python-shell 0.7+, xeus-python 0.19+)."""
+    import signal
+
+    if not hasattr(shell, "XPythonLoopRunner"):
+        return  # xeus-python 0.18 or older: an interrupted poll in xeus ends its kernel
+    try:
+        signal.signal(signal.SIGINT, interrupt_running_cell)
+    except (ValueError, OSError) as exc:  # not the main thread: leave xeus-python's own
+        _note("xeus-python stays uninterruptible (%s)" % exc)
 
 
 TOKEN_FLAG = "--server-access-token"
