@@ -10,7 +10,9 @@ VENV = os.environ.get("JUPYTER_HPC_TEST_VENV", "/opt/jupyter-hpc-test/venv")
 DASK_PACKAGES = ["dask", "distributed", "dask-jobqueue", "bokeh"]
 # A kernel in another language runtime than ipykernel's (C++ xeus), with its own kernelspecs in
 # the venv's share/jupyter/kernels: discovery must find them through the venv's prefix.
-XEUS_PACKAGES = ["xeus-python"]
+# 0.19 runs cells in an asyncio loop in its main thread, which the launcher's shim needs to
+# make SIGINT interrupt a cell (kernel_shim.py); a later series is tried before it is let in.
+XEUS_PACKAGES = ["xeus-python>=0.19,<0.20"]
 
 
 def ensure_remote_python() -> str:
