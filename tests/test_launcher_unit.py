@@ -91,6 +91,32 @@ def test_closed_channel_kills_the_kernel_without_lease(tmp_path):
     assert not os.path.exists(answer["kernel_dir"])
 
 
+# The same on Unix sockets, at the paths the launcher's ipc connection file names.
+FAKE_IPC_KERNEL = """
+import json, socket, sys, time
+info = json.load(open(sys.argv[1]))
+held = []
+for name in ("shell", "iopub", "stdin", "control", "hb"):
+    s = socket.socket(socket.AF_UNIX); s.bind("%s-%d" % (info["ip"], info[name + "_port"])); s.listen(5); held.append(s)
+time.sleep(60)
+"""
+
+
+def test_a_terminated_launcher_ends_its_kernel_and_leaves_no_directory(tmp_path):
+    """SIGTERM to the launcher (a node's cleanup of a user's processes, a demo's stop) ends the
+    kernel and removes its directory (the signing key) and its short socket directory in TMPDIR,
+    as a cleanup request would."""
+    proc = start_launcher(request(tmp_path, transport="ipc", argv=[sys.executable, "-c", FAKE_IPC_KERNEL, "{connection_file}"]))
+    answer = json.loads(proc.stdout.readline())
+    assert answer["ok"], answer
+    socket_dir = os.path.dirname(answer["ip"])
+    assert os.path.basename(socket_dir).startswith(rl.SHORT_DIR_PREFIX) and socket_dir != answer["kernel_dir"]
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 128 + signal.SIGTERM
+    assert not os.path.exists(f"/proc/{answer['pid']}") or open(f"/proc/{answer['pid']}/stat").read().split()[2] == "Z"
+    assert not os.path.exists(answer["kernel_dir"]) and not os.path.exists(socket_dir)
+
+
 @pytest.mark.parametrize(
     "line, expected",
     [

@@ -846,6 +846,7 @@ def main(stdin=None, stdout=None):
         stdout.flush()
         return 2
     monitor = Monitor(request, stdin, stdout)
+    stop_on_sigterm(monitor)
     try:
         for name, default in (("ready_timeout", 60), ("lease", 0), ("restart_window", 0)):
             seconds(request, name, default)  # refuse a bad duration now, not after the launch
@@ -865,6 +866,22 @@ def main(stdin=None, stdout=None):
     threading.Thread(target=monitor.report_listeners, daemon=True).start()
     monitor.serve()
     return 0
+
+
+def stop_on_sigterm(monitor):
+    """SIGTERM to the launcher (a node's cleanup of a user's processes, a session's or a
+    demo's end) ends its kernel and removes the kernel's directory (its signing key) and its
+    short socket directory in TMPDIR, as a cleanup request does. The kernel runs in a session
+    of its own, so without this it would outlive the launcher and its files would stay. A
+    kernel another monitor has taken over (after a reconnect) is that monitor's to end."""
+
+    def stop(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if not (monitor.kernel_dir and monitor.claimed_by_another()):
+            monitor.cleanup()
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def read_batch_answer(path, timeout):
