@@ -7,6 +7,7 @@ shell. Screenshots under test-artifacts/.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 
@@ -119,11 +120,14 @@ def test_kernel_menu_opens_a_terminal_in_the_kernels_job_that_ends_with_it(slurm
         model = lab.api("GET", f"terminals/{name}").json()["jupyter_hpc"]
         assert model["job"] == job["id"] and model["title"] == f"Cori, job {job['id']}", model
         page.locator(".jp-Terminal:visible .xterm-helper-textarea").focus()
-        page.keyboard.type('echo "in job $SLURM_JOB_ID on $(hostname)"')
+        # The kernel is reached by SSH through the login node (node_access "jump"): so is its
+        # job's shell, over the kernel's own node connection: a login, not a job step.
+        page.keyboard.type('echo "in job $SLURM_JOB_ID on $(hostname) step ${SLURM_STEP_ID:-none}"')
         page.keyboard.press("Enter")
         deadline = time.monotonic() + 60
         while f"in job {job['id']} on " not in (screen := page_terminal_screen(page, name)):
             assert time.monotonic() < deadline, screen[-2000:]
+        assert re.search(rf"in job {job['id']} on \S+ step none\r\n", screen), screen[-2000:]
         screenshot(page, artifacts, "terminals-3-job-node")
         # The Cluster sidebar's row of the running job has a Terminal button too: the same shell.
         page.locator(".jp-SideBar .lm-TabBar-tab[data-id='jupyter-hpc-cluster']").click()
@@ -135,14 +139,16 @@ def test_kernel_menu_opens_a_terminal_in_the_kernels_job_that_ends_with_it(slurm
         (second,) = added
         page.locator(".jp-Terminal:visible .xterm-helper-textarea").wait_for()
         page.locator(".jp-Terminal:visible .xterm-helper-textarea").focus()
-        page.keyboard.type('echo "sidebar job $SLURM_JOB_ID"')
+        # A job as such (no kernel to say how its node is reached): a job step, srun --pty.
+        page.keyboard.type('echo "sidebar job $SLURM_JOB_ID step ${SLURM_STEP_ID:-none}"')
         page.keyboard.press("Enter")
-        while f"sidebar job {job['id']}\r\n" not in (screen := page_terminal_screen(page, second)):
+        while not re.search(rf"sidebar job {job['id']} step \d+\r\n", screen := page_terminal_screen(page, second)):
             assert time.monotonic() < deadline, screen[-2000:]
         screenshot(page, artifacts, "terminals-3b-sidebar-job-node")
         subprocess.run(["scancel", job["id"]], check=True)
-        while f"[Job {job['id']} ended" not in (screen := page_terminal_screen(page, name)):
-            assert time.monotonic() < deadline + 60, screen[-2000:]
+        for ended in (name, second):  # the SSH login (closed by the job's watch) and the job step
+            while f"[Job {job['id']} ended" not in (screen := page_terminal_screen(page, ended)):
+                assert time.monotonic() < deadline + 60, screen[-2000:]
         screenshot(page, artifacts, "terminals-4-job-ended")
         assert lab.api("GET", f"terminals/{name}").json()["jupyter_hpc"]["state"] == "ended"  # the tab stays
         # A kernel this server does not run has no job node.

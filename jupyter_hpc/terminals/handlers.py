@@ -119,8 +119,8 @@ class SiteTerminalsHandler(TerminalsAPIHandler):
         manager = self.hpc_terminals
         kernel_id = data.get("kernel_id")
         if kernel_id:
-            site, job, target = self.kernel_job(str(kernel_id))
-            model = await manager.create(site=site, job=job, target=target)
+            site, job, target, node = self.kernel_job(str(kernel_id))
+            model = await manager.create(site=site, job=job, target=target, node=node)
         else:
             site = data.get("site")
             if not isinstance(site, str) or not site:
@@ -131,8 +131,12 @@ class SiteTerminalsHandler(TerminalsAPIHandler):
                                          directory=directory)
         self.finish(json.dumps(model))
 
-    def kernel_job(self, kernel_id: str) -> tuple[str, str, Any]:
-        """The site, job id and login connection of a running SLURM kernel of this server."""
+    def kernel_job(self, kernel_id: str) -> tuple[str, str, Any, Any]:
+        """The site, job id and login target of a running SLURM kernel of this server, and the
+        target of its node where the kernel is reached by SSH through the login node
+        (``node_access = "jump"``): the job's shell then opens there, on the pooled connection
+        the kernel already uses. None where the site allows no SSH to nodes (``"direct"``):
+        the shell is then a job step (``srun --pty``)."""
         try:
             km = self.kernel_manager.get_kernel(kernel_id)
         except KeyError:
@@ -146,7 +150,11 @@ class SiteTerminalsHandler(TerminalsAPIHandler):
         metadata = getattr(spec, "metadata", None) or {}
         site = str((metadata.get("jupyter_hpc") or {}).get("site") or "")
         target = provisioner.ssh_target()
-        return site or target.spec(), str(job), target
+        node = None
+        if getattr(provisioner, "node_access", None) == "jump":
+            remote = getattr(provisioner, "_remote", None)  # the kernel's monitor, on its node
+            node = getattr(getattr(remote, "connection", None), "target", None)
+        return site or target.spec(), str(job), target, node
 
 
 class TerminalSocket(WebSocketMixin, JupyterHandler, WebSocketHandler):

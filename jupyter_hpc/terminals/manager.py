@@ -23,6 +23,7 @@ from traitlets.config import LoggingConfigurable
 from ..errors import HPCError
 from ..sites import Site
 from ..ssh import SSHTarget, credentials, get_pool, run_in_ssh_loop, ssh_loop
+from ..ssh.quiet_import import asyncssh
 from .remote import ENDED, RemoteTerminal
 
 NAME = re.compile(r"^\w+$")  # what jupyter_server's routes accept
@@ -41,6 +42,16 @@ def job_shell(job: str) -> list[str]:
     return ["srun", f"--jobid={job}", "--overlap", "--nodes=1", "--ntasks=1", "--pty", "bash", "-l"]
 
 
+def node_shell(job: str) -> list[str]:
+    """The user's login shell on a job's node reached over SSH (its kernel's ``node_access =
+    "jump"``: the connection through the login node its kernel already runs over), with
+    ``SLURM_JOB_ID`` set as in an srun shell, so ``srun``, ``squeue`` and ``scontrol`` typed
+    there act on that job. Where the site adopts SSH logins into jobs (pam_slurm_adopt), the
+    shell is in the job's cgroup too. The job id is an argument, never code."""
+    return ["sh", "-c", 'SLURM_JOB_ID="$1" SLURM_JOBID="$1"; export SLURM_JOB_ID SLURM_JOBID; exec "$SHELL" -l',
+            "jupyter-hpc-terminal", job]
+
+
 class HPCTerminalManager(LoggingConfigurable):
     """Terminals on the configured sites, for this server's user."""
 
@@ -55,6 +66,13 @@ class HPCTerminalManager(LoggingConfigurable):
         help="""Seconds a terminal may go without input or output before its shell is ended
         (with a line saying so), as jupyter_server's TerminalManager.cull_inactive_timeout
         does for local ones. 0 (the default): never.""",
+    )
+    job_poll_interval = Float(
+        5.0, config=True,
+        help="""Seconds between checks (one squeue on the login node) that the job of a terminal
+        opened in a SLURM job still runs; when it has ended (scancel, walltime, the kernel's
+        shutdown) the shell is closed with a line saying so, even one on the node by SSH that
+        the job's end would not hang up.""",
     )
     cull_interval = Float(
         60.0, config=True,
@@ -83,6 +101,12 @@ class HPCTerminalManager(LoggingConfigurable):
             raise ValueError("max_terminals must be 0 (no limit) or more")
         return proposal["value"]
 
+    @validate("job_poll_interval")
+    def _valid_poll(self, proposal: dict) -> float:
+        if not proposal["value"] > 0:
+            raise ValueError("job_poll_interval must be more than 0 seconds")
+        return proposal["value"]
+
     @validate("terminal_idle_timeout", "cull_interval", "ended_lifetime")
     def _valid_seconds(self, proposal: dict) -> float:
         if proposal["value"] < 0:
@@ -109,10 +133,12 @@ class HPCTerminalManager(LoggingConfigurable):
     # -- jupyter_server's TerminalManager surface ------------------------------------------
 
     async def create(self, *, site: str | None = None, job: str | None = None, name: str | None = None,
-                     target: SSHTarget | None = None, directory: str | None = None) -> dict[str, Any]:
+                     target: SSHTarget | None = None, directory: str | None = None,
+                     node: SSHTarget | None = None) -> dict[str, Any]:
         """A new terminal on ``site``'s login node (in ``directory`` there, a remote path), or in
-        ``job`` there; its model at once, while the shell opens in the background (input typed
-        meanwhile is kept for it)."""
+        ``job`` there: on its first node by ``srun --pty``, or over SSH to ``node`` (the node's
+        target through the login node, where the job's kernel is reached so); its model at
+        once, while the shell opens in the background (input typed meanwhile is kept for it)."""
         if name is not None and (not isinstance(name, str) or not NAME.match(name)):
             raise web.HTTPError(400, f"Terminal names are letters, digits and '_' only, not {name!r}")
         if name is not None and name in self.terminals:
@@ -140,9 +166,13 @@ class HPCTerminalManager(LoggingConfigurable):
             self.log.info("terminal %s on %s not started: %s", terminal.name, site_name, refusal)
             await run_in_ssh_loop(self._fail(terminal, refusal))
         else:
-            argv = job_shell(job) if job is not None else shell_in(directory) if directory else None
-            self.log.info("terminal %s: %s on %s", terminal.name, "job %s" % job if job else "login shell", target.host)
-            asyncio.run_coroutine_threadsafe(self._run(terminal, target, argv), ssh_loop())
+            if job is None:
+                argv = shell_in(directory) if directory else None
+            else:
+                argv = node_shell(job) if node is not None else job_shell(job)
+            where = f"node {node.host} of job {job} (SSH)" if node is not None else f"job {job} (srun)" if job else "login shell"
+            self.log.info("terminal %s: %s via %s", terminal.name, where, target.host)
+            asyncio.run_coroutine_threadsafe(self._run(terminal, target, argv, node), ssh_loop())
         self._start_culler()
         return terminal.model()
 
@@ -213,40 +243,75 @@ class HPCTerminalManager(LoggingConfigurable):
     async def _close(self, terminal: RemoteTerminal, reason: str | None) -> None:
         terminal.close(reason)  # in the SSH loop, where the session lives
 
-    async def _run(self, terminal: RemoteTerminal, target: SSHTarget, argv: list[str] | None) -> None:
+    async def _run(self, terminal: RemoteTerminal, target: SSHTarget, argv: list[str] | None,
+                   node: SSHTarget | None = None) -> None:
+        """The shell, on ``node`` when given (a job's node by SSH), else where ``target`` (the
+        login node) puts it; ``target`` also answers whether a job still runs."""
         async def open_session(session: Any, **pty: Any):
-            connection = await get_pool().connect(target)
+            connection = await get_pool().connect(node or target)
             return await connection.terminal(session, argv, **pty)
 
         async def why_ended(status: int | None) -> str | None:
             if terminal.job is None or terminal.connection is None:
                 return None
-            return await self._job_end_line(terminal, status)
+            return await self._job_end_line(terminal, target, status)
 
-        watcher = asyncio.ensure_future(self._watch_login(terminal)) if target.identities else None
+        watchers = [asyncio.ensure_future(self._watch_login(terminal))] if target.identities else []
+        if terminal.job is not None:
+            watchers.append(asyncio.ensure_future(self._watch_job(terminal, target)))
         try:
             await terminal.run(open_session, why_ended)
         except Exception:
             self.log.exception("terminal %s failed", terminal.name)
             terminal._finish(f"The terminal on {terminal.title} failed; see the server's log.")
         finally:
-            if watcher is not None:
+            for watcher in watchers:
                 watcher.cancel()
 
-    async def _job_end_line(self, terminal: RemoteTerminal, status: int | None) -> str | None:
+    async def _job_state(self, target: SSHTarget, job: str) -> str:
+        """The job's state as squeue says it on the login node (``GONE``: no longer listed)."""
+        from ..slurm.site import SlurmQueue
+        from ..slurm.states import GONE
+
+        login = await get_pool().connect(target)
+        state = (await asyncio.wait_for(SlurmQueue.of(login).query([job]), 30)).get(job)
+        return state.state if state is not None else GONE
+
+    @staticmethod
+    def _job_ended_line(job: str, state: str) -> str:
+        from ..slurm.states import GONE
+
+        what = "no longer in the queue" if state == GONE else state
+        return f"Job {job} ended ({what}): the shell on its node is closed."
+
+    async def _job_end_line(self, terminal: RemoteTerminal, target: SSHTarget, status: int | None) -> str | None:
         """After the shell in a job ends: a plain exit if the job still runs, else a line that
         the job ended (scancel, walltime, the kernel's shutdown)."""
+        from ..slurm import RUNNING
+
         try:
-            result = await terminal.connection.run(
-                ["squeue", "--noheader", f"--jobs={terminal.job}", "--format=%T"], check=False, timeout=30,
-            )
-            state = str(result.stdout or "").strip().splitlines()
-        except (HPCError, OSError, asyncio.TimeoutError) as exc:
+            state = await self._job_state(target, terminal.job)
+        except (HPCError, OSError, asyncio.TimeoutError, asyncssh.Error) as exc:
             return f"The shell in job {terminal.job} ended (exit status {status}); its state is unknown: {exc}"
-        if state and state[0] == "RUNNING":
-            return None
-        what = state[0] if state else "no longer in the queue"
-        return f"Job {terminal.job} ended ({what}): the shell on its node is closed."
+        return None if state == RUNNING else self._job_ended_line(terminal.job, state)
+
+    async def _watch_job(self, terminal: RemoteTerminal, target: SSHTarget) -> None:
+        """Close the shell of a job that has ended, with the line saying so. An srun shell ends
+        with its job anyway; one on the node by SSH ends so only where the site adopts SSH
+        logins into jobs, and the node's sshd may well outlive the job: this closes it."""
+        from ..slurm import RUNNING, WAITING
+
+        while terminal.running:
+            await asyncio.sleep(self.job_poll_interval)
+            try:
+                state = await self._job_state(target, terminal.job)
+            except (HPCError, OSError, asyncio.TimeoutError, asyncssh.Error) as exc:
+                self.log.debug("terminal %s: job %s's state unknown for now: %s", terminal.name, terminal.job, exc)
+                continue
+            if state != RUNNING and state not in WAITING and terminal.running:
+                self.log.info("terminal %s: job %s is %s; closing its shell", terminal.name, terminal.job, state)
+                terminal.close(self._job_ended_line(terminal.job, state))
+                return
 
     async def _watch_login(self, terminal: RemoteTerminal) -> None:
         """End a shell opened with the hub's certificate when that login ends (expiry or logout);
