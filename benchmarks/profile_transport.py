@@ -1,7 +1,9 @@
 #!/usr/bin/env python
 """Where a forwarded round trip and a forwarded stream spend their time, in this process.
 
-Starts one hpc-ssh kernel (default path: remote ipc, local TCP), then runs round trips
+Starts one hpc-ssh kernel (scripts' default path: remote ipc, local TCP, the SSH layer in its
+own thread; ``--adopted``: jupyter_server's, local ipc and the SSH layer in the async client's
+own loop), then runs round trips
 (``pass``) and an iopub stream through it, reporting the CPU time each thread of this process
 used per request / per MB (from /proc/self/task/*/stat), so the SSH loop thread's share is
 visible without a profiler. Run it under a sampling profiler to see inside that thread::
@@ -15,6 +17,7 @@ Usage (as root): ``python benchmarks/profile_transport.py [--requests 2000] [--m
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sys
@@ -25,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _bed import Bed, quiet_logs  # noqa: E402
-from transport import iopub_throughput, round_trip  # noqa: E402
+from transport import iopub_throughput, iopub_throughput_async, round_trip, round_trip_async  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -63,6 +66,12 @@ def main(argv: list[str] | None = None) -> None:
                         help="experiment: run the round trips from a second process (no GIL shared with the SSH loop)")
     parser.add_argument("--count-packets", action="store_true", help="count SSH packets sent and received per round trip")
     parser.add_argument("--pyinstrument", action="store_true", help="profile the SSH loop thread with pyinstrument")
+    parser.add_argument("--before", action="store_true",
+                        help="experiment: as before issue 30: asyncssh's own forwards, an ignore packet before each "
+                        "packet, a send per packet (jupyter_hpc.ssh.forward, ignore_packets and coalesce not used)")
+    parser.add_argument("--adopted", action="store_true",
+                        help="jupyter_server's path: AsyncKernelManager and AsyncKernelClient, local ipc, the SSH "
+                        "layer adopted into their asyncio loop (one thread does both)")
     parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop",
                         help="the SSH thread's event loop (JUPYTER_HPC_SSH_LOOP; uvloop is the default where installed)")
     args = parser.parse_args(argv)
@@ -74,6 +83,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.max_pktsize:
         patch_max_pktsize(args.max_pktsize)
     counts = count_packets() if args.count_packets else None
+    if args.before:
+        import jupyter_hpc.ssh.pool
+        from transport import asyncssh_forwards
+
+        jupyter_hpc.ssh.pool.skip_ignore_packets = jupyter_hpc.ssh.pool.coalesce_writes = lambda conn: False
+        asyncssh_forwards().__enter__()  # for the whole run
     if args.switch_interval:
         sys.setswitchinterval(args.switch_interval)
 
@@ -82,6 +97,11 @@ def main(argv: list[str] | None = None) -> None:
     bed = Bed()
     try:
         extra = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.config)}
+        if args.adopted:
+            extra.setdefault("local_transport", "ipc")
+            name = bed.kernelspec("prof-local") if args.local else bed.kernelspec("prof-ssh", bed.ssh_config(**extra))
+            asyncio.run(adopted(name, args.requests, args.mb))
+            return
         name = bed.kernelspec("prof-local") if args.local else bed.kernelspec("prof-ssh", bed.ssh_config(**extra))
         km = jupyter_client.KernelManager(kernel_name=name)
         km.start_kernel()
@@ -130,6 +150,40 @@ def main(argv: list[str] | None = None) -> None:
         km.shutdown_kernel(now=False)
     finally:
         bed.close()
+
+
+async def adopted(kernel_name: str, requests: int, mb: int) -> None:
+    """Round trips and a stream with the SSH layer in this asyncio loop, as in a jupyter_server."""
+    from jupyter_client import AsyncKernelManager
+
+    from jupyter_hpc.ssh.loop import adopt_loop
+
+    adopt_loop(asyncio.get_running_loop())
+    km = AsyncKernelManager(kernel_name=kernel_name)
+    await km.start_kernel()
+    client = km.client()
+    client.start_channels()
+    await client.wait_for_ready(timeout=60)
+    try:
+        for _ in range(50):
+            await round_trip_async(client)
+        before, start = thread_cpu(), time.perf_counter()
+        samples = sorted([await round_trip_async(client) for _ in range(requests)]) or [0.0]
+        wall = time.perf_counter() - start
+        used = delta(before, thread_cpu())
+        print(f"{requests} round trips: p50 {samples[len(samples) // 2] * 1e3:.3f} ms, wall {wall:.1f} s")
+        for thread, seconds in sorted(used.items(), key=lambda kv: -kv[1]):
+            print(f"  {thread:28s} {seconds / max(1, requests) * 1e6:8.0f} µs CPU per round trip")
+        nbytes = mb * 1_000_000 // 65536 * 65536
+        before = thread_cpu()
+        rate = await iopub_throughput_async(client, nbytes, 65536)
+        used = delta(before, thread_cpu())
+        print(f"iopub {nbytes / 1e6:.0f} MB: {rate:.1f} MB/s")
+        for thread, seconds in sorted(used.items(), key=lambda kv: -kv[1]):
+            print(f"  {thread:28s} {seconds / (nbytes / 1e6) * 1e3:8.2f} ms CPU per MB")
+    finally:
+        client.stop_channels()
+        await km.shutdown_kernel(now=False)
 
 
 def count_packets() -> dict[str, int]:

@@ -22,9 +22,11 @@ machine's noise falls on every variant alike:
                       the legacy protocol, tornado) would fall on both sides and hide the
                       SSH layer's share; the client's loop sharing its thread with the SSH
                       layer, the part that makes the server's path differ, is kept.
-* ``… a send per SSH packet (before)``  local ipc on a connection of its own whose writes are
-                      not coalesced (``jupyter_hpc.ssh.coalesce`` undone): asyncssh's ignore
-                      packet and each data packet leave in sends of their own, as before issue 30.
+* ``… as before issue 30``  local ipc, SSH in a thread, on a connection of its own as it was
+                      before issue 30: asyncssh's own forwards (``jupyter_hpc.ssh.forward``
+                      not used: each SSH packet a write of its own to the local socket), an
+                      ignore packet before each packet (``ignore_packets`` undone), each packet
+                      a send of its own (``coalesce`` undone).
 * ``hpc-ssh curve``   the fallback where sshd says ``AllowStreamLocalForwarding no``:
                       remote TCP loopback with CurveZMQ, asyncssh forwards.
 * ``plain ssh -L``    a plaintext 127.0.0.1 TCP kernel reached through OpenSSH ``ssh -N -L``,
@@ -44,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -314,28 +317,57 @@ def asyncssh_cat(bed: Bed, nbytes: int) -> tuple[float, str]:
 
 TCP_LOCAL = "hpc-ssh, local TCP (scripts' default)"
 IPC_LOCAL = "hpc-ssh, local ipc, SSH in a thread (JUPYTER_HPC_SSH_LOOP=thread)"
-UNCOALESCED = "hpc-ssh, local ipc, a send per SSH packet (before)"
+UNCOALESCED = "hpc-ssh, local ipc, SSH in a thread, as before issue 30"
 
 
-def send_each_packet_alone(km) -> None:
-    """Undo :func:`jupyter_hpc.ssh.coalesce.coalesce_writes` on this kernel's connection."""
+@contextlib.contextmanager
+def asyncssh_forwards():
+    """While in it, kernels' channels are forwarded by asyncssh's own ``forward_local_*``
+    (each SSH packet a write of its own to the local socket) instead of
+    :mod:`jupyter_hpc.ssh.forward`."""
+    from jupyter_hpc.ssh.pool import SiteConnection
+
+    saved = {name: getattr(SiteConnection, name) for name in
+             ("forward_port_to_path", "forward_path_to_path", "forward_port", "forward_path_to_port")}
+
+    async def port_to_path(self, remote_path, local_port=0):
+        return await self.conn.forward_local_port_to_path("127.0.0.1", local_port, remote_path)
+
+    async def path_to_path(self, local_path, remote_path):
+        return await self.conn.forward_local_path(local_path, remote_path)
+
+    async def port(self, remote_port, local_port=0, remote_host="127.0.0.1"):
+        return await self.conn.forward_local_port("127.0.0.1", local_port, remote_host, remote_port)
+
+    async def path_to_port(self, local_path, remote_port, remote_host="127.0.0.1"):
+        return await self.conn.forward_local_path_to_port(local_path, remote_host, remote_port)
+
+    SiteConnection.forward_port_to_path, SiteConnection.forward_path_to_path = port_to_path, path_to_path
+    SiteConnection.forward_port, SiteConnection.forward_path_to_port = port, path_to_port
+    try:
+        yield
+    finally:
+        for name, method in saved.items():
+            setattr(SiteConnection, name, method)
+
+
+def as_before_issue_30(conn) -> None:
+    """Undo :func:`jupyter_hpc.ssh.coalesce.coalesce_writes` and
+    :func:`jupyter_hpc.ssh.ignore_packets.skip_ignore_packets` on an open connection."""
     from jupyter_hpc.ssh import run_in_ssh_loop_sync
     from jupyter_hpc.ssh.coalesce import CoalescingTransport
-
-    conn = km.provisioner._remote.connection.conn
 
     async def unwrap() -> None:
         if isinstance(conn._transport, CoalescingTransport):
             conn._transport._flush()
             conn._transport = conn._transport.wrapped
+        conn.__dict__.pop("send_packet", None)  # asyncssh's own again, ignore packets included
 
     run_in_ssh_loop_sync(unwrap())
 
 
 def start_variants(bed: Bed, with_plain: bool, with_async: bool):
     """Start every kernel; return ({name: InThisProcess | InChildProcess} in table order, stack)."""
-    import contextlib
-
     import jupyter_client
     from jupyter_client import BlockingKernelClient
 
@@ -368,8 +400,9 @@ def start_variants(bed: Bed, with_plain: bool, with_async: bool):
     # The same on a connection of its own (its own known_hosts copy) that sends each SSH packet
     # as asyncssh writes it: what jupyter_hpc.ssh.coalesce saves, in the same run.
     own = str(shutil.copy(bed.sshd.known_hosts, bed.root / "known_hosts.uncoalesced"))
-    managed(UNCOALESCED, bed.kernelspec("bench-ssh-ipc-each", bed.ssh_config(local_transport="ipc", known_hosts=own)))
-    send_each_packet_alone(managers[UNCOALESCED])
+    with asyncssh_forwards():
+        managed(UNCOALESCED, bed.kernelspec("bench-ssh-ipc-each", bed.ssh_config(local_transport="ipc", known_hosts=own)))
+    as_before_issue_30(managers[UNCOALESCED].provisioner._remote.connection.conn)
     managed(
         "hpc-ssh fallback (tcp+curve)",
         bed.kernelspec("bench-ssh-curve", bed.ssh_config(bed.sshd_nosl)),
