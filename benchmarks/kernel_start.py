@@ -12,6 +12,9 @@ that no peer sees the remote host as local (``--loopback``: a loopback sshd, wit
 * ``hpc-ssh warm``  the pooled connection is kept: only the launch and the forwards.
 * ``hpc-ssh pre-started`` with ``pool_size=2``: the kernel is already running when asked
                     for (the pool is given time to refill between rounds): only the attach.
+* ``hpc-ssh pre-started, in a notebook's folder`` the same, started as jupyter_server starts a
+                    notebook's kernel (``remote_cwd``, ``JPY_SESSION_NAME``): the attach moves the
+                    kernel there and gives it the name, one request more.
 * ``remote_ikernel``  remote_ikernel 0.4.6 ``--interface ssh`` with an OpenSSH config Host entry
                     (``_peers.py``): ``ssh`` into a login shell, the connection file ``echo``-ed,
                     then ``ssh -L`` for the five ports.
@@ -48,6 +51,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -94,23 +98,29 @@ def close_pool(known_hosts: str | None = None) -> None:
 
 
 PEERS = ("remote_ikernel", "gateway DistributedProvisioner")
+NOTEBOOK_POOL = "hpc-ssh pre-started, in a notebook's folder"
 QUIET = ("local", "remote_ikernel")  # a local process whose output would land in the table
 
 
+# What jupyter_server passes to a notebook's kernel start (with SFTPContentsManager).
+AS_A_NOTEBOOK = {"remote_cwd": "/tmp", "env": {"JPY_SESSION_NAME": "/tmp/analysis.ipynb"}}
+
+
 async def start_one(kernel_name: str, local: bool, reply_timeout: float = 120,
-                    tolerate_no_reply: bool = False) -> tuple[object, object, float, float | None]:
-    """Start a kernel, send ``pass``, wait for the reply; return (km, client, t_started, t_reply)."""
+                    tolerate_no_reply: bool = False, **start: Any) -> tuple[object, object, float, float | None]:
+    """Start a kernel (``start``: start_kernel's keywords), send ``pass``, wait for the reply;
+    return (km, client, t_started, t_reply)."""
     from jupyter_client import AsyncKernelManager
 
-    start = time.perf_counter()
+    start_time = time.perf_counter()
     km = AsyncKernelManager(kernel_name=kernel_name)
-    kw = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL} if local else {}
+    kw = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL} if local else dict(start)
     await km.start_kernel(**kw)
-    started = time.perf_counter() - start
+    started = time.perf_counter() - start_time
     client = km.client()
     client.start_channels()
     msg_id = client.execute("pass", store_history=False)
-    deadline = start + reply_timeout
+    deadline = start_time + reply_timeout
     while True:
         try:
             msg = await client.get_shell_msg(timeout=max(0.1, deadline - time.perf_counter()))
@@ -120,7 +130,7 @@ async def start_one(kernel_name: str, local: bool, reply_timeout: float = 120,
             return km, client, started, None  # reported as a failed start
         if msg["parent_header"].get("msg_id") == msg_id:
             break
-    return km, client, started, time.perf_counter() - start
+    return km, client, started, time.perf_counter() - start_time
 
 
 async def stop(pairs) -> None:
@@ -177,11 +187,12 @@ async def single_starts(bed: Bed, names: dict[str, str], rounds: int,
             elif variant == "hpc-ssh warm" and pool_connections() == 0:
                 km, client, *_ = await start_one(kernel_name, False)  # reopen, untimed
                 await stop([(km, client)])
-            elif variant == "hpc-ssh pre-started":
+            elif variant.startswith("hpc-ssh pre-started"):
                 await pool_refilled()
             logins = bed.sshd.accepted_logins()
             with peer_quiet_between_starts(variant):
-                km, client, started, ready = await start_one(kernel_name, variant in QUIET)
+                km, client, started, ready = await start_one(
+                    kernel_name, variant in QUIET, **(AS_A_NOTEBOOK if variant == NOTEBOOK_POOL else {}))
                 results[variant]["logins"].append(bed.sshd.accepted_logins() - logins)
                 await stop([(km, client)])
             results[variant]["ready"].append(ready)
@@ -270,6 +281,8 @@ async def run(args) -> None:
             # known_hosts of its own: its own pooled connection, which the cold variant leaves open
             "hpc-ssh pre-started": bed.kernelspec("bench-ssh-pool", bed.ssh_config(
                 pool_size=2, known_hosts=str(shutil.copy(bed.sshd.known_hosts, bed.root / "known_hosts.pool")))),
+            NOTEBOOK_POOL: bed.kernelspec("bench-ssh-pool-nb", bed.ssh_config(
+                pool_size=2, known_hosts=str(shutil.copy(bed.sshd.known_hosts, bed.root / "known_hosts.pool-nb")))),
         }
         fan_out_only = {STOCK: bed.kernelspec("bench-ssh-stock", bed.ssh_config(bed.sshd_stock))}
         if args.peers and not args.loopback:
