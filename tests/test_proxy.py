@@ -9,6 +9,7 @@ One lab and one kernel for the module; each test checks one property of the rout
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import re
 import subprocess
@@ -232,6 +233,38 @@ def test_authentication_and_cross_origin_refusals(lab, apps):
     ws.send("same origin")
     assert ws.recv() == "same origin"
     ws.close()
+
+
+def test_a_keep_alive_client_is_told_when_a_refusal_closes_its_connection(lab, apps):
+    """A request answered before its body is read (sent to log in, refused) ends its connection
+    (tornado's way of not reading the body); the answer must say ``Connection: close``, or a
+    keep-alive client such as JupyterHub's proxy sends its next request into the closed
+    connection and answers it with its own 503 (seen in test_proxy_hub under load)."""
+    path = f"/jupyter-hpc/proxy/cori/127.0.0.1:{apps['http']}/hello.txt"
+    token = {"Authorization": f"token {lab.token}"}
+    connection = http.client.HTTPConnection("127.0.0.1", lab.port, timeout=60)
+    try:
+        # Sent to log in, then refused a host, each on the connection the one before left:
+        # every answer says it closes, so the client opens a new connection each time.
+        for url, headers, status in ((path, {}, 302), (path, {}, 302),
+                                     ("/jupyter-hpc/proxy/cori/example.org:80/", token, 403)):
+            connection.request("GET", url, headers=headers)
+            reply = connection.getresponse()
+            reply.read()
+            assert reply.status == status, (reply.status, url)
+            assert reply.getheader("Connection") == "close", reply.getheaders()
+            time.sleep(0.2)  # the server's close arrives before the next request goes out
+        # Proxied requests keep their connection: the second goes over the same socket.
+        connection.request("GET", path, headers=token)
+        reply = connection.getresponse()
+        assert reply.status == 200 and reply.read().decode() == HELLO
+        assert reply.getheader("Connection") != "close"
+        sock = connection.sock
+        connection.request("GET", path, headers=token)
+        reply = connection.getresponse()
+        assert reply.status == 200 and reply.read().decode() == HELLO and connection.sock is sock
+    finally:
+        connection.close()
 
 
 def test_hosts_outside_the_allowed_set_are_refused_naming_proxy_hosts(lab, apps):

@@ -1,9 +1,16 @@
 """One ``direct-tcpip`` channel from the login node to ``host:port``, driven from the server's loop.
 
 The channel lives in the SSH layer's loop (:mod:`jupyter_hpc.ssh.loop`), on the user's pooled
-connection to the site; each read and write crosses over with :func:`run_in_ssh_loop` and
-waits for SSH's flow control, so neither direction ever holds more than a window of data. A
-request or a websocket opens its own channel and closes it when it ends, whatever happened.
+connection to the site, and waits for SSH's flow control, so neither direction ever holds more
+than a window of data. A request or a websocket opens its own channel and closes it when it
+ends, whatever happened.
+
+In a jupyter_server the SSH layer runs in the server's own loop (``adopt_loop``): then a
+request's handler drives its channel directly, with no lock, no thread hand-over and no extra
+loop turn between SSH delivering the app's answer and the handler sending it on (a small
+request's latency is mostly such turns). Where the SSH loop is a thread of its own
+(``JUPYTER_HPC_SSH_LOOP=thread``, or a host without a running loop), reads come from a locked
+inbox and everything else crosses with :func:`run_in_ssh_loop`.
 
 Failures are :class:`ProxyConnectError` with a ``kind`` the handler turns into a page:
 ``refused`` (nothing listens on that port), ``unreachable`` (the login node cannot reach the
@@ -16,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import threading
 from typing import Any
@@ -24,6 +32,7 @@ from ..ssh.quiet_import import asyncssh
 
 from ..errors import HPCError
 from ..ssh import SSHTarget, get_pool, run_in_ssh_loop, ssh_loop
+from ..ssh.loop import in_ssh_loop
 
 log = logging.getLogger("jupyter_hpc.proxy")
 
@@ -54,11 +63,14 @@ class ProxyConnectError(HPCError):
 
 
 class _ChannelSession(asyncssh.SSHTCPSession):
-    """The SSH-loop end of a proxied channel: a bounded inbox the server's loop reads without
-    crossing into the SSH loop, and a gate for writes.
+    """The SSH-loop end of a proxied channel: a bounded inbox its reader takes from, and a gate
+    for writes.
 
-    Arriving data is put in the inbox (under a lock) and wakes the reader in the server's loop
-    directly: a small response costs one wake-up, not a request and a reply per read.
+    Arriving data is put in the inbox and wakes a waiting reader directly: a small response
+    costs one wake-up, not a request and a reply per read. With ``shared`` (the reader is in
+    another thread's loop) the inbox is locked and the wake-up crosses with
+    ``call_soon_threadsafe``; otherwise the reader is in this loop and its future is resolved
+    in place, so it runs in the very next loop turn (before, e.g., the close SSH answers with).
 
     asyncssh's stream API pauses and resumes its channel as its reader's buffer fills and
     drains; on each resume the channel sends SSH's window adjust for everything it has
@@ -69,16 +81,19 @@ class _ChannelSession(asyncssh.SSHTCPSession):
     one window) without pausing again; so the inbox never exceeds ``limit`` plus one window.
     """
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, shared: bool) -> None:
         self._limit = limit
-        self._lock = threading.Lock()  # inbox, size, paused, eof: shared by the two loops
+        self._shared = shared
+        # inbox, size, paused, eof: shared by the two loops when there are two
+        self._lock = threading.Lock() if shared else contextlib.nullcontext()
+        self._loop = asyncio.get_running_loop()  # the SSH loop, where asyncssh calls us
         self._inbox: collections.deque[bytes] = collections.deque()
         self._size = 0
         self._paused = False
         self._resuming = False
         self._eof = False
         self._error: Exception | None = None
-        self._waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future] | None = None
+        self._waiter: asyncio.Future | None = None
         self._writable = asyncio.Event()
         self._writable.set()
         self._chan: asyncssh.SSHTCPChannel | None = None
@@ -87,11 +102,14 @@ class _ChannelSession(asyncssh.SSHTCPSession):
         self._chan = chan
 
     def _wake(self) -> None:
-        """(SSH loop, lock held) Tell a waiting reader in the server's loop."""
+        """(SSH loop, lock held) Tell a waiting reader."""
         waiter, self._waiter = self._waiter, None
-        if waiter is not None:
-            loop, future = waiter
-            loop.call_soon_threadsafe(_resolve, future)
+        if waiter is None:
+            return
+        if self._shared:
+            waiter.get_loop().call_soon_threadsafe(_resolve, waiter)
+        else:
+            _resolve(waiter)
 
     def data_received(self, data: bytes, datatype) -> None:
         with self._lock:
@@ -135,35 +153,44 @@ class _ChannelSession(asyncssh.SSHTCPSession):
                 self._resuming = False
 
     async def read(self, size: int, timeout: float) -> bytes:
-        """(Server's loop) Up to ``size`` bytes, waiting at most ``timeout`` for the first."""
+        """(Reader's loop) Up to ``size`` bytes, waiting at most ``timeout`` for the first."""
         while True:
             with self._lock:
                 if self._inbox or self._eof:
                     break
-                future = asyncio.get_running_loop().create_future()
-                self._waiter = (asyncio.get_running_loop(), future)
+                self._waiter = future = asyncio.get_running_loop().create_future()
             await within(future, timeout)
         with self._lock:
-            if not self._inbox:
+            inbox = self._inbox
+            if not inbox:
                 if self._error is not None:
                     raise self._error
                 return b""
-            parts, taken = [], 0
-            while self._inbox and taken < size:
-                parts.append(self._inbox.popleft())
-                taken += len(parts[-1])
+            if len(inbox[0]) >= size or len(inbox) == 1:
+                data = inbox.popleft()  # the common case: one piece, no copy
+            else:
+                parts, taken = [], 0
+                while inbox and taken < size:
+                    parts.append(inbox.popleft())
+                    taken += len(parts[-1])
+                data = b"".join(parts)
             before = self._size
-            self._size -= taken
+            self._size -= len(data)
             resume = self._paused and self._size < self._limit // 2 <= before
         if resume:
-            ssh_loop().call_soon_threadsafe(self._maybe_resume)
-        return b"".join(parts)
+            if self._shared:
+                self._loop.call_soon_threadsafe(self._maybe_resume)
+            else:
+                self._maybe_resume()
+        return data
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: bytes, timeout: float) -> None:
+        """(SSH loop) Send ``data``; wait (at most ``timeout``) only while SSH's buffer is full."""
         if self._error is not None or self._chan is None or self._chan.is_closing():
             raise BrokenPipeError("the channel is closed")
         self._chan.write(data)
-        await self._writable.wait()
+        if not self._writable.is_set():
+            await within(self._writable.wait(), timeout)
         if self._error is not None:
             raise self._error
 
@@ -183,6 +210,7 @@ class RemoteStream:
     def __init__(self, connection, session: _ChannelSession, where: str, idle_timeout: float) -> None:
         self._connection = connection
         self._session = session
+        self._local = not session._shared  # driven from the SSH loop itself
         self.where = where
         self.idle_timeout = idle_timeout
         self.closed = False
@@ -192,8 +220,9 @@ class RemoteStream:
                    idle_timeout: float, first: bytes = b"") -> "RemoteStream":
         """Connect (pooled) to the site and open the channel, within ``connect_timeout`` for the
         channel itself (the SSH login has its own timeout); ``first`` (a request's head) is
-        sent at once, in the same crossing into the SSH loop."""
+        sent at once, in the same crossing into the SSH loop (if any)."""
         where = f"{host}:{port}"
+        shared = not in_ssh_loop()
 
         async def go() -> RemoteStream:
             connection = _connections.get(target)
@@ -204,7 +233,7 @@ class RemoteStream:
                 _connections[target] = connection
             try:
                 _, session = await within(
-                    connection.conn.create_connection(lambda: _ChannelSession(INBOX_LIMIT), host.strip("[]"), port),
+                    connection.conn.create_connection(lambda: _ChannelSession(INBOX_LIMIT, shared), host.strip("[]"), port),
                     connect_timeout,
                 )
             except asyncio.TimeoutError:
@@ -231,8 +260,12 @@ class RemoteStream:
 
     async def write(self, data: bytes) -> None:
         """Send ``data``; returns once SSH's send buffer has room again (back-pressure)."""
-        if data:
-            await self._guarded(run_in_ssh_loop(within(self._session.write(data), self.idle_timeout)))
+        if not data:
+            return
+        if self._local:
+            await self._guarded(self._session.write(data, self.idle_timeout))
+        else:
+            await self._guarded(run_in_ssh_loop(self._session.write(data, self.idle_timeout)))
 
     async def read(self, size: int = READ_SIZE) -> bytes:
         """Up to ``size`` bytes as they arrive; ``b""`` at the end of the stream. Read in this
@@ -260,6 +293,9 @@ class RemoteStream:
         if self.closed:
             return
         self.closed = True
+        if self._local:
+            self._session.close()
+            return
         try:
             ssh_loop().call_soon_threadsafe(self._session.close)  # nothing to wait for
         except RuntimeError:  # the SSH loop is gone (process exit)

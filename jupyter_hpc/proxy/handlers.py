@@ -145,6 +145,16 @@ class ProxyHandler(JupyterHandler):
     def compute_etag(self) -> None:
         return None  # the app's own ETag, if any, passes through
 
+    def finish(self, chunk: Any = None) -> Any:
+        body = getattr(self.request, "_body_future", None)
+        if not self._headers_written and body is not None and not body.done():
+            # Answered before the request's body was read (refused or redirected while being
+            # prepared): tornado closes the connection after this response, so say so. A
+            # keep-alive client (JupyterHub's proxy) would otherwise send its next request into
+            # the closing connection and answer it with a 503 of its own.
+            self.set_header("Connection", "close")
+        return super().finish(chunk)
+
     def proxy_settings(self) -> HPCProxy:
         settings = self.settings.get("jupyter_hpc_proxy")
         if settings is None:
@@ -313,27 +323,33 @@ class ProxyHandler(JupyterHandler):
     # -- HTTP ---------------------------------------------------------------------------------
 
     async def relay(self, *_: Any) -> None:
-        """End the request body, then stream the app's response back."""
+        """End the request body, then stream the app's response back: the body one read from the
+        channel brings goes out in one write, flushed (waiting for the browser) before the next
+        read, so no more than a read is ever held here. The headers wait for the first body
+        bytes, so a small response leaves in one send, when the handler finishes."""
         if self.refusal is not None:
             raise self.refusal
-        started = False
+        started = unflushed = False
         try:
             await self.send(self.h11.send(h11.EndOfMessage()))
             while True:
                 event = self.h11.next_event()
                 if event is h11.NEED_DATA:
+                    if unflushed:
+                        unflushed = False
+                        await self.flush()
                     data = await self.upstream.read(READ_SIZE)
                     if not data and self.upstream.connection_lost:
                         raise ProxyConnectError("dropped", f"The SSH connection to {self.target.host} was lost.")
                     self.h11.receive_data(data)
-                elif isinstance(event, h11.InformationalResponse):
-                    continue
+                elif isinstance(event, h11.Data):
+                    self.write(bytes(event.data))
+                    unflushed = True
                 elif isinstance(event, h11.Response):
                     self.start_response(event)
                     started = True
-                elif isinstance(event, h11.Data):
-                    self.write(bytes(event.data))
-                    await self.flush()
+                elif isinstance(event, h11.InformationalResponse):
+                    continue
                 else:  # EndOfMessage, or the app closed after an HTTP/1.0 body
                     break
         except ProxyConnectError as exc:

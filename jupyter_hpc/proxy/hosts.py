@@ -9,7 +9,10 @@ site's ``proxy_hosts`` patterns. Anything else is refused with a message naming
 ``proxy_hosts``.
 
 The queue is asked at most once per ``JOB_NODES_TTL`` per site, and only when a host is not
-already known: a page full of dashboard requests costs no scheduler call. A queue that does not
+already known: a page full of dashboard requests costs no scheduler call. A decision to let a
+host through is remembered, so that the next request to it costs one lookup: for as long as
+the queue's answer it came from is trusted (a refresh forgets them all), and for
+``DECISION_TTL`` where it came from the loopback or ``proxy_hosts``. A queue that does not
 answer within ``QUERY_TIMEOUT`` (a site without SLURM, slurmctld down) is left alone for
 ``QUEUE_RETRY``, so that refusals there do not each wait for it.
 """
@@ -33,6 +36,8 @@ JOB_NODES_TTL = 10.0  # seconds a site's job nodes are trusted before a miss ask
 QUERY_TIMEOUT = 5.0  # seconds the queue may take to say which nodes your jobs run on
 QUEUE_RETRY = 60.0  # seconds before a queue that did not answer is asked again
 MISS_REFRESH = 2.0  # seconds: an unknown host asks the queue again at most this often
+DECISION_TTL = 60.0  # seconds a loopback or proxy_hosts decision is reused
+MAX_DECISIONS = 1024  # decisions remembered at most (a proxy_hosts pattern matches endless names)
 
 
 class HostNotAllowed(Exception):
@@ -90,16 +95,22 @@ class AllowedHosts:
         self.ttl = ttl
         self._known: dict[str, _Known] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        # (site, host as asked, patterns) -> (until when, why allowed)
+        self._decisions: dict[tuple, tuple[float, str]] = {}
 
     async def check(self, site: str, target: SSHTarget, host: str, patterns: Iterable[str] = (),
                     kernel_nodes: Callable[[], Awaitable[set[str]]] | None = None) -> str:
         """Return why ``host`` is allowed, or raise :class:`HostNotAllowed` with what to do.
         ``kernel_nodes`` gives the names and addresses of the nodes of the user's kernels there;
         it and the queue are asked only when ``host`` is not known already."""
+        key = (site, host, patterns if isinstance(patterns, tuple) else tuple(patterns))
+        decided = self._decisions.get(key)
+        if decided is not None and decided[0] > time.monotonic():
+            return decided[1]
         if is_loopback(host):
-            return "the login node's loopback"
+            return self._remember(key, time.monotonic() + DECISION_TTL, "the login node's loopback")
         if matches(host, patterns):
-            return "proxy_hosts"
+            return self._remember(key, time.monotonic() + DECISION_TTL, "proxy_hosts")
         wanted = normal_host(host)
         if self._needs_refresh(site, wanted):
             async with self._locks.setdefault(site, asyncio.Lock()):
@@ -114,8 +125,12 @@ class AllowedHosts:
                     if kernel_nodes is not None:
                         names |= await kernel_nodes()
                     self._known[site] = _Known(names, time.monotonic(), failed)
-        if wanted in self._known[site].names:
-            return "a node of one of your running jobs or kernels"
+                    for stale in [k for k in self._decisions if k[0] == site]:
+                        del self._decisions[stale]  # nodes may have left: decide anew
+        known = self._known[site]
+        if wanted in known.names:
+            until = known.at + (QUEUE_RETRY if known.queue_failed else self.ttl)
+            return self._remember(key, until, "a node of one of your running jobs or kernels")
         raise HostNotAllowed(
             f"The proxy of site {site!r} does not reach {host}: it is neither the login node's "
             "loopback (127.0.0.1, localhost) nor a node of one of your running jobs or kernels there. "
@@ -123,6 +138,12 @@ class AllowedHosts:
             f"for it to the site's proxy_hosts (c.HPCSites.sites[{site!r}]['proxy_hosts'], e.g. "
             "[\"nid*\", \"*.cori.nersc.gov\"])."
         )
+
+    def _remember(self, key: tuple, until: float, why: str) -> str:
+        if len(self._decisions) >= MAX_DECISIONS:
+            self._decisions.clear()
+        self._decisions[key] = (until, why)
+        return why
 
     def _needs_refresh(self, site: str, wanted: str) -> bool:
         """Ask again when the answer is older than ``ttl`` (a job may have ended), or when the
