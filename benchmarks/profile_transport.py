@@ -3,10 +3,12 @@
 
 Starts one hpc-ssh kernel (scripts' default path: remote ipc, local TCP, the SSH layer in its
 own thread; ``--adopted``: jupyter_server's, local ipc and the SSH layer in the async client's
-own loop), then runs round trips
-(``pass``) and an iopub stream through it, reporting the CPU time each thread of this process
-used per request / per MB (from /proc/self/task/*/stat), so the SSH loop thread's share is
-visible without a profiler. Run it under a sampling profiler to see inside that thread::
+own loop), then runs round trips (``pass``) and an iopub stream through it, reporting the CPU
+time each thread of this process used per request / per MB (from /proc/self/task/*/stat), and
+for the stream also the far side's processes (the kernel, sshd's session: the bench user's), so
+the SSH layer's share is visible without a profiler. ``--before`` runs the forwarding as it was
+before issue 30, for an A/B in alternated runs. Under a sampling profiler (py-spy pauses the
+process per sample by default, which inflates the share of syscalls such as sends)::
 
     py-spy record --threads --idle -r 1000 -f raw -o /tmp/rt.txt -- python benchmarks/profile_transport.py
     python benchmarks/profile_transport.py --pyinstrument   # the SSH loop thread only
@@ -44,6 +46,25 @@ def thread_cpu() -> dict[str, float]:
             continue
         tid = int(task.name)
         name = names.get(tid) or (task / "comm").read_text().strip()
+        cpu[name] = cpu.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / TICK
+    return cpu
+
+
+def user_cpu(uid: int) -> dict[str, float]:
+    """CPU seconds per command of every process of ``uid`` (the remote side: kernel, sshd's session)."""
+    cpu: dict[str, float] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if proc.stat().st_uid != uid:
+                continue
+            name = (proc / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace").rsplit("/", 1)[-1][:40]
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if "ipykernel" in (proc / "cmdline").read_bytes().decode(errors="replace"):
+            name = "remote kernel"
         cpu[name] = cpu.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / TICK
     return cpu
 
@@ -134,9 +155,11 @@ def main(argv: list[str] | None = None) -> None:
         if profiler is not None and not args.mb_only:
             stop_loop_profiler(profiler)
             profiler = None
-        before, start = thread_cpu(), time.perf_counter()
+        uid = bed.user.pw_uid
+        before, start, remote_before = thread_cpu(), time.perf_counter(), user_cpu(uid)
         rate = iopub_throughput(client, nbytes, 65536)
         used = delta(before, thread_cpu())
+        used.update({f"(remote) {k}": v for k, v in delta(remote_before, user_cpu(uid)).items()})
         print(f"iopub {nbytes / 1e6:.0f} MB: {rate:.1f} MB/s")
         if counts is not None:
             print(f"SSH packets per MB: {counts['sent'] / (nbytes / 1e6):.1f} sent, "
