@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from json.encoder import encode_basestring as encode_json_string
 from typing import Any
 
@@ -166,6 +167,7 @@ class TerminalSocket(WebSocketMixin, JupyterHandler, WebSocketHandler):
         self.terminal: RemoteTerminal | None = None
         self.size: tuple[int | None, int | None] = (None, None)
         self.loop = asyncio.get_event_loop()
+        self._touched = float("-inf")  # time.monotonic() of the last touch()
 
     @property
     def hpc_terminals(self) -> HPCTerminalManager:
@@ -245,8 +247,12 @@ class TerminalSocket(WebSocketMixin, JupyterHandler, WebSocketHandler):
             pass
 
     def touch(self) -> None:
-        """Terminal traffic counts as the server's activity (JupyterHub's idle culler reads it)."""
-        self.application.settings["terminal_last_activity"] = utcnow()
+        """Terminal traffic counts as the server's activity (JupyterHub's idle culler reads it,
+        in minutes): noted at most once a second, not at each keystroke and echo."""
+        now = time.monotonic()
+        if now - self._touched >= 1.0:
+            self._touched = now
+            self.application.settings["terminal_last_activity"] = utcnow()
 
 
 def handlers(base_url: str) -> list:
