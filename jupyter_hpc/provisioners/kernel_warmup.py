@@ -20,8 +20,8 @@ gives it the notebook's ``JPY_SESSION_NAME`` (and ipykernel's ``__session__``), 
 history-less request made before the manager's clients connect. Without that, a pool would
 serve only notebooks of the folder its first kernel was started for.
 
-Runs in the SSH loop; the ZMQ exchanges themselves run in a worker thread, so the loop never
-blocks on them.
+Runs in the SSH loop, ZMQ included (zmq.asyncio): no worker thread is held while a kernel
+finishes its start, so filling a pool never takes the threads a server's file operations use.
 """
 
 from __future__ import annotations
@@ -74,8 +74,12 @@ async def adopt(remote: RemoteKernel, key: str, signature_scheme: str, cwd: str 
 
 
 async def _on_shell(remote: RemoteKernel, exchange: Any, key: str, signature_scheme: str, timeout: float, *args: Any) -> Any:
-    """``exchange(address, session, deadline, *args)`` in a worker thread, on a temporary
-    forward of the kernel's shell channel to a private Unix socket."""
+    """Await ``exchange(socket, session, deadline, *args)`` on a temporary forward of the
+    kernel's shell channel to a private Unix socket (a zmq.asyncio DEALER in this loop)."""
+    import zmq
+    import zmq.asyncio
+    from jupyter_client.session import Session
+
     answer = remote.answer
     if answer.get("transport") != "ipc":
         raise ValueError("not a kernel on Unix sockets")
@@ -84,42 +88,32 @@ async def _on_shell(remote: RemoteKernel, exchange: Any, key: str, signature_sch
     local_path = f"{directory}/shell"
     try:
         listener = await remote.connection.forward_path_to_path(local_path, remote_path)
+        socket = zmq.asyncio.Context.instance().socket(zmq.DEALER)
+        socket.linger = 0
         try:
-            return await asyncio.to_thread(_in_thread, exchange, f"ipc://{local_path}", key, signature_scheme,
-                                           time.monotonic() + timeout, *args)
+            socket.connect(f"ipc://{local_path}")
+            session = Session(key=key.encode(), signature_scheme=signature_scheme)
+            return await exchange(socket, session, time.monotonic() + timeout, *args)
         finally:
+            socket.close()
             listener.close()
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def _in_thread(exchange: Any, address: str, key: str, signature_scheme: str, deadline: float, *args: Any) -> Any:
-    import zmq
-    from jupyter_client.session import Session
-
-    session = Session(key=key.encode(), signature_scheme=signature_scheme)
-    socket = zmq.Context.instance().socket(zmq.DEALER)
-    socket.linger = 0
-    try:
-        socket.connect(address)
-        return exchange(socket, session, deadline, *args)
-    finally:
-        socket.close()
-
-
-def _warm_up(socket: Any, session: Any, deadline: float) -> bool:
+async def _warm_up(socket: Any, session: Any, deadline: float) -> bool:
     """kernel_info, then ``pass`` (no history) for a Python kernel."""
-    info = _request(socket, session, "kernel_info_request", {}, deadline)
+    info = await _request(socket, session, "kernel_info_request", {}, deadline)
     if info is None:
         return False
     language = ((info.get("content") or {}).get("language_info") or {}).get("name")
     if language == "python":
-        return _request(socket, session, "execute_request", PASS_WITHOUT_HISTORY, deadline) is not None
+        return await _request(socket, session, "execute_request", PASS_WITHOUT_HISTORY, deadline) is not None
     return True
 
 
-def _adopt(socket: Any, session: Any, deadline: float, code: str) -> str | None:
-    reply = _request(socket, session, "execute_request", dict(PASS_WITHOUT_HISTORY, code=code), deadline)
+async def _adopt(socket: Any, session: Any, deadline: float, code: str) -> str | None:
+    reply = await _request(socket, session, "execute_request", dict(PASS_WITHOUT_HISTORY, code=code), deadline)
     if reply is None:
         return "no answer"
     content = reply.get("content") or {}
@@ -128,14 +122,17 @@ def _adopt(socket: Any, session: Any, deadline: float, code: str) -> str | None:
     return None
 
 
-def _request(socket: Any, session: Any, msg_type: str, content: dict, deadline: float) -> dict | None:
+async def _request(socket: Any, session: Any, msg_type: str, content: dict, deadline: float) -> dict | None:
     """Send one request; its reply, or None if none came before ``deadline``."""
     sent = session.send(socket, msg_type, content)
     while (left := deadline - time.monotonic()) > 0:
-        if not socket.poll(int(left * 1000) + 1):
+        try:
+            frames = await asyncio.wait_for(socket.recv_multipart(), left)
+        except asyncio.TimeoutError:
             break
-        _, reply = session.recv(socket)
-        if reply is not None and reply.get("parent_header", {}).get("msg_id") == sent["header"]["msg_id"]:
+        _, message = session.feed_identities(frames)
+        reply = session.deserialize(message)
+        if reply.get("parent_header", {}).get("msg_id") == sent["header"]["msg_id"]:
             return reply
     log.info("pre-started kernel did not answer its %s within the warm-up's time", msg_type)
     return None
