@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
+import tempfile
+import time
 
 import pytest
 
@@ -115,6 +119,52 @@ def test_a_terminated_launcher_ends_its_kernel_and_leaves_no_directory(tmp_path)
     assert proc.wait(10) == 128 + signal.SIGTERM
     assert not os.path.exists(f"/proc/{answer['pid']}") or open(f"/proc/{answer['pid']}/stat").read().split()[2] == "Z"
     assert not os.path.exists(answer["kernel_dir"]) and not os.path.exists(socket_dir)
+
+
+def test_a_killed_launchers_short_directory_is_swept_by_the_next_launch(tmp_path):
+    """SIGKILL runs no cleanup (a demo's second Ctrl-C, the OOM killer): the kernel's socket
+    directory in TMPDIR stays. The user's next launch on the node removes it once its sockets
+    all refuse, and leaves alone a live kernel's, a fresh one, and one made by another host."""
+    ipc = dict(transport="ipc", argv=[sys.executable, "-c", FAKE_IPC_KERNEL, "{connection_file}"])
+    for name in ("killed", "live", "fresh"):
+        (tmp_path / name).mkdir()
+    killed = start_launcher(request(tmp_path / "killed", **ipc))
+    dead = json.loads(killed.stdout.readline())
+    assert dead["ok"], dead
+    live = start_launcher(request(tmp_path / "live", **ipc))
+    alive = json.loads(live.stdout.readline())
+    killed.kill()
+    os.kill(dead["pid"], signal.SIGKILL)
+    killed.wait(10)
+    dead_dir, live_dir = os.path.dirname(dead["ip"]), os.path.dirname(alive["ip"])
+    elsewhere = rl.mark_host(tempfile.mkdtemp(prefix=rl.SHORT_DIR_PREFIX))
+    with open(os.path.join(elsewhere, rl.HOST_MARKER), "w") as handle:
+        handle.write("another-node %d" % killed.pid)  # a launcher gone, but not from here
+    for name in ("k-1", "k-2"):
+        socket.socket(socket.AF_UNIX).bind(os.path.join(elsewhere, name))  # closed: refuses
+    old = time.time() - 2 * rl.STALE_AFTER
+    for path in (dead_dir, dead["kernel_dir"], live_dir, alive["kernel_dir"], elsewhere):
+        os.utime(path, (old, old))
+    fresh = start_launcher(request(tmp_path / "fresh", **ipc))  # the next launch sweeps
+    try:
+        assert json.loads(fresh.stdout.readline())["ok"]
+        deadline = time.monotonic() + 10
+        while os.path.exists(dead_dir) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not os.path.exists(dead_dir)
+        # The killed kernel's directory went to TMPDIR too (its runtime directory is deep
+        # here): it names the dead sockets, so it goes, and the signing key with it.
+        assert dead["kernel_dir"].startswith(tempfile.gettempdir() + "/" + rl.SHORT_DIR_PREFIX)
+        while os.path.exists(dead["kernel_dir"]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not os.path.exists(dead["kernel_dir"])
+        assert os.path.isdir(live_dir) and os.path.isdir(alive["kernel_dir"]) and os.path.isdir(elsewhere)
+    finally:
+        for proc in (live, fresh):
+            proc.stdin.close()
+            proc.wait(10)
+        shutil.rmtree(elsewhere, ignore_errors=True)
+    assert not os.path.exists(live_dir) and not os.path.exists(alive["kernel_dir"])
 
 
 @pytest.mark.parametrize(

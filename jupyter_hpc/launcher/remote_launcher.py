@@ -140,7 +140,7 @@ def make_short_kernel_dir(runtime_dir, safe):
             "(remote_transport, or the kernelspec's metadata.jupyter_hpc.transport: 'tcp-curve')"
             % (SOCKET_PATH_MAX, runtime_dir, len(os.fsencode(runtime_dir)), base)
         )
-    return tempfile.mkdtemp(prefix=prefix, dir=base)
+    return mark_host(tempfile.mkdtemp(prefix=prefix, dir=base))
 
 
 def make_socket_dir(kernel_dir):
@@ -153,7 +153,90 @@ def make_socket_dir(kernel_dir):
     base = tempfile.gettempdir()
     if len("ipc://" + os.path.join(base, SHORT_DIR_PREFIX + "x" * 8, "k-5")) > SHORT_ENDPOINT_MAX:
         return kernel_dir
-    return tempfile.mkdtemp(prefix=SHORT_DIR_PREFIX, dir=base)
+    return mark_host(tempfile.mkdtemp(prefix=SHORT_DIR_PREFIX, dir=base))
+
+
+HOST_MARKER = ".host"  # in a short directory: "<node> <launcher pid>" (TMPDIR may be shared)
+STALE_AFTER = 60.0  # seconds a short directory whose kernel's sockets all refuse must be unchanged
+
+
+def mark_host(path):
+    write_private_file(os.path.join(path, HOST_MARKER), "%s %d" % (socket.gethostname(), os.getpid()))
+    return path
+
+
+def made_by_a_gone_launcher_here(path):
+    """Whether the launcher that made the short directory ``path`` ran on this node and has
+    ended (while it runs, its kernel's files are its own to remove)."""
+    with open(os.path.join(path, HOST_MARKER)) as handle:
+        host, _, pid = handle.read().partition(" ")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        pass
+    return False
+
+
+def accepts_connections(path):
+    """Whether a process accepts connections on the Unix socket ``path`` (a refusal or no
+    such file means none does; anything else, e.g. a full backlog, counts as yes)."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(path)
+        return True
+    except (ConnectionRefusedError, FileNotFoundError):
+        return False
+    except OSError:
+        return True
+    finally:
+        probe.close()
+
+
+def kernel_sockets(path):
+    """The channel sockets a short directory holds, or that the connection file in it (a
+    kernel directory) names; None for a kernel on TCP, whose liveness this cannot tell."""
+    sockets = [os.path.join(path, entry) for entry in os.listdir(path)
+               if entry.startswith(SOCKET_PREFIX + "-") and stat.S_ISSOCK(os.lstat(os.path.join(path, entry)).st_mode)]
+    try:
+        info = read_connection_file(os.path.join(path, CONNECTION_FILE))
+    except FileNotFoundError:
+        return sockets
+    except (OSError, LaunchFailure):
+        return None
+    if info.get("transport") != "ipc":
+        return None
+    return sockets + ["%s-%d" % (info["ip"], info[name + "_port"]) for name in CHANNELS]
+
+
+def sweep_short_dirs(keep=()):
+    """Remove this user's short directories in TMPDIR (``jh-*``: socket and kernel directories)
+    that a kernel on this node left when its launcher was killed (SIGKILL: nothing ran to
+    clean up): each is marked with this host and a launcher that has ended, unchanged for
+    STALE_AFTER seconds, and its kernel's channel sockets are gone or refuse connections. A
+    directory without sockets (one about to bind), a kernel on TCP, or one made elsewhere (a
+    TMPDIR shared with compute nodes) is left alone."""
+    base = tempfile.gettempdir()
+    try:
+        names = [name for name in os.listdir(base) if name.startswith(SHORT_DIR_PREFIX)]
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(base, name)
+        if path in keep or not is_short_kernel_dir(path):
+            continue
+        try:
+            if time.time() - os.lstat(path).st_mtime < STALE_AFTER or not made_by_a_gone_launcher_here(path):
+                continue
+            sockets = kernel_sockets(path)
+        except OSError:
+            continue
+        if sockets and not any(accepts_connections(sock) for sock in sockets):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def is_short_kernel_dir(path):
@@ -864,6 +947,7 @@ def main(stdin=None, stdout=None):
         return 1
     monitor.send(answer)
     threading.Thread(target=monitor.report_listeners, daemon=True).start()
+    threading.Thread(target=sweep_short_dirs, args=({monitor.kernel_dir, monitor.socket_dir},), daemon=True).start()
     monitor.serve()
     return 0
 
