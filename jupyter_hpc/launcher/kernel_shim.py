@@ -28,7 +28,8 @@ namespaces, which many sites turn off. Turning the debugger off loses it. Jupyte
 touches these ports: its debugger speaks DAP on the kernel's control channel and ipykernel
 relays, so keeping the relay's TCP link owner-only keeps the debugger working.
 
-It also makes xeus-python (0.19 and later, PyPI's or conda's) interruptible: xeus-python
+It also makes xeus-python 0.19+ interruptible (as PyPI's wheel runs it, ``python -m
+xpython_launcher``; conda's ``xpython`` binary is untried): xeus-python
 answers SIGINT, its kernelspec's interrupt mode, by exiting, and an ``interrupt_request`` by
 doing nothing (xeus-python#527, xeus#262 and #272, open upstream). Once its IPython shell
 loads, the shim gives SIGINT a Python handler that raises KeyboardInterrupt in the cell being
