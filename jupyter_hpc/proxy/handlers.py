@@ -107,6 +107,7 @@ class ProxyHandler(JupyterHandler):
     upstream: RemoteStream | None = None
     websocket = False
     refusal: web.HTTPError | None = None
+    pending_head = b""  # a request's head, held back to go out with the first piece of its body
 
     # -- authentication, CSRF, which host --------------------------------------------------
 
@@ -262,6 +263,9 @@ class ProxyHandler(JupyterHandler):
             self.h11 = h11.Connection(our_role=h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
             head = self.h11.send(h11.Request(method=self.request.method, target=self.upstream_target(),
                                              headers=self.upstream_headers()))
+            if self.request.headers.get("Content-Length", "0") != "0" or "Transfer-Encoding" in self.request.headers:
+                self.pending_head = head  # goes out with the first piece of the body, which follows it
+                head = b""
             await self.open_upstream(first=head)
 
     # -- the channel ------------------------------------------------------------------------
@@ -318,7 +322,8 @@ class ProxyHandler(JupyterHandler):
     async def data_received(self, chunk: bytes) -> None:
         """The request body, passed on as it arrives (SSH's window paces the browser)."""
         if self.upstream is not None and not self.websocket and self.refusal is None:
-            await self.send(self.h11.send(h11.Data(data=chunk)))
+            data, self.pending_head = self.pending_head + self.h11.send(h11.Data(data=chunk)), b""
+            await self.send(data)
 
     # -- HTTP ---------------------------------------------------------------------------------
 
@@ -331,7 +336,8 @@ class ProxyHandler(JupyterHandler):
             raise self.refusal
         started = unflushed = False
         try:
-            await self.send(self.h11.send(h11.EndOfMessage()))
+            data, self.pending_head = self.pending_head + self.h11.send(h11.EndOfMessage()), b""
+            await self.send(data)
             while True:
                 event = self.h11.next_event()
                 if event is h11.NEED_DATA:
