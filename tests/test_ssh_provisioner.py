@@ -226,10 +226,13 @@ def standby_launchers(sshd) -> set[int]:
 def test_the_next_start_takes_the_launcher_waiting_on_standby_which_expires_unused(ssh_spec, sshd):
     name = ssh_spec(launcher_standby=2.0)
     run_in_ssh_loop_sync(get_pool().close())
+    # Earlier tests' connections (closed just now) may have left launchers on standby under
+    # the same sshd; they are not this test's.
+    earlier = standby_launchers(sshd)
     with running_kernel(name) as (km, _):
         first = provisioner_info(km)["pid"]
         deadline = time.monotonic() + 10
-        while not (waiting := standby_launchers(sshd)) and time.monotonic() < deadline:
+        while not (waiting := standby_launchers(sshd) - earlier) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert len(waiting) == 1, "a launcher should wait on standby after a start"
         km.restart_kernel(now=True)  # a restart is a launch too: it takes the waiting launcher
@@ -237,9 +240,9 @@ def test_the_next_start_takes_the_launcher_waiting_on_standby_which_expires_unus
         assert restarted != first and parent_pid(restarted) in waiting
     # Unused for launcher_standby seconds, the next one exits and leaves nothing running.
     deadline = time.monotonic() + 10
-    while standby_launchers(sshd) and time.monotonic() < deadline:
+    while standby_launchers(sshd) - earlier and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not standby_launchers(sshd)
+    assert not standby_launchers(sshd) - earlier
 
 
 def test_setup_lines_shape_the_kernel_environment(ssh_spec, tmp_path, remote_python):
