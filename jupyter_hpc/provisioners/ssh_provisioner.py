@@ -146,7 +146,9 @@ class SSHProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         0, config=True,
         help="Kernels of each kernelspec kept pre-started on the login node, so that a start "
         "costs only the attach. They run as you, are never shared, are topped up in the "
-        "background and stopped on exit. 0: no pool.",
+        "background and stopped on exit. Each has answered its first requests before it is "
+        "offered (its first cell is still In [1]); a Python kernel taken for a notebook is moved "
+        "to the notebook's folder and given its session name. 0: no pool.",
     )
     pool_idle_lifetime = Float(
         600.0, config=True,
