@@ -85,6 +85,46 @@ def test_a_pre_started_kernel_moves_to_the_notebooks_folder(ssh_spec, kernel_use
     run_in_ssh_loop_sync(KernelPool.drain_all())
 
 
+def test_in_a_server_a_notebooks_kernel_comes_from_the_pool_with_its_session_name(ssh_spec, kernel_user, tmp_path):
+    """The same through jupyter_server, with the extension loaded: the SSH layer runs in the
+    server's loop (the warm-up and the adoption speak ZMQ there) and the kernel's channels are
+    Unix sockets on the server's side."""
+    import json
+
+    from demo_helpers import KernelSocket
+    from server_helpers import Server
+
+    name = ssh_spec(pool_size=1, pool_idle_lifetime=60)
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "jupyter_server_config.json").write_text(
+        json.dumps({"ServerApp": {"jpserver_extensions": {"jupyter_hpc": True}}}))
+    server = Server(tmp_path)
+    sockets = []
+    try:
+        def notebook(path: str) -> KernelSocket:
+            reply = server.api("POST", "sessions", json={"path": path, "type": "notebook", "kernel": {"name": name}})
+            assert reply.status_code == 201, reply.text + server.log[-3000:]
+            sockets.append(KernelSocket(server, reply.json()["kernel"]["id"]))
+            return sockets[-1]
+
+        first = notebook("a.ipynb")
+        deadline = time.monotonic() + 30
+        while len(kernels_under_sshd(kernel_user.pw_uid)) < 2:  # the pool has filled
+            assert time.monotonic() < deadline, server.log[-3000:]
+            time.sleep(0.1)
+        time.sleep(0.5)  # and warmed up
+        pooled = kernels_under_sshd(kernel_user.pw_uid) - {int(first.execute("import os; print(os.getpid())")["stdout"])}
+        second = notebook("b.ipynb")
+        pid, session_name, session = second.execute(
+            "import os; print(os.getpid(), os.environ['JPY_SESSION_NAME'], __session__)")["stdout"].split()
+        assert int(pid) in pooled  # started before it was asked for (others' kernels may be in the set)
+        assert session_name == session == "b.ipynb"
+    finally:
+        for socket in sockets:
+            socket.close()
+        server.stop()
+
+
 @pytest.fixture
 def served_proxy_route():
     """As in a hub's server whose extension serves the cluster proxy's route."""
