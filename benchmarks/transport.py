@@ -31,6 +31,16 @@ machine's noise falls on every variant alike:
                       remote TCP loopback with CurveZMQ, asyncssh forwards.
 * ``plain ssh -L``    a plaintext 127.0.0.1 TCP kernel reached through OpenSSH ``ssh -N -L``,
                       the way the peers do it (and what issue 11 refuses to do).
+* ``… through OpenSSH ssh -tt -L``  an hpc-ssh kernel (remote Unix sockets, secrets) reached
+                      through OpenSSH's C client instead of our asyncssh relay, same sshd.
+
+The relay floor, in the same interleaved blocks: a 300-byte echo on the login node (a Python
+echo service on a Unix socket, started over the pooled connection as the bench user), no
+kernel and no ZMQ, reached directly, through our forwards (``SiteConnection.forward_*``, the
+kernels' own: SSH in a thread, local ipc and TCP; and in the second process with the SSH
+layer in the client's loop) and through OpenSSH ``ssh -tt -L``. What a kernel's round trip
+adds beyond the echo's is the kernel's traffic on the relay (the iopub messages of each
+request, several packets in flight) rather than the relay's fixed cost.
 
 Throughput has two ceilings, same bytes, no kernel: OpenSSH ``ssh host head -c N /dev/zero``
 over a ControlMaster (no key exchange in the timing), and the same command over the asyncssh
@@ -170,7 +180,7 @@ async def serve_async_clients(kernels: dict[str, str], replies) -> None:
     loop = asyncio.get_running_loop()
     if not adopt_loop(loop):
         raise RuntimeError("the SSH layer was already running in a thread of its own")
-    managers, clients = [], {}
+    managers, clients, echoes = [], {}, {}
 
     def reply(answer: dict) -> None:
         replies.write(json.dumps(answer) + "\n")
@@ -190,12 +200,21 @@ async def serve_async_clients(kernels: dict[str, str], replies) -> None:
         reply({"ready": list(clients)})
         while line := await loop.run_in_executor(None, sys.stdin.readline):
             request = json.loads(line)
+            if request["op"] == "echo_open":
+                echoes.update(await open_echoes_in_child(request))
+                reply({"names": list(echoes)})
+                continue
+            if request["name"] in echoes:
+                reply({"samples": await echoes[request["name"]].round_trips(request["n"])})
+                continue
             client = clients[request["name"]]
             if request["op"] == "rt":
                 reply({"samples": [await round_trip_async(client) for _ in range(request["n"])]})
             else:
                 reply({"rate": await iopub_throughput_async(client, request["nbytes"], request["chunk"])})
     finally:
+        for echo in echoes.values():
+            echo.close()
         for client in clients.values():
             client.stop_channels()
         for km in managers:
@@ -286,15 +305,21 @@ def openssh_cat(bed: Bed, control: list[str], nbytes: int) -> float:
     return nbytes / elapsed / 1e6
 
 
-def asyncssh_cat(bed: Bed, nbytes: int) -> tuple[float, str]:
-    """MB/s of the same command over hpc-ssh's own pooled asyncssh connection and loop."""
-    from jupyter_hpc.ssh import SSHTarget, get_pool, run_in_ssh_loop_sync
+def bench_target(config: dict):
+    """The pooled connection's :class:`SSHTarget` for a provisioner config of the bed's."""
+    from jupyter_hpc.ssh import SSHTarget
 
-    config = bed.ssh_config()
-    target = SSHTarget(
+    return SSHTarget(
         host=config["host"], port=config["port"], username=config["username"],
         client_keys=tuple(config["client_keys"]), known_hosts=config["known_hosts"],
     )
+
+
+def asyncssh_cat(bed: Bed, nbytes: int) -> tuple[float, str]:
+    """MB/s of the same command over hpc-ssh's own pooled asyncssh connection and loop."""
+    from jupyter_hpc.ssh import get_pool, run_in_ssh_loop_sync
+
+    target = bench_target(bed.ssh_config())
 
     async def cat() -> tuple[float, str]:
         connection = await get_pool().connect(target)
@@ -312,10 +337,170 @@ def asyncssh_cat(bed: Bed, nbytes: int) -> tuple[float, str]:
     return run_in_ssh_loop_sync(cat())
 
 
+# -- the relay floor: an echo, no kernel, no ZMQ -------------------------------------------
+
+ECHO_BYTES = 300  # about an execute request or reply
+ECHO_DIRECT = "echo, direct (no SSH)"
+ECHO_OURS_IPC = "echo through our forward, local ipc, SSH in a thread"
+ECHO_OURS_TCP = "echo through our forward, local TCP, SSH in a thread"
+ECHO_OPENSSH = "echo through OpenSSH ssh -tt -L (C client), local ipc"
+ECHO_DIRECT_ASYNC = "echo, direct, async client"
+ECHO_ADOPTED = "echo through our forward, local ipc, SSH in the client's loop"
+
+# Run on the login node as the bench user, over the pooled connection: listens on a Unix socket
+# in a fresh 0700 directory, prints its path, echoes every connection until stdin ends.
+ECHO_SERVER = r"""
+import os, socket, sys, tempfile, threading
+directory = tempfile.mkdtemp(prefix="jupyter-hpc-echo-")
+path = os.path.join(directory, "echo")
+server = socket.socket(socket.AF_UNIX)
+server.bind(path)
+server.listen(16)
+def echo(conn):
+    with conn:
+        while data := conn.recv(65536):
+            conn.sendall(data)
+def accept():
+    while True:
+        threading.Thread(target=echo, args=(server.accept()[0],), daemon=True).start()
+threading.Thread(target=accept, daemon=True).start()
+print(path, flush=True)
+sys.stdin.read()
+os.unlink(path)
+os.rmdir(directory)
+"""
+
+
+class EchoClient:
+    """A blocking client of the echo service: ``ECHO_BYTES`` out, the same bytes back."""
+
+    def __init__(self, address) -> None:
+        import socket
+
+        family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
+        self.sock = socket.socket(family)
+        if family == socket.AF_INET:
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                self.sock.connect(address)
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        self.message = bytes(range(256)) * (ECHO_BYTES // 256) + bytes(ECHO_BYTES % 256)
+        self.buffer = bytearray(65536)
+        self.round_trips(1)  # the far end's channel is open and echoes
+
+    def round_trips(self, n: int) -> list[float]:
+        samples = []
+        for _ in range(n):
+            start = time.perf_counter()
+            self.sock.sendall(self.message)
+            received = 0
+            while received < ECHO_BYTES:
+                got = self.sock.recv_into(memoryview(self.buffer)[received:])
+                if not got:
+                    raise RuntimeError("the echo service closed the connection")
+                received += got
+            samples.append(time.perf_counter() - start)
+            if self.buffer[:ECHO_BYTES] != self.message:
+                raise RuntimeError("the echo came back different")
+        return samples
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class AsyncEchoClient:
+    """:class:`EchoClient` in an asyncio loop (the child process's, the SSH layer's too)."""
+
+    def __init__(self, reader, writer) -> None:
+        self.reader, self.writer = reader, writer
+        self.message = bytes(range(256)) * (ECHO_BYTES // 256) + bytes(ECHO_BYTES % 256)
+
+    async def round_trips(self, n: int) -> list[float]:
+        samples = []
+        for _ in range(n):
+            start = time.perf_counter()
+            self.writer.write(self.message)
+            echoed = await self.reader.readexactly(ECHO_BYTES)
+            samples.append(time.perf_counter() - start)
+            if echoed != self.message:
+                raise RuntimeError("the echo came back different")
+        return samples
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def start_echo_floor(bed: Bed, stack: contextlib.ExitStack, process: "AsyncClientProcess | None") -> dict:
+    """Start the echo service on the login node over hpc-ssh's pooled connection (as the bench
+    user) and reach it directly, through :mod:`jupyter_hpc.ssh.forward` (the kernels' forwards,
+    ``SiteConnection.forward_*``) and through OpenSSH ``ssh -L``; in the child process also
+    directly and through our forward with the SSH layer in its loop. Returns the variants."""
+    from jupyter_hpc.ssh import get_pool, run_in_ssh_loop_sync
+
+    config = bed.ssh_config()
+
+    async def start():
+        connection = await get_pool().connect(bench_target(config))
+        here, server = await connection.start([bed.remote_python, "-I", "-c", ECHO_SERVER])
+        path = (await asyncio.wait_for(server.stdout.readline(), 15)).strip()
+        if not path:
+            raise RuntimeError(f"the echo service did not start: {await server.stderr.read()}")
+        ipc = await here.forward_path_to_path(str(bed.root / "echo-ours.sock"), path)
+        tcp = await here.forward_port_to_path(path)
+        return server, path, ipc, tcp
+
+    async def stop(server, forwards) -> None:
+        for forward in forwards:
+            forward.close()
+        server.stdin.write_eof()
+        await asyncio.wait_for(server.wait_closed(), 10)
+
+    server, path, ipc, tcp = run_in_ssh_loop_sync(start())
+    stack.callback(lambda: run_in_ssh_loop_sync(stop(server, (ipc, tcp))))
+    variants = {}
+
+    def client(name: str, address) -> None:
+        variants[name] = echo = EchoClient(address)
+        stack.callback(echo.close)
+
+    client(ECHO_DIRECT, path)
+    client(ECHO_OURS_IPC, str(bed.root / "echo-ours.sock"))
+    client(ECHO_OURS_TCP, ("127.0.0.1", tcp.get_port()))
+    openssh_path = str(bed.root / "echo-openssh.sock")
+    interactive_ssh_L(bed, stack, ["-L", f"{openssh_path}:{path}"])
+    client(ECHO_OPENSSH, openssh_path)
+    if process is not None:
+        for name in process.ask(op="echo_open", path=path, config=config, local=str(bed.root / "echo-child.sock"))["names"]:
+            variants[name] = InChildProcess(process, name)
+    return variants
+
+
+async def open_echoes_in_child(request: dict) -> dict:
+    """The child's side of :func:`start_echo_floor`: the echo reached directly and through our
+    forward in this loop (the SSH layer adopted into it), each with an asyncio client."""
+    from jupyter_hpc.ssh import get_pool
+
+    connection = await get_pool().connect(bench_target(request["config"]))
+    forward = await connection.forward_path_to_path(request["local"], request["path"])
+    echoes = {}
+    for name, path in ((ECHO_DIRECT_ASYNC, request["path"]), (ECHO_ADOPTED, request["local"])):
+        echoes[name] = AsyncEchoClient(*await asyncio.open_unix_connection(path))
+        await echoes[name].round_trips(1)
+    echoes[ECHO_ADOPTED].forward = forward
+    return echoes
+
+
 # -- the run ------------------------------------------------------------------------------
 
 
 TCP_LOCAL = "hpc-ssh, local TCP (scripts' default)"
+OPENSSH_IPC = "hpc-ssh's remote kernel through OpenSSH ssh -tt -L (C client), local ipc"
 IPC_LOCAL = "hpc-ssh, local ipc, SSH in a thread (JUPYTER_HPC_SSH_LOOP=thread)"
 UNCOALESCED = "hpc-ssh, local ipc, SSH in a thread, as before issue 30"
 
@@ -366,8 +551,58 @@ def as_before_issue_30(conn) -> None:
     run_in_ssh_loop_sync(unwrap())
 
 
-def start_variants(bed: Bed, with_plain: bool, with_async: bool):
-    """Start every kernel; return ({name: InThisProcess | InChildProcess} in table order, stack)."""
+def interactive_ssh_L(bed: Bed, stack: contextlib.ExitStack, forwards: list[str]) -> subprocess.Popen:
+    """OpenSSH ``ssh -L`` with a remote ``sleep`` on a forced tty (``-tt``): an interactive
+    session, for which both ssh and sshd set ``TCP_NODELAY`` on the SSH connection. With ``-N``
+    neither does, and a kernel's round trip, several SSH packets in flight, waits ~40 ms for a
+    delayed ACK each time (the peers' row); an echo, one packet each way, would not show it."""
+    tunnel = subprocess.Popen(
+        bed.ssh_argv("-tt", "-o", "ExitOnForwardFailure=yes", *forwards) + ["sleep", "3600"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+    )
+
+    def end_tunnel() -> None:
+        tunnel.terminate()
+        tunnel.wait(10)
+
+    stack.callback(end_tunnel)
+    return tunnel
+
+
+def kernel_over_openssh_L(bed: Bed, stack: contextlib.ExitStack, km) -> InThisProcess:
+    """The hpc-ssh kernel ``km`` started (its launcher, remote Unix sockets, secrets), reached
+    instead through one OpenSSH ``ssh -N -L`` forwarding its five sockets to local ones: the
+    same kernel and sshd with a C relay in place of our asyncssh one, for reference."""
+    from jupyter_client import BlockingKernelClient
+
+    from jupyter_hpc.launcher.remote_launcher import CHANNELS
+
+    answer = km.provisioner._remote.answer
+    if answer["transport"] != "ipc":
+        raise RuntimeError(f"the reference kernel listens on {answer['transport']}, not Unix sockets")
+    prefix = str(bed.root / "openssh-L")
+    forwards = []
+    for number, channel in enumerate(CHANNELS, start=1):
+        forwards += ["-L", f"{prefix}-{number}:{answer['ip']}-{int(answer['ports'][channel])}"]
+    tunnel = interactive_ssh_L(bed, stack, forwards)
+    deadline = time.monotonic() + 15
+    while not all(os.path.exists(f"{prefix}-{number}") for number in range(1, len(CHANNELS) + 1)):
+        if tunnel.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("ssh -L to the kernel's sockets did not come up")
+        time.sleep(0.05)
+    info = dict(km.get_connection_info(session=False), transport="ipc", ip=prefix)
+    info.update({f"{channel}_port": number for number, channel in enumerate(CHANNELS, start=1)})
+    client = BlockingKernelClient()
+    client.load_connection_info(info)
+    client.start_channels()
+    stack.callback(client.stop_channels)
+    client.wait_for_ready(timeout=60)
+    return InThisProcess(client)
+
+
+def start_variants(bed: Bed, with_plain: bool, with_async: bool, with_floor: bool):
+    """Start every kernel and the echo floor; return ({name: InThisProcess | InChildProcess} in
+    table order, {name: echo variant}, stack)."""
     import jupyter_client
     from jupyter_client import BlockingKernelClient
 
@@ -390,6 +625,7 @@ def start_variants(bed: Bed, with_plain: bool, with_async: bool):
     managed("local", bed.kernelspec("bench-local"), **devnull)
     managed(TCP_LOCAL, bed.kernelspec("bench-ssh", bed.ssh_config()))
     managed(IPC_LOCAL, bed.kernelspec("bench-ssh-ipc", bed.ssh_config(local_transport="ipc")))
+    process = None
     if with_async:
         # jupyter_server's default path: the same kernelspec (local ipc) from an async client
         # whose loop runs the SSH layer too, against a local kernel driven the same way.
@@ -403,6 +639,13 @@ def start_variants(bed: Bed, with_plain: bool, with_async: bool):
     with asyncssh_forwards():
         managed(UNCOALESCED, bed.kernelspec("bench-ssh-ipc-each", bed.ssh_config(local_transport="ipc", known_hosts=own)))
     as_before_issue_30(managers[UNCOALESCED].provisioner._remote.connection.conn)
+    if with_floor:
+        # A kernel of its own, started by hpc-ssh but with no client on our forwards: a client
+        # there would have our SSH layer relay this row's iopub traffic during its timings.
+        km = jupyter_client.KernelManager(kernel_name=bed.kernelspec("bench-ssh-ipc-openssh", bed.ssh_config(local_transport="ipc")))
+        km.start_kernel()
+        stack.callback(km.shutdown_kernel, now=False)
+        variants[OPENSSH_IPC] = kernel_over_openssh_L(bed, stack, km)
     managed(
         "hpc-ssh fallback (tcp+curve)",
         bed.kernelspec("bench-ssh-curve", bed.ssh_config(bed.sshd_nosl)),
@@ -417,7 +660,8 @@ def start_variants(bed: Bed, with_plain: bool, with_async: bool):
         variants["plain tcp over OpenSSH -L (peers)"] = InThisProcess(client)
     order = ["local", LOCAL_ASYNC, TCP_LOCAL, IPC_LOCAL, ADOPTED]
     variants = {name: variants[name] for name in sorted(variants, key=lambda n: order.index(n) if n in order else len(order))}
-    return variants, stack
+    floor = start_echo_floor(bed, stack, process) if with_floor else {}
+    return variants, floor, stack
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -430,6 +674,7 @@ def main(argv: list[str] | None = None) -> None:
                         help=f"comma-separated sizes in KiB of the cell's writes (default {CHUNKS_KIB})")
     parser.add_argument("--no-plain", action="store_true", help="skip the plain-TCP ssh -L peer variant")
     parser.add_argument("--no-async", action="store_true", help="skip jupyter_server's path (async clients, SSH in their loop)")
+    parser.add_argument("--no-floor", action="store_true", help="skip the relay floor (an echo service, no kernel)")
     parser.add_argument("--serve-async-clients", metavar="KERNELS_JSON", help=argparse.SUPPRESS)
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
@@ -445,14 +690,17 @@ def main(argv: list[str] | None = None) -> None:
     bed = Bed(fallback_sshd=True)
     try:
         t0 = time.perf_counter()
-        variants, stack = start_variants(bed, with_plain=not args.no_plain, with_async=not args.no_async)
+        variants, floor, stack = start_variants(
+            bed, with_plain=not args.no_plain, with_async=not args.no_async, with_floor=not args.no_floor
+        )
         with stack:
-            for variant in variants.values():  # warm up every path (JIT-free, but caches, forwards)
+            timed = {**variants, **floor}  # the echo's blocks interleaved with the kernels'
+            for variant in timed.values():  # warm up every path (JIT-free, but caches, forwards)
                 variant.round_trips(20)
-            samples = {name: [] for name in variants}
-            block_p50s = {name: [] for name in variants}  # for the overhead, paired block by block
+            samples = {name: [] for name in timed}
+            block_p50s = {name: [] for name in timed}  # for the overhead, paired block by block
             for _ in range(blocks):
-                for name, variant in variants.items():
+                for name, variant in timed.items():
                     try:
                         block = variant.round_trips(requests // blocks)
                     except Exception as exc:
@@ -471,7 +719,7 @@ def main(argv: list[str] | None = None) -> None:
                         for name, variant in variants.items():
                             rates[name, chunk].append(variant.throughput(nbytes, chunk))
         elapsed = time.perf_counter() - t0
-        report(samples, block_p50s, rates, ceilings, requests, nbytes, repeats, cipher, elapsed)
+        report(samples, block_p50s, rates, ceilings, requests, nbytes, repeats, cipher, elapsed, list(floor))
     except BaseException:
         print(bed.log_tail(), file=sys.stderr)
         raise
@@ -480,30 +728,59 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def baseline(name: str) -> str:
-    """The local kernel a row is compared with: the one driven the same way, in the same process."""
-    return LOCAL_ASYNC if name == ADOPTED else "local"
+    """What a row is compared with: the local kernel (or the echo reached without SSH) driven
+    the same way, in the same process."""
+    return {ADOPTED: LOCAL_ASYNC, ECHO_ADOPTED: ECHO_DIRECT_ASYNC}.get(
+        name, ECHO_DIRECT if name.startswith("echo") else "local"
+    )
 
 
-def report(samples, block_p50s, rates, ceilings, requests, nbytes, repeats, cipher, elapsed) -> None:
+def paired_overheads(block_p50s, name: str) -> list[float]:
+    """ms: each block's p50 minus its baseline's p50 in the same pass, so load that comes and
+    goes during the run falls on both sides of each difference."""
+    return [(mine - theirs) * 1e3 for mine, theirs in zip(block_p50s[name], block_p50s[baseline(name)])]
+
+
+def round_trip_rows(samples, block_p50s, names) -> list[list[str]]:
     rows = []
-    for name, values in samples.items():
-        s, local = summarize(values), summarize(samples[baseline(name)])
-        # Overhead paired block by block (a block's p50 minus local's p50 in the same pass), so
-        # load that comes and goes during the run falls on both sides of each difference.
-        paired = [(mine - theirs) * 1e3 for mine, theirs in zip(block_p50s[name], block_p50s[baseline(name)])]
+    for name in names:
+        s, base = summarize(samples[name]), summarize(samples[baseline(name)])
+        paired = paired_overheads(block_p50s, name)
         rows.append([
-            name + (" ¹" if name == ADOPTED else ""),
+            name + (" ¹" if name in (ADOPTED, ECHO_ADOPTED) else ""),
             f"{s['p50'] * 1e3:.3f}", f"{s['p90'] * 1e3:.3f}", f"{s['p99'] * 1e3:.3f}",
-            f"{s['min'] * 1e3:.3f}–{s['max'] * 1e3:.2f}", f"{s['p50'] / local['p50']:.2f}×",
-            f"{(s['p50'] - local['p50']) * 1e3:+.3f}",
+            f"{s['min'] * 1e3:.3f}–{s['max'] * 1e3:.2f}", f"{s['p50'] / base['p50']:.2f}×",
+            f"{(s['p50'] - base['p50']) * 1e3:+.3f}",
             f"{statistics.median(paired):+.3f}", f"{min(paired):+.3f} … {max(paired):+.3f}",
         ])
+    return rows
+
+
+ROUND_TRIP_HEADERS = ["variant", "p50 ms", "p90 ms", "p99 ms", "min–max ms", "p50 ratio", "p50 overhead ms",
+                      "overhead, median of blocks ms", "blocks min … max ms"]
+
+
+def report(samples, block_p50s, rates, ceilings, requests, nbytes, repeats, cipher, elapsed, floor=()) -> None:
+    kernels = [name for name in samples if name not in floor]
     print(f"\n#### Execute round trip (`pass` → execute_reply), {len(samples['local'])} requests per variant "
           f"in {len(block_p50s['local'])} interleaved blocks\n")
-    print(table(["variant", "p50 ms", "p90 ms", "p99 ms", "min–max ms", "p50 ratio", "p50 overhead ms",
-                 "overhead, median of blocks ms", "blocks min … max ms"], rows))
+    print(table(ROUND_TRIP_HEADERS, round_trip_rows(samples, block_p50s, kernels)))
     if ADOPTED in samples:
         print(f"\n¹ against `{LOCAL_ASYNC}` (same client, same process); every other row against `local`.")
+    if floor:
+        print(f"\n#### The relay floor: a {ECHO_BYTES}-byte echo on the login node, no kernel, no ZMQ, "
+              f"{len(samples[floor[0]])} round trips per variant in the same interleaved blocks\n")
+        print(table(ROUND_TRIP_HEADERS, round_trip_rows(samples, block_p50s, floor)))
+        if ECHO_ADOPTED in samples:
+            print(f"\n¹ against `{ECHO_DIRECT_ASYNC}` (an asyncio client in the second process); "
+                  f"every other row against `{ECHO_DIRECT}` (a blocking client in this process).")
+        print("\nOverhead over local, medians of blocks (ms): the relay alone (echo) against a kernel's round trip")
+        pairs = ((ECHO_OURS_TCP, TCP_LOCAL), (ECHO_OURS_IPC, IPC_LOCAL), (ECHO_ADOPTED, ADOPTED), (ECHO_OPENSSH, OPENSSH_IPC))
+        for echo, kernel in pairs:
+            if echo in samples and kernel in samples:
+                relay = statistics.median(paired_overheads(block_p50s, echo))
+                whole = statistics.median(paired_overheads(block_p50s, kernel))
+                print(f"* {kernel}: relay {relay:+.3f}, kernel {whole:+.3f}, beyond the relay {whole - relay:+.3f}")
 
     raw = summarize(ceilings["OpenSSH ssh host head -c N /dev/zero"])["p50"]
     rows = []
