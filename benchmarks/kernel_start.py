@@ -142,13 +142,15 @@ async def stop(pairs) -> None:
 
 
 async def pool_refilled(timeout: float = 60) -> None:
-    """Wait until every kernel pool holds a ready kernel (the refill is not what is timed)."""
+    """Wait until every kernel pool is full again and starts nothing. Before every variant's
+    start, not only the pre-started ones': a refill (a kernel's whole start and warm-up, a
+    second after each take) must not land in another variant's timing, nor is it timed."""
     from jupyter_hpc.provisioners.kernel_pool import KernelPool
 
     deadline = time.perf_counter() + timeout
     while time.perf_counter() < deadline:
         pools = list(KernelPool._pools.values())
-        if pools and all(pool.ready and not pool.starting for pool in pools):
+        if all(len(pool.ready) >= pool.size and not pool.starting for pool in pools):
             if all(remote.exit_status is None for pool in pools for remote, _, _ in pool.ready):
                 return
         await asyncio.sleep(0.05)
@@ -187,8 +189,7 @@ async def single_starts(bed: Bed, names: dict[str, str], rounds: int,
             elif variant == "hpc-ssh warm" and pool_connections() == 0:
                 km, client, *_ = await start_one(kernel_name, False)  # reopen, untimed
                 await stop([(km, client)])
-            elif variant.startswith("hpc-ssh pre-started"):
-                await pool_refilled()
+            await pool_refilled()
             logins = bed.sshd.accepted_logins()
             with peer_quiet_between_starts(variant):
                 km, client, started, ready = await start_one(
