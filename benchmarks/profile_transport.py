@@ -93,6 +93,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--adopted", action="store_true",
                         help="jupyter_server's path: AsyncKernelManager and AsyncKernelClient, local ipc, the SSH "
                         "layer adopted into their asyncio loop (one thread does both)")
+    parser.add_argument("--client-loop", choices=["asyncio", "uvloop"], default="asyncio",
+                        help="with --adopted: the async client's loop (jupyter_server's is asyncio's; uvloop for comparison)")
     parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop",
                         help="the SSH thread's event loop (JUPYTER_HPC_SSH_LOOP; uvloop is the default where installed)")
     args = parser.parse_args(argv)
@@ -121,7 +123,14 @@ def main(argv: list[str] | None = None) -> None:
         if args.adopted:
             extra.setdefault("local_transport", "ipc")
             name = bed.kernelspec("prof-local") if args.local else bed.kernelspec("prof-ssh", bed.ssh_config(**extra))
-            asyncio.run(adopted(name, args.requests, args.mb))
+            factory = asyncio.new_event_loop
+            if args.client_loop == "uvloop":
+                import uvloop
+
+                factory = uvloop.new_event_loop
+            print(f"async client's loop (the SSH layer's too): {args.client_loop}")
+            with asyncio.Runner(loop_factory=factory) as runner:
+                runner.run(adopted(name, args.requests, args.mb))
             return
         name = bed.kernelspec("prof-local") if args.local else bed.kernelspec("prof-ssh", bed.ssh_config(**extra))
         km = jupyter_client.KernelManager(kernel_name=name)

@@ -9,6 +9,7 @@ the far side while the far side can still answer (half-close).
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import jupyter_hpc.ssh.forward as forward
 from jupyter_hpc.ssh import SSHTarget, get_pool, run_in_ssh_loop_sync
@@ -56,15 +57,23 @@ def test_a_stream_arrives_intact_in_fewer_writes_pauses_for_a_slow_client_and_ha
         path = str(tmp_path / "forwarded")
         listener = await connection.forward_path_to_port(path, server.sockets[0].getsockname()[1])
         try:
-            reader, writer = await asyncio.open_unix_connection(path, limit=len(STREAM) * 2)
-            writer.write(b"go\n")
-            await asyncio.sleep(1.5)  # a client behind: sshd sends a window, the local buffer fills
-            received = await reader.readexactly(len(STREAM))
-            writer.write(b"bye")
-            writer.write_eof()
-            answer = await reader.read()
-            writer.close()
-            return received, answer
+            # A client that reads nothing for a while (a raw socket: a StreamReader in this loop
+            # would keep reading): the local socket's buffer fills, then the transport's window.
+            loop = asyncio.get_running_loop()
+            with socket.socket(socket.AF_UNIX) as client:
+                client.setblocking(False)
+                await loop.sock_connect(client, path)
+                await loop.sock_sendall(client, b"go\n")
+                await asyncio.sleep(1.5)  # behind: sshd sends a window, the local buffers fill
+                received = bytearray()
+                while len(received) < len(STREAM):
+                    received += await loop.sock_recv(client, 1 << 20)
+                await loop.sock_sendall(client, b"bye")
+                client.shutdown(socket.SHUT_WR)
+                answer = bytearray()
+                while chunk := await loop.sock_recv(client, 1 << 16):
+                    answer += chunk
+            return bytes(received), bytes(answer)
         finally:
             listener.close()
             server.close()

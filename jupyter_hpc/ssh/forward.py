@@ -28,6 +28,10 @@ log = logging.getLogger("jupyter_hpc.ssh")
 
 WINDOW = 2 * 1024 * 1024  # bytes: asyncssh's default channel window, kept
 WRITE_HIGH = WINDOW  # the local transport pauses the channel only past a window of unsent bytes
+# A local Unix socket's send buffer (Linux caps it at net.core.wmem_max, doubled): with the
+# default ~208 KiB a stream fills it every few packets, and each partial send costs a loop turn
+# to resume; in a jupyter_server that loop is the one decoding the messages too.
+UNIX_SEND_BUFFER = WINDOW
 
 OpenChannel = Callable[[Callable[[], Any]], Awaitable[tuple[Any, Any]]]
 
@@ -99,6 +103,12 @@ class _LocalEnd(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        elif sock is not None and sock.family == socket.AF_UNIX and UNIX_SEND_BUFFER:
+            # Not on TCP: a set SO_SNDBUF turns off the kernel's own tuning of that buffer.
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, UNIX_SEND_BUFFER)
+            except OSError:
+                pass
         self.transport.set_write_buffer_limits(high=WRITE_HIGH)
         self.transport.pause_reading()  # until the channel is open (asyncio's transports heed it)
         asyncio.ensure_future(self._connect())
