@@ -55,6 +55,16 @@ class Server:
     def api(self, method: str, path: str, **kwargs) -> requests.Response:
         return rest(self.port, self.token, method, path, timeout=120, **kwargs)
 
+    def first_listing(self, timeout: float = 60) -> None:
+        """Await the sites' first discovery, as the JupyterLab extension does before it
+        refreshes the launcher: it begins with the server's loop, so the first /api/kernelspecs
+        may answer before it ends."""
+        reply = requests.get(f"http://127.0.0.1:{self.port}/jupyter-hpc/api/kernelspecs/first",
+                             params={"timeout": timeout}, headers={"Authorization": f"token {self.token}"},
+                             timeout=timeout + 30)
+        reply.raise_for_status()
+        assert reply.json()["complete"], "the sites' first discovery did not end"
+
     def kernel_ids(self) -> list[str]:
         return [kernel["id"] for kernel in self.api("GET", "kernels").json()]
 

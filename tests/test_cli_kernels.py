@@ -96,6 +96,7 @@ def test_kernel_create_then_kernels_refresh_shows_it_in_a_running_server(cli_sit
     server = Server(cli_site, "--ServerApp.kernel_spec_manager_class=jupyter_hpc.kernelspecs.RemoteKernelSpecManager",
                     "--RemoteKernelSpecManager.include_local=False")
     try:
+        server.first_listing()
         assert "cori-login-py3" in server.api("GET", "kernelspecs").json()["kernelspecs"]
         made = hpc("kernel", "create", "cori", "--name", "made", "--python", remote_python,
                    "--display-name", "Made here", "--setup", "export MADE=1")
