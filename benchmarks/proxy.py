@@ -1,9 +1,12 @@
 """The cluster proxy against OpenSSH's own port forward, to the same web service, in one run.
 
 A web service (Python's ``ThreadingHTTPServer``) listens on the login node's 127.0.0.1 (the
-bench sshd's host); curl fetches from it two ways:
+bench sshd's host); curl fetches from it three ways:
 - through the route ``/jupyter-hpc/proxy/bench/127.0.0.1:<port>/`` of a JupyterLab server
-  (jupyter_hpc's pooled asyncssh connection, one direct-tcpip channel per request);
+  (jupyter_hpc's pooled asyncssh connection, one direct-tcpip channel per request), once with
+  the server's API token (a script's way; jupyter_server then also signs a fresh login cookie
+  for every response) and once with the login cookie a browser holds (how a dashboard's page
+  and its assets come);
 - through ``ssh -N -L`` (OpenSSH's client, one forward, a channel per connection), the way
   users reach a dashboard today.
 
@@ -49,8 +52,9 @@ def wait_port(port: int, timeout: float = 20) -> None:
 def curl_times(urls: list[str], headers: list[str]) -> list[tuple[float, int]]:
     """Fetch each URL in one curl process; (time_total, bytes) per transfer."""
     with tempfile.NamedTemporaryFile("w", suffix=".curl", delete=False) as config:
-        for header in headers:
-            config.write(f'header = "{header}"\n')
+        for header in headers:  # a quoted string in curl's config: a cookie's quotes escaped
+            escaped = header.replace("\\", "\\\\").replace('"', '\\"')
+            config.write(f'header = "{escaped}"\n')
         for url in urls:
             config.write(f'url = "{url}"\noutput = "/dev/null"\n')
     try:
@@ -59,6 +63,20 @@ def curl_times(urls: list[str], headers: list[str]) -> list[tuple[float, int]]:
     finally:
         os.unlink(config.name)
     return [(float(t), int(n)) for t, n in (line.split() for line in out.splitlines() if line.strip())]
+
+
+SSH = "ssh -L (OpenSSH)"  # the baseline
+
+
+def login_cookie(lab: Lab) -> str:
+    """The login cookie the server gives (``name=value``), as a browser holds it after logging in:
+    a dashboard's page and its assets reach the route with it, not with an API token."""
+    import requests
+
+    reply = requests.get(f"{lab.base}/api/status", headers={"Authorization": f"token {lab.token}"}, timeout=30)
+    reply.raise_for_status()
+    name, value = next((c.name, c.value) for c in reply.cookies if c.name.startswith("username-"))
+    return f"{name}={value}"
 
 
 def main() -> None:
@@ -96,10 +114,11 @@ def main() -> None:
 
         site = bed.sshd.provisioner_config(bed.user.pw_name, remote_python=bed.remote_python)
         with Lab.running(work / "lab", lab_config({"bench": site})) as lab:
+            route = f"{lab.base}/jupyter-hpc/proxy/bench/127.0.0.1:{web_port}"
             ways = {
-                "cluster proxy (jupyter-hpc)": (f"{lab.base}/jupyter-hpc/proxy/bench/127.0.0.1:{web_port}",
-                                                [f"Authorization: token {lab.token}"]),
-                "ssh -L (OpenSSH)": (f"http://127.0.0.1:{forward_port}", []),
+                "cluster proxy (jupyter-hpc), API token": (route, [f"Authorization: token {lab.token}"]),
+                "cluster proxy (jupyter-hpc), login cookie": (route, [f"Cookie: {login_cookie(lab)}"]),
+                SSH: (f"http://127.0.0.1:{forward_port}", []),
             }
             for base, headers in ways.values():  # warm: the pooled login, curl's caches
                 curl_times([f"{base}/small.txt"] * 5, headers)
@@ -114,7 +133,7 @@ def main() -> None:
             # Small requests in interleaved blocks, alternating which way goes first; the server's
             # own smallest authenticated API call (GET /api/status) in each block too, for scale.
             floor: list[float] = []
-            ratios: list[float] = []
+            ratios: dict[str, list[float]] = {name: [] for name in ways}
             per_block = max(1, args.small // args.blocks)
             for block in range(args.blocks):
                 order = list(ways.items()) if block % 2 == 0 else list(ways.items())[::-1]
@@ -124,27 +143,32 @@ def main() -> None:
                     assert all(size == 1024 for _, size in times), name
                     small[name] += [t * 1000 for t, _ in times]
                     block_p50[name] = statistics.median(t for t, _ in times)
-                ratios.append(block_p50[list(ways)[0]] / block_p50[list(ways)[1]])
+                for name in ways:
+                    ratios[name].append(block_p50[name] / block_p50[SSH])
                 floor += [t * 1000 for t, _ in curl_times([f"{lab.base}/api/status"] * per_block,
                                                           [f"Authorization: token {lab.token}"])]
 
-        proxy, ssh = list(ways)
         rows = []
         for name in ways:
             stats = summarize(small[name])
             rows.append([name, f"{max(rates[name]):.0f}", f"{statistics.median(rates[name]):.0f}",
                          f"{stats['p50']:.2f}", f"{stats['p90']:.2f}", f"{stats['p99']:.2f}"])
-        print(f"\n{args.mb} MB download ({args.rounds} rounds) and {len(small[proxy])} requests of 1 KB "
+        print(f"\n{args.mb} MB download ({args.rounds} rounds) and {len(small[SSH])} requests of 1 KB "
               f"({args.blocks} interleaved blocks), curl, the same service on the login node's 127.0.0.1\n")
         stats = summarize(floor)
         rows.append(["(the server's own GET /api/status)", "", "", f"{stats['p50']:.2f}", f"{stats['p90']:.2f}",
                      f"{stats['p99']:.2f}"])
         print(table(["way", "MB/s best", "MB/s median", "small p50 ms", "p90 ms", "p99 ms"], rows))
-        throughput = statistics.median(rates[proxy]) / statistics.median(rates[ssh])
-        latency = statistics.median(small[proxy]) / statistics.median(small[ssh])
-        print(f"\nthroughput {throughput:.2f}x OpenSSH's (target >= 0.7x): {'met' if throughput >= 0.7 else 'MISSED'}")
-        print(f"small-request p50 {latency:.2f}x OpenSSH's (target <= 2x): {'met' if latency <= 2 else 'MISSED'}; "
-              f"per block {statistics.median(ratios):.2f}x median, {min(ratios):.2f}-{max(ratios):.2f}x")
+        print()
+        for name in ways:
+            if name == SSH:
+                continue
+            throughput = statistics.median(rates[name]) / statistics.median(rates[SSH])
+            latency = statistics.median(small[name]) / statistics.median(small[SSH])
+            print(f"{name}: throughput {throughput:.2f}x OpenSSH's (target >= 0.7x): "
+                  f"{'met' if throughput >= 0.7 else 'MISSED'}; small-request p50 {latency:.2f}x "
+                  f"(target <= 2x): {'met' if latency <= 2 else 'MISSED'}; per block "
+                  f"{statistics.median(ratios[name]):.2f}x median, {min(ratios[name]):.2f}-{max(ratios[name]):.2f}x")
     finally:
         for process in processes:
             process.terminate()

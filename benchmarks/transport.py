@@ -76,18 +76,24 @@ CHUNKS_KIB = "64,1024"  # the writes a cell makes: terminal-sized pieces, and wh
 # -- one request, one stream ---------------------------------------------------------------
 
 
+def stream_bytes(msg: dict, msg_id: str) -> int | None:
+    """What one iopub message of ``msg_id``'s adds to its stream; None once it says idle."""
+    if msg["parent_header"].get("msg_id") != msg_id:
+        return 0
+    if msg["msg_type"] == "stream":
+        return len(msg["content"]["text"])
+    if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+        return None
+    return 0
+
+
 def drain_until_idle(client, msg_id: str, timeout: float = 60) -> int:
     """Read iopub until ``msg_id``'s idle status; return the stream bytes seen."""
     received = 0
     deadline = time.monotonic() + timeout
-    while True:
-        msg = client.get_iopub_msg(timeout=max(0.1, deadline - time.monotonic()))
-        if msg["parent_header"].get("msg_id") != msg_id:
-            continue
-        if msg["msg_type"] == "stream":
-            received += len(msg["content"]["text"])
-        elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-            return received
+    while (more := stream_bytes(client.get_iopub_msg(timeout=max(0.1, deadline - time.monotonic())), msg_id)) is not None:
+        received += more
+    return received
 
 
 def round_trip(client) -> float:
@@ -134,14 +140,9 @@ async def drain_until_idle_async(client, msg_id: str, timeout: float = 60) -> in
     """:func:`drain_until_idle` for an ``AsyncKernelClient``."""
     received = 0
     deadline = time.monotonic() + timeout
-    while True:
-        msg = await client.get_iopub_msg(timeout=max(0.1, deadline - time.monotonic()))
-        if msg["parent_header"].get("msg_id") != msg_id:
-            continue
-        if msg["msg_type"] == "stream":
-            received += len(msg["content"]["text"])
-        elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-            return received
+    while (more := stream_bytes(await client.get_iopub_msg(timeout=max(0.1, deadline - time.monotonic())), msg_id)) is not None:
+        received += more
+    return received
 
 
 async def round_trip_async(client) -> float:
