@@ -20,7 +20,7 @@ import asyncio
 import atexit
 import os
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -83,6 +83,15 @@ def adopt_loop(loop: asyncio.AbstractEventLoop) -> bool:
 def in_ssh_loop() -> bool:
     """Whether the current thread is the SSH loop's thread."""
     return _thread is not None and threading.current_thread() is _thread
+
+
+def call_in_ssh_loop(callback: Callable[..., Any], *args: Any) -> None:
+    """``callback(*args)`` now when called in the SSH loop's thread (a jupyter_server's own),
+    else handed to that loop; either way calls keep their order."""
+    if in_ssh_loop():
+        callback(*args)
+    else:
+        ssh_loop().call_soon_threadsafe(callback, *args)
 
 
 async def run_in_ssh_loop(coro: Coroutine[Any, Any, T]) -> T:

@@ -23,9 +23,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from ..errors import HPCError
-from ..ssh import SiteConnection, ssh_loop
+from ..ssh import SiteConnection
 from ..ssh.coalesce import flush_writes
-from ..ssh.loop import in_ssh_loop
+from ..ssh.loop import call_in_ssh_loop
 from ..ssh.quiet_import import asyncssh
 
 log = logging.getLogger("jupyter_hpc.terminals")
@@ -244,24 +244,15 @@ class RemoteTerminal:
     def write(self, text: str) -> None:
         """Type ``text`` into the shell: now in the SSH loop's thread, else handed to it (order
         kept either way)."""
-        if in_ssh_loop():
-            self._write(text)
-        else:
-            ssh_loop().call_soon_threadsafe(self._write, text)
+        call_in_ssh_loop(self._write, text)
 
     def resized(self) -> None:
         """A client's size changed."""
-        if in_ssh_loop():
-            self._apply_size()
-        else:
-            ssh_loop().call_soon_threadsafe(self._apply_size)
+        call_in_ssh_loop(self._apply_size)
 
     def detach_soon(self, client: TerminalClient) -> None:
         """:meth:`detach`, from any thread."""
-        if in_ssh_loop():
-            self.detach(client)
-        else:
-            ssh_loop().call_soon_threadsafe(self.detach, client)
+        call_in_ssh_loop(self.detach, client)
 
     def model(self) -> dict[str, Any]:
         """What /api/terminals lists: jupyter_server's two fields, and where the shell runs."""
