@@ -29,10 +29,11 @@ def parent_pid(pid: int) -> int:
 
 
 def process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs: a zombie, or a process reaped between open and read (ESRCH), has ended."""
     try:
         with open(f"/proc/{pid}/stat") as handle:
             state = handle.read().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
         return False
     return state != "Z"
 
