@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from lab_browser import Lab, lab_config
+from remote_inspect import process_alive
 from terminal_helpers import TermClient
 from testbed.sshd import free_port, running_sshd
 from testbed.users import ensure_user
@@ -138,9 +139,9 @@ def test_a_shell_on_the_login_node_resized_reattached_and_deleted(lab, login_nod
     lab.api("DELETE", f"terminals/{name}")
     again.wait_disconnect()
     deadline = time.monotonic() + 15
-    while (os.path.exists(f"/proc/{shell_pid}") or user_commands(USER, "sleep 4242")) and time.monotonic() < deadline:
+    while (process_alive(shell_pid) or user_commands(USER, "sleep 4242")) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not os.path.exists(f"/proc/{shell_pid}"), "the remote shell outlived DELETE"
+    assert not process_alive(shell_pid), "the remote shell outlived DELETE"
     assert user_commands(USER, "sleep 4242") == [], "its background job outlived DELETE"
     assert lab.api("GET", "terminals").json() == []
     assert requests.get(f"{lab.base}/api/terminals/{name}", headers={"Authorization": f"token {lab.token}"}).status_code == 404
@@ -293,9 +294,9 @@ def test_an_idle_terminal_is_ended_with_a_line_saying_so(tmp_path, login_node, r
         term.wait_for(r"\[Closed after \d+ s with no input or output \(terminal_idle_timeout\)\. Open a new terminal to go on\.\]",
                       timeout=20)
         deadline = time.monotonic() + 10
-        while os.path.exists(f"/proc/{shell_pid}") and time.monotonic() < deadline:
+        while process_alive(shell_pid) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert not os.path.exists(f"/proc/{shell_pid}")
+        assert not process_alive(shell_pid)
         assert lab.api("GET", f"terminals/{term.name}").json()["jupyter_hpc"]["state"] == "ended"
 
 
@@ -326,7 +327,7 @@ def test_the_demo_login_node_gives_a_login_shell_on_a_pty(tmp_path):
                 shell.close()
                 job = int(re.search(r"JOB=(\d+)", screen).group(1))
                 for _ in range(50):
-                    if not os.path.exists(f"/proc/{job}"):
+                    if not process_alive(job):
                         break
                     await asyncio.sleep(0.1)
                 return screen, job
@@ -337,4 +338,4 @@ def test_the_demo_login_node_gives_a_login_shell_on_a_pty(tmp_path):
     assert f"\r\n{home}\r\n" in screen
     assert re.search(r"\r\nxterm-256color 127\.0\.0\.1 \d+ 127\.0\.0\.1 \d+\r\n", screen)
     assert re.search(r"[\r\n]40 100\r\n", screen) and re.search(r"[\r\n]50 132\r\n", screen)
-    assert not os.path.exists(f"/proc/{job}"), "a job of the shell outlived the session's end"
+    assert not process_alive(job), "a job of the shell outlived the session's end"
