@@ -326,7 +326,7 @@ def test_the_demo_login_node_gives_a_login_shell_on_a_pty(tmp_path):
                     screen += await asyncio.wait_for(shell.stdout.read(65536), 10)
                 shell.close()
                 job = int(re.search(r"JOB=(\d+)", screen).group(1))
-                for _ in range(50):
+                for _ in range(100):
                     if not process_alive(job):
                         break
                     await asyncio.sleep(0.1)
@@ -338,4 +338,6 @@ def test_the_demo_login_node_gives_a_login_shell_on_a_pty(tmp_path):
     assert f"\r\n{home}\r\n" in screen
     assert re.search(r"\r\nxterm-256color 127\.0\.0\.1 \d+ 127\.0\.0\.1 \d+\r\n", screen)
     assert re.search(r"[\r\n]40 100\r\n", screen) and re.search(r"[\r\n]50 132\r\n", screen)
-    assert not process_alive(job), "a job of the shell outlived the session's end"
+    if process_alive(job):
+        with open(f"/proc/{job}/stat") as stat:
+            pytest.fail(f"a job of the shell outlived the session's end by 10 s: /proc/{job}/stat says {stat.read()!r}")
