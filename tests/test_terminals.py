@@ -302,8 +302,13 @@ def test_an_idle_terminal_is_ended_with_a_line_saying_so(tmp_path, login_node, r
 
 def test_the_demo_login_node_gives_a_login_shell_on_a_pty(tmp_path):
     """The demo's embedded login node (asyncssh) runs a real login shell on a PTY: in Cori's
-    home, SSH_CONNECTION and TERM set, window changes followed, the hang-up ending its jobs."""
+    home, SSH_CONNECTION and TERM set, window changes followed, the hang-up ending its jobs.
+    The node runs here with SIGHUP, SIGINT and SIGQUIT ignored, as under ``nohup`` or as a
+    script's background job: its sessions still start with every signal at its default, as
+    sshd's do (an ignored signal is inherited across exec, and the job would outlive the
+    hang-up)."""
     import asyncio
+    import signal
 
     from jupyter_hpc.demo.login_node import LoginNode
     from jupyter_hpc.ssh.quiet_import import asyncssh
@@ -311,10 +316,11 @@ def test_the_demo_login_node_gives_a_login_shell_on_a_pty(tmp_path):
     home = tmp_path / "cori-home"
     home.mkdir()
 
-    async def session() -> tuple[str, int]:
+    async def session() -> tuple[str, int, str]:
         async with LoginNode(tmp_path / "state", home=home) as node:
             async with asyncssh.connect(node.host, node.port, username=node.username, known_hosts=str(node.known_hosts_path),
                                         client_keys=[str(node.client_key_path)]) as conn:
+                ignored = (await conn.run("grep SigIgn /proc/self/status", check=True)).stdout
                 shell = await conn.create_process(term_type="xterm-256color", term_size=(100, 40), encoding="utf-8")
                 shell.stdin.write("shopt -q login_shell && echo LOGIN; tty; pwd; echo \"$TERM $SSH_CONNECTION\"; stty size\r")
                 screen = ""
@@ -330,12 +336,23 @@ def test_the_demo_login_node_gives_a_login_shell_on_a_pty(tmp_path):
                     if not process_alive(job):
                         break
                     await asyncio.sleep(0.1)
-                return screen, job
+                return screen, job, ignored
 
-    screen, job = asyncio.run(session())
+    as_under_nohup = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT)
+    before = {signum: signal.signal(signum, signal.SIG_IGN) for signum in as_under_nohup}
+    try:
+        screen, job, ignored = asyncio.run(session())
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
+    mask = int(ignored.split()[1], 16)
+    assert not [s.name for s in as_under_nohup if mask & (1 << (s - 1))], f"a session started with signals ignored: {ignored}"
     assert re.search(r"[\r\n]LOGIN\r\n", screen)
     assert re.search(r"\r\n/dev/pts/\d+\r\n", screen)
     assert f"\r\n{home}\r\n" in screen
     assert re.search(r"\r\nxterm-256color 127\.0\.0\.1 \d+ 127\.0\.0\.1 \d+\r\n", screen)
     assert re.search(r"[\r\n]40 100\r\n", screen) and re.search(r"[\r\n]50 132\r\n", screen)
-    assert not process_alive(job), f"a job of the shell outlived the session's end by 10 s: {parent_chain(job)}"
+    if process_alive(job):
+        chain = parent_chain(job)
+        os.kill(job, signal.SIGKILL)
+        pytest.fail(f"a job of the shell outlived the session's end by 10 s: {chain}")

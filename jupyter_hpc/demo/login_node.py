@@ -285,6 +285,7 @@ class LoginNode:
                 env=self.environment(process),
                 cwd=cwd,
                 start_new_session=True,  # its own process group, as sshd's children have
+                preexec_fn=_default_signals,
             )
         except OSError as exc:
             process.stderr.write(f"cannot run {self.shell}: {exc}\n".encode())
@@ -316,7 +317,7 @@ class LoginNode:
         try:
             command = await asyncio.create_subprocess_exec(
                 *argv, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=cwd,
-                start_new_session=True, preexec_fn=_take_controlling_tty,
+                start_new_session=True, preexec_fn=_begin_terminal_session,
             )
         except OSError as exc:
             os.close(master)
@@ -435,9 +436,24 @@ def _hang_up_session(session_id: int) -> None:
             os.killpg(group, signal.SIGHUP)
 
 
-def _take_controlling_tty() -> None:
-    """In the child, after setsid: its stdin (the PTY) becomes the session's controlling terminal,
-    so job control works and the shell gets SIGHUP when the session ends."""
+def _default_signals() -> None:
+    """In the child: every signal back to its default action, as sshd starts a session. An
+    ignored signal stays ignored across exec, so a demo started with ``nohup`` (SIGHUP ignored)
+    or as a non-interactive shell's background job (SIGINT, SIGQUIT) would hand that on to the
+    user's shells and kernels: jobs that outlive the hang-up, kernels deaf to interrupts."""
+    for signum in signal.valid_signals():
+        if signum not in (signal.SIGKILL, signal.SIGSTOP):
+            try:
+                signal.signal(signum, signal.SIG_DFL)
+            except (OSError, ValueError):  # not settable here (e.g. a real-time one in use)
+                pass
+
+
+def _begin_terminal_session() -> None:
+    """In the child, after setsid: default signals, and its stdin (the PTY) becomes the
+    session's controlling terminal, so job control works and the shell gets SIGHUP when the
+    session ends."""
+    _default_signals()
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
