@@ -148,7 +148,9 @@ def test_queued_jobs_cancelled_by_request_or_by_the_next_server_and_an_unowned_o
 
     again = servers("--HPCMappingKernelManager.reattach_queued=cancel", name="again")
     wait_until(lambda: left_job not in slurm.jobs(kernel_user.pw_name), "the left job cancelled", 30)
-    assert kernel_model(again, left_id) is None
+    # The server unlists the kernel once it has also removed the job's staged request (one
+    # more round trip to the login node after scancel).
+    wait_until(lambda: kernel_model(again, left_id) is None, "the cancelled job's kernel unlisted", 10)
     assert left_id not in recorded()
 
     hold_regular(False)  # the lone server's job runs, and no server ever comes for it
