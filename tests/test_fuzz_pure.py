@@ -198,6 +198,8 @@ def request_lines() -> st.SearchStrategy[bytes]:
 @example(data=b'{"op": "launch", "key": "k", "argv": ["/nonexistent/python"], "env": {"A=B": "x"}}\n')
 @example(data=b'{"op": "launch", "key": "k", "argv": ["/nonexistent/python"], "lease": "nan"}\n')
 @example(data=b'{"op": "attach", "kernel_dir": "/tmp", "pid": 1}\n')
+@example(data=b'{"op": "launch", "argv": 1}\n')  # found by this test in a full run
+@example(data=b'{"op": "attach", "argv": ["x", 2]}\n')
 @example(data=b'{"op": "attach", "answer_file": "/nonexistent", "ready_timeout": 1e400}\n')
 @example(data=b'{"op": "launch", "key": "k", "argv": ["/nonexistent/python"], "ready_timeout": NaN}\n')
 @example(data=json.dumps({"op": "launch", "key": "k", "transport": "tcp", "argv": DYING}).encode() + b"\n")

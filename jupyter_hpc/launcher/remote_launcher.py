@@ -928,6 +928,12 @@ def main(stdin=None, stdout=None):
         stdout.write(b'{"ok": false, "error": "expected a JSON launch or attach request"}\n')
         stdout.flush()
         return 2
+    argv = request.get("argv", [])
+    if not isinstance(argv, list) or not all(isinstance(arg, str) for arg in argv):
+        # Checked before anything reads it: a container's {kernel_dir} is looked for at once.
+        stdout.write(b'{"ok": false, "error": "the request\'s argv must be a list of strings (the kernelspec\'s argv)"}\n')
+        stdout.flush()
+        return 2
     monitor = Monitor(request, stdin, stdout)
     stop_on_sigterm(monitor)
     try:
