@@ -137,8 +137,7 @@ def specs(server: Server) -> dict:
     """The kernelspecs listed from anywhere but the cluster's own directories: this test's. Once
     the sites' first lists are in, as the JupyterLab extension waits (/api/kernelspecs itself
     answers at once, before them)."""
-    requests.get(f"http://127.0.0.1:{server.port}/jupyter-hpc/api/kernelspecs/first",
-                 headers={"Authorization": f"token {server.token}"}, timeout=90).raise_for_status()
+    server.first_listing()
     listed = server.api("GET", "kernelspecs").json()["kernelspecs"]
     return {name: model for name, model in listed.items()
             if not model["spec"]["metadata"]["jupyter_hpc"]["remote_file"].startswith(SITE_KERNEL_DIRS)}
