@@ -81,7 +81,10 @@ async def start_launcher(
     this one, and the kernel's forwards must go through the connection its launcher runs on.
     """
     connection, process = await connection.start([*prefix, *script_argv(remote_python)], encoding=None)
-    process.stdin.write(launcher_stdin())
+    try:
+        process.stdin.write(launcher_stdin())
+    except BrokenPipeError:  # it ended at once (no such python): where its answer is read, its
+        pass  # exit status and stderr say why, as a launch error the user can act on
     return connection, process
 
 
@@ -187,7 +190,10 @@ class RemoteKernel:
             connection, process = await start_launcher(asked, remote_python, prefix)
         else:
             connection, process = taken
-        process.stdin.write(request_line(request))
+        try:
+            process.stdin.write(request_line(request))
+        except BrokenPipeError:  # the launcher has ended: the empty answer below says why
+            pass
         try:
             line = await asyncio.wait_for(process.stdout.readline(), timeout)
         except asyncio.TimeoutError:
